@@ -1,0 +1,2 @@
+export * from './NovaCronError.js';
+export * from './errors.js';

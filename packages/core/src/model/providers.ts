@@ -1,0 +1,153 @@
+import { z } from 'zod';
+import { labels, name, overcommit, pricePerHour } from './common.js';
+import { duration, size } from './units.js';
+
+/**
+ * Typed configuration of each provider kind. The shapes live in the core (they are data,
+ * no SDKs), so a fleet file is validated in full before any provider package is loaded,
+ * and the JSON Schema for editors covers every kind.
+ */
+
+const simHost = z.strictObject({
+  name: name('host', 63),
+  zone: z.string().min(1).default('zone-a'),
+  region: z.string().min(1).optional(),
+  cpu: z.number().int().min(1).max(4096),
+  memory: size('MiB', 64, 64 * 1024 ** 2),
+  disk: size('GiB', 1, 1024 ** 2).default(1024),
+  gpu: z.number().int().min(0).max(64).default(0),
+  labels: labels.default({}),
+  pricePerHour: pricePerHour.default(0),
+  overcommit: overcommit.optional(),
+});
+
+const simGenerate = z.strictObject({
+  count: z.number().int().min(1).max(100_000),
+  zones: z.array(z.string().min(1)).min(1).default(['zone-a']),
+  cpu: z.number().int().min(1).max(4096),
+  memory: size('MiB', 64, 64 * 1024 ** 2),
+  disk: size('GiB', 1, 1024 ** 2).default(1024),
+  pricePerHour: pricePerHour.default(0),
+  labels: labels.default({}),
+  prefix: name('host prefix', 40).default('host'),
+});
+
+const operationLatencies = z.strictObject({
+  create: duration(600_000).optional(),
+  start: duration(600_000).optional(),
+  stop: duration(600_000).optional(),
+  delete: duration(600_000).optional(),
+  resize: duration(600_000).optional(),
+  list: duration(600_000).optional(),
+  inventory: duration(600_000).optional(),
+  snapshot: duration(600_000).optional(),
+  migrate: duration(600_000).optional(),
+});
+
+export const simProviderConfig = z.strictObject({
+  type: z.literal('sim'),
+  /** The datacenter to build the first time the state directory is empty. */
+  hosts: z.array(simHost).default([]),
+  generate: simGenerate.optional(),
+  overcommit: overcommit.default({ cpu: 4, memory: 1, disk: 1 }),
+  latency: operationLatencies.default({}),
+  /** Defaults to NOVACRON_STATE_DIR, else `.novacron/` in the working directory. */
+  stateDir: z.string().min(1).optional(),
+  images: z.array(z.string().min(1)).optional(),
+});
+
+const sshAuth = z.strictObject({
+  user: z.string().min(1).optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  identityFile: z.string().min(1).optional(),
+  agent: z.union([z.boolean(), z.string().min(1)]).optional(),
+  /** Read from this environment variable, never written in the fleet file. */
+  passwordEnv: z.string().min(1).optional(),
+  knownHosts: z.string().min(1).optional(),
+  /** `yes` refuses unknown and changed host keys; `accept-new` trusts a host the first time only. */
+  strictHostKeyChecking: z.enum(['yes', 'accept-new']).optional(),
+  keepaliveInterval: duration(3_600_000).optional(),
+  connectTimeout: duration(600_000).optional(),
+  jumpHost: z.string().min(1).optional(),
+  /** Read ~/.ssh/config (or this file) for Host aliases, as OpenSSH does. */
+  config: z.union([z.boolean(), z.string().min(1)]).optional(),
+});
+
+const kvmHost = z.strictObject({
+  name: name('host', 63),
+  address: z.string().min(1),
+  zone: z.string().min(1).default('default'),
+  region: z.string().min(1).optional(),
+  labels: labels.default({}),
+  pricePerHour: pricePerHour.default(0),
+  overcommit: overcommit.optional(),
+  pool: z.string().min(1).optional(),
+  network: z.string().min(1).optional(),
+  ssh: sshAuth.optional(),
+});
+
+const kvmImage = z.strictObject({
+  /** A volume already in the host's pool to back new disks (copy-on-write). */
+  volume: z.string().min(1).optional(),
+  /** Or a URL the hosts fetch it from once, checked against the checksum. */
+  url: z.string().min(1).optional(),
+  checksum: z.string().regex(/^sha256:[0-9a-f]{64}$/).optional(),
+  format: z.enum(['qcow2', 'raw']).default('qcow2'),
+  /** Direct kernel boot (tiny guests, the testbed). */
+  kernel: z.string().min(1).optional(),
+  initrd: z.string().min(1).optional(),
+  cmdline: z.string().optional(),
+});
+
+export const kvmProviderConfig = z.strictObject({
+  type: z.literal('kvm'),
+  hosts: z.array(kvmHost).min(1),
+  ssh: sshAuth.default({}),
+  pool: z.string().min(1).default('default'),
+  network: z.string().min(1).default('default'),
+  /** `kvm` when the hosts offer hardware virtualisation, `qemu` for software emulation. */
+  domainType: z.enum(['kvm', 'qemu']).default('kvm'),
+  overcommit: overcommit.default({ cpu: 4, memory: 1, disk: 1 }),
+  images: z.record(z.string().min(1), kvmImage).default({}),
+});
+
+export const awsProviderConfig = z.strictObject({
+  type: z.literal('aws'),
+  region: z.string().min(1),
+  zones: z.array(z.string().min(1)).optional(),
+  endpoint: z.string().url().optional(),
+  profile: z.string().min(1).optional(),
+  subnetIds: z.record(z.string(), z.string()).optional(),
+  securityGroupIds: z.array(z.string().min(1)).optional(),
+  keyName: z.string().min(1).optional(),
+  instanceTypes: z.array(z.string().min(1)).optional(),
+  images: z.record(z.string().min(1), z.string().min(1)).default({}),
+  labels: labels.default({}),
+});
+
+export const gcpProviderConfig = z.strictObject({
+  type: z.literal('gcp'),
+  project: z.string().min(1),
+  region: z.string().min(1).optional(),
+  zones: z.array(z.string().min(1)).min(1),
+  endpoint: z.string().min(1).optional(),
+  network: z.string().min(1).optional(),
+  machineTypes: z.array(z.string().min(1)).optional(),
+  images: z.record(z.string().min(1), z.string().min(1)).default({}),
+  labels: labels.default({}),
+});
+
+export const providerConfig = z.discriminatedUnion('type', [
+  simProviderConfig,
+  kvmProviderConfig,
+  awsProviderConfig,
+  gcpProviderConfig,
+]);
+
+export type SimProviderConfig = z.infer<typeof simProviderConfig>;
+export type KvmProviderConfig = z.infer<typeof kvmProviderConfig>;
+export type AwsProviderConfig = z.infer<typeof awsProviderConfig>;
+export type GcpProviderConfig = z.infer<typeof gcpProviderConfig>;
+export type ProviderConfig = z.infer<typeof providerConfig>;
+export type ProviderKind = ProviderConfig['type'];
+export const PROVIDER_KINDS = ['sim', 'kvm', 'aws', 'gcp'] as const satisfies readonly ProviderKind[];

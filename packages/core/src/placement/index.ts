@@ -1,0 +1,4 @@
+export * from './types.js';
+export * from './capacity.js';
+export * from './filters.js';
+export * from './place.js';

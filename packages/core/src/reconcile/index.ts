@@ -1,0 +1,5 @@
+export * from './types.js';
+export * from './desired.js';
+export * from './plan.js';
+export * from './observe.js';
+export * from './apply.js';

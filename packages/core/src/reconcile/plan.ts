@@ -1,0 +1,248 @@
+import type { FleetSpec, PlacementWeights } from '../model/fleet.js';
+import type { Host, Resources, VmRecord } from '../model/records.js';
+import { place } from '../placement/place.js';
+import type { PlacedVm, PlacementVm } from '../placement/types.js';
+import type { CreateVmRequest, VmRef } from '../provider/Provider.js';
+import { expandFleet, type DesiredVm } from './desired.js';
+import type { CreateStep, DeleteStep, Observed, Plan, PlanStep, ReplaceStep, ResizeStep, StartStep, StepKind } from './types.js';
+import { STEP_KINDS } from './types.js';
+
+export interface PlanOptions {
+  readonly weights?: PlacementWeights;
+  readonly seed?: number;
+}
+
+/**
+ * Compares what the fleet asks for with what the providers report and returns the steps
+ * that close the gap, each with its reason. Pure: no provider is called.
+ */
+export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions = {}): Plan {
+  const desired = expandFleet(fleet);
+  const desiredByName = new Map(desired.map((d) => [d.name, d]));
+  const hostsById = new Map(observed.hosts.map((h) => [h.id, h]));
+  const freed = new Map<string, Resources>(); // host id → resources this plan frees on it
+  const freeing = new Map<string, string[]>(); // host id → ids of steps that free it
+
+  const deletes: DeleteStep[] = [];
+  const replaces: ReplaceStep[] = [];
+  const resizes: ResizeStep[] = [];
+  const starts: StartStep[] = [];
+  const toPlace: DesiredVm[] = [];
+  const kept: PlacedVm[] = [];
+  const current = new Map<string, VmRecord>();
+
+  for (const vm of [...observed.vms].sort(byName)) {
+    const want = desiredByName.get(vm.name);
+    const duplicate = current.has(vm.name);
+    if (!want || want.group !== vm.group || duplicate) {
+      const reason = duplicate
+        ? `duplicate of ${vm.name} on ${current.get(vm.name)!.host}`
+        : !(vm.group in fleet.groups)
+          ? `group "${vm.group}" is no longer in the fleet`
+          : `group "${vm.group}" has count ${fleet.groups[vm.group]!.count}`;
+      const step: DeleteStep = { ...base('delete', vm, reason), host: vm.host, ref: refOf(vm, fleet.name), resources: vm.resources };
+      deletes.push(step);
+      free(vm.host, vm.resources, step.id);
+      continue;
+    }
+    current.set(vm.name, vm);
+  }
+
+  for (const want of desired) {
+    const vm = current.get(want.name);
+    if (!vm) {
+      toPlace.push(want);
+      continue;
+    }
+    const change = classify(want, vm, observed);
+    if (change === 'replace') {
+      toPlace.push(want);
+      free(vm.host, vm.resources, `replace:${vm.name}`);
+      continue;
+    }
+    kept.push({ id: vm.name, group: vm.group, host: vm.host });
+    if (change === 'resize') {
+      resizes.push({
+        ...base('resize', vm, describeResize(vm.resources, want.resources)),
+        host: vm.host,
+        ref: refOf(vm, fleet.name),
+        from: vm.resources,
+        to: want.resources,
+        specHash: want.specHash,
+      });
+    } else if (vm.state === 'stopped' || vm.state === 'creating' || vm.state === 'error') {
+      starts.push({ ...base('start', vm, vm.state === 'stopped' ? 'VM is stopped' : `VM is in state "${vm.state}"; finishing it`), host: vm.host, ref: refOf(vm, fleet.name) });
+    }
+  }
+
+  const hosts = observed.hosts.map((h) => withFreed(h, freed.get(h.id)));
+  const placement = place({
+    hosts,
+    vms: toPlace.map(placementVm),
+    existing: kept,
+    seed: options.seed ?? fleet.placement.seed,
+    weights: { ...fleet.placement.weights, ...options.weights },
+  });
+
+  const creates: CreateStep[] = [];
+  for (const want of toPlace) {
+    const host = placement.assignments[want.name];
+    if (!host) continue;
+    const hostRecord = hostsById.get(host)!;
+    const request = createRequest(fleet, want, host, placement.instanceTypes[want.name]);
+    const old = current.get(want.name);
+    if (old) {
+      replaces.push({
+        ...base('replace', old, describeReplace(old, want), hostRecord.provider),
+        dependsOn: freeing.get(host)?.filter((id) => id !== `replace:${old.name}`) ?? [],
+        fromProvider: old.provider,
+        fromHost: old.host,
+        ref: refOf(old, fleet.name),
+        host,
+        request,
+      });
+    } else {
+      creates.push({
+        id: `create:${want.name}`,
+        kind: 'create',
+        vm: want.name,
+        group: want.group,
+        provider: hostRecord.provider,
+        host,
+        reason: `group "${want.group}" asks for ${want.spec.count}; placed on ${host}`,
+        dependsOn: freeing.get(host) ?? [],
+        request,
+      });
+    }
+  }
+
+  const steps: PlanStep[] = [...deletes, ...replaces, ...resizes, ...starts, ...creates.sort(byVm)];
+  const summary = Object.fromEntries(STEP_KINDS.map((k) => [k, 0])) as Record<StepKind, number>;
+  for (const step of steps) summary[step.kind]++;
+  return {
+    fleet: fleet.name,
+    steps,
+    unplaced: placement.unplaced,
+    placement,
+    summary: { ...summary, unchanged: kept.length - resizes.length - starts.length },
+    costPerHour: fleetCost(fleet.name, observed, steps, placement.instanceTypes, hostsById),
+  };
+
+  function free(host: string, resources: Resources, stepId: string): void {
+    const sum = freed.get(host) ?? { cpu: 0, memoryMiB: 0, diskGiB: 0, gpu: 0 };
+    freed.set(host, add(sum, resources, 1));
+    freeing.set(host, [...(freeing.get(host) ?? []), stepId]);
+  }
+}
+
+/** How a VM that exists differs from what its group asks for. */
+function classify(want: DesiredVm, vm: VmRecord, observed: Observed): 'none' | 'resize' | 'replace' {
+  const allowed = want.spec.placement.providers;
+  if (allowed && !allowed.includes(vm.provider)) return 'replace';
+  if (vm.specHash === want.specHash) return 'none';
+  if (vm.image !== want.image) return 'replace';
+  const sameResources = sameSize(vm.resources, want.resources);
+  if (!sameResources && vm.resources.diskGiB <= want.resources.diskGiB && observed.capabilities[vm.provider]?.resize) return 'resize';
+  if (sameResources) {
+    // Only the cloud-init data changed: the group's policy decides.
+    return want.spec.cloudInit?.onChange === 'replace' ? 'replace' : 'none';
+  }
+  return 'replace';
+}
+
+function fleetCost(fleet: string, observed: Observed, steps: readonly PlanStep[], types: Readonly<Record<string, string>>, hosts: ReadonlyMap<string, Host>): number {
+  const removed = new Set(steps.filter((s) => s.kind === 'delete' || s.kind === 'replace').map((s) => s.vm));
+  const placements: { host: string; type: string | undefined }[] = observed.vms
+    .filter((vm) => vm.fleet === fleet && !removed.has(vm.name))
+    .map((vm) => ({ host: vm.host, type: vm.instanceType }));
+  for (const step of steps) {
+    if (step.kind === 'create' || step.kind === 'replace') placements.push({ host: step.host, type: types[step.vm] });
+  }
+  let cost = 0;
+  const activeFixed = new Set<string>();
+  for (const p of placements) {
+    const host = hosts.get(p.host);
+    if (!host) continue;
+    if (host.instanceTypes) cost += host.instanceTypes.find((t) => t.name === p.type)?.pricePerHour ?? 0;
+    else activeFixed.add(host.id);
+  }
+  for (const id of activeFixed) cost += hosts.get(id)!.pricePerHour;
+  return Math.round(cost * 10_000) / 10_000;
+}
+
+function base<K extends StepKind>(kind: K, vm: VmRecord, reason: string, provider = vm.provider) {
+  return { id: `${kind}:${vm.name}`, kind, vm: vm.name, group: vm.group, provider, reason, dependsOn: [] as string[] };
+}
+
+function refOf(vm: VmRecord, fleet: string): VmRef {
+  return { name: vm.name, fleet, id: vm.id, host: vm.host };
+}
+
+function createRequest(fleet: FleetSpec, want: DesiredVm, host: string, instanceType: string | undefined): CreateVmRequest {
+  const workload = want.spec.workload;
+  return {
+    name: want.name,
+    ownership: { fleet: fleet.name, group: want.group, index: want.index, specHash: want.specHash },
+    host,
+    resources: want.resources,
+    image: want.image,
+    labels: want.spec.labels,
+    ...(instanceType ? { instanceType } : {}),
+    ...(want.spec.cloudInit ? { cloudInit: want.spec.cloudInit } : {}),
+    ...(workload
+      ? {
+          workload: {
+            ...(workload.workingSet !== undefined ? { workingSetMiB: workload.workingSet } : {}),
+            ...(workload.dirtyRateMiBps !== undefined ? { dirtyRateMiBps: workload.dirtyRateMiBps } : {}),
+          },
+        }
+      : {}),
+  };
+}
+
+function placementVm(want: DesiredVm): PlacementVm {
+  return { id: want.name, group: want.group, resources: want.resources, labels: want.spec.labels, rules: want.spec.placement };
+}
+
+function withFreed(host: Host, freed: Resources | undefined): Host {
+  return freed ? { ...host, allocated: add(host.allocated, freed, -1) } : host;
+}
+
+function add(a: Resources, b: Resources, sign: 1 | -1): Resources {
+  return {
+    cpu: Math.max(0, a.cpu + sign * b.cpu),
+    memoryMiB: Math.max(0, a.memoryMiB + sign * b.memoryMiB),
+    diskGiB: Math.max(0, a.diskGiB + sign * b.diskGiB),
+    gpu: Math.max(0, a.gpu + sign * b.gpu),
+  };
+}
+
+function sameSize(a: Resources, b: Resources): boolean {
+  return a.cpu === b.cpu && a.memoryMiB === b.memoryMiB && a.diskGiB === b.diskGiB && a.gpu === b.gpu;
+}
+
+function describeResize(from: Resources, to: Resources): string {
+  const parts: string[] = [];
+  if (from.cpu !== to.cpu) parts.push(`cpu ${from.cpu} → ${to.cpu}`);
+  if (from.memoryMiB !== to.memoryMiB) parts.push(`memory ${from.memoryMiB}MiB → ${to.memoryMiB}MiB`);
+  if (from.diskGiB !== to.diskGiB) parts.push(`disk ${from.diskGiB}GiB → ${to.diskGiB}GiB`);
+  if (from.gpu !== to.gpu) parts.push(`gpu ${from.gpu} → ${to.gpu}`);
+  return `resize: ${parts.join(', ')}`;
+}
+
+function describeReplace(vm: VmRecord, want: DesiredVm): string {
+  if (vm.image !== want.image) return `image changes ${vm.image} → ${want.image}`;
+  const allowed = want.spec.placement.providers;
+  if (allowed && !allowed.includes(vm.provider)) return `provider "${vm.provider}" is no longer allowed for group "${want.group}"`;
+  if (!sameSize(vm.resources, want.resources)) return `${describeResize(vm.resources, want.resources)} cannot be made in place`;
+  return 'cloud-init data changed and the group replaces on change';
+}
+
+const byName = (a: { name: string }, b: { name: string }) => naturalCompare(a.name, b.name);
+const byVm = (a: { vm: string }, b: { vm: string }) => naturalCompare(a.vm, b.vm);
+
+/** `web-2` before `web-10`. */
+export function naturalCompare(a: string, b: string): number {
+  return collator.compare(a, b);
+}
+const collator = new Intl.Collator('en', { numeric: true });

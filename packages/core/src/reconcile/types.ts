@@ -1,0 +1,85 @@
+import type { MigrationPolicy } from '../model/policies.js';
+import type { Host, Resources, VmRecord } from '../model/records.js';
+import type { PlacementResult, UnplacedVm } from '../placement/types.js';
+import type { Capabilities, CreateVmRequest, VmRef } from '../provider/Provider.js';
+
+/** What the providers report: the source of truth, no state file. */
+export interface Observed {
+  readonly hosts: readonly Host[];
+  /** VMs this fleet owns, from every provider. */
+  readonly vms: readonly VmRecord[];
+  readonly capabilities: Readonly<Record<string, Capabilities>>;
+}
+
+interface StepBase {
+  /** Stable: `<kind>:<vm>`. */
+  readonly id: string;
+  readonly vm: string;
+  readonly group: string;
+  readonly provider: string;
+  readonly reason: string;
+  readonly dependsOn: readonly string[];
+}
+
+export interface CreateStep extends StepBase {
+  readonly kind: 'create';
+  readonly host: string;
+  readonly request: CreateVmRequest;
+}
+
+export interface DeleteStep extends StepBase {
+  readonly kind: 'delete';
+  readonly host: string;
+  readonly ref: VmRef;
+  readonly resources: Resources;
+}
+
+export interface StartStep extends StepBase {
+  readonly kind: 'start';
+  readonly host: string;
+  readonly ref: VmRef;
+}
+
+export interface ResizeStep extends StepBase {
+  readonly kind: 'resize';
+  readonly host: string;
+  readonly ref: VmRef;
+  readonly from: Resources;
+  readonly to: Resources;
+  readonly specHash: string;
+}
+
+/** Delete, then create anew (a change no cheaper path can make). */
+export interface ReplaceStep extends StepBase {
+  readonly kind: 'replace';
+  readonly fromProvider: string;
+  readonly fromHost: string;
+  readonly ref: VmRef;
+  readonly host: string;
+  readonly request: CreateVmRequest;
+}
+
+export interface MigrateStep extends StepBase {
+  readonly kind: 'migrate';
+  readonly ref: VmRef;
+  readonly from: string;
+  readonly to: string;
+  readonly mode: 'live' | 'cold';
+  readonly policy: MigrationPolicy;
+  readonly memoryMiB: number;
+}
+
+export type PlanStep = CreateStep | DeleteStep | StartStep | ResizeStep | ReplaceStep | MigrateStep;
+export type StepKind = PlanStep['kind'];
+export const STEP_KINDS = ['delete', 'replace', 'resize', 'migrate', 'start', 'create'] as const satisfies readonly StepKind[];
+
+export interface Plan {
+  readonly fleet: string;
+  readonly steps: readonly PlanStep[];
+  /** VMs the fleet asks for that fit nowhere: an apply refuses such a plan. */
+  readonly unplaced: readonly UnplacedVm[];
+  readonly placement: PlacementResult;
+  readonly summary: Readonly<Record<StepKind, number>> & { readonly unchanged: number };
+  /** Hourly cost of the fleet once applied (hosts it keeps active, plus cloud instances). */
+  readonly costPerHour: number;
+}

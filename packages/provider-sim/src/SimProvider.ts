@@ -1,0 +1,369 @@
+import { join } from 'node:path';
+import {
+  assertOwned,
+  CapacityExceededError,
+  hostId,
+  NotFoundError,
+  splitHostId,
+  systemClock,
+  UnreachableError,
+  type Capabilities,
+  type Clock,
+  type CreateVmRequest,
+  type Host,
+  type HostState,
+  type OperationContext,
+  type Provider,
+  type ResizeRequest,
+  type Resources,
+  type SimProviderConfig,
+  type StopOptions,
+  type VmRecord,
+  type VmRef,
+} from '@novacron/core';
+import { FaultInjector, SimulatedCrash } from './faults.js';
+import { WorldStore } from './store.js';
+import { World, type SimHost, type SimVm } from './world.js';
+
+export interface SimProviderOptions {
+  readonly name: string;
+  readonly config: SimProviderConfig;
+  /** Where the world is kept; undefined keeps it in memory only. */
+  readonly stateDir?: string;
+  readonly clock?: Clock;
+  readonly faults?: FaultInjector;
+}
+
+/** Journal lines after which the world is compacted into a fresh snapshot. */
+const COMPACT_AFTER = 50_000;
+
+/**
+ * The embedded default provider: a datacenter simulated in process, with the whole VM
+ * lifecycle, latencies, fault injection and a world that persists between runs. It plays
+ * the part for NovaCron that `setMocks` plays for Pulumi: the real engine, a fake edge.
+ */
+export class SimProvider implements Provider {
+  readonly kind = 'sim';
+  readonly capabilities: Capabilities = {
+    resize: true,
+    hotplugCpu: true,
+    hotplugMemory: true,
+    liveMigration: false,
+    coldMigration: false,
+    snapshots: false,
+    incrementalSnapshots: false,
+    imageExport: false,
+    imageImport: false,
+  };
+  readonly name: string;
+  readonly faults: FaultInjector;
+  readonly world: World;
+  readonly #config: SimProviderConfig;
+  readonly #clock: Clock;
+  readonly #store: WorldStore | undefined;
+
+  private constructor(options: SimProviderOptions, world: World, store: WorldStore | undefined) {
+    this.name = options.name;
+    this.#config = options.config;
+    this.#clock = options.clock ?? systemClock;
+    this.faults = options.faults ?? new FaultInjector();
+    this.world = world;
+    this.#store = store;
+  }
+
+  /** Opens (or creates) the world and brings its hosts in line with the config. */
+  static open(options: SimProviderOptions): SimProvider {
+    const store = options.stateDir === undefined ? undefined : new WorldStore(join(options.stateDir, 'sim'), options.name);
+    const world = new World(store, store?.open());
+    const provider = new SimProvider(options, world, store);
+    provider.#syncHosts();
+    return provider;
+  }
+
+  // ---- the provider contract ---------------------------------------------------------
+
+  async inventory(ctx: OperationContext = {}): Promise<readonly Host[]> {
+    await this.#enter('inventory', ctx, {});
+    return [...this.world.values('hosts')].map((h) => this.#toHost(h));
+  }
+
+  async list(fleet: string, ctx: OperationContext = {}): Promise<readonly VmRecord[]> {
+    await this.#enter('list', ctx, {});
+    const out: VmRecord[] = [];
+    for (const vm of this.world.values('vms')) if (vm.fleet === fleet) out.push(this.#toRecord(vm));
+    return out;
+  }
+
+  async create(request: CreateVmRequest, ctx: OperationContext = {}): Promise<VmRecord> {
+    const hostName = this.#localHost(request.host);
+    const stage = await this.#enter('create', ctx, { vm: request.name, host: hostName });
+    const host = this.#host(hostName, 'create');
+    const existing = this.world.get('vms', request.name);
+    assertOwned(existing, { name: request.name, fleet: request.ownership.fleet }, this.name);
+    if (existing && existing.state !== 'creating') return this.#toRecord(existing);
+    if (this.#config.images && !this.#config.images.includes(request.image)) {
+      throw new NotFoundError(`image "${request.image}" is not available in the simulated datacenter`, {
+        context: { provider: this.name, vm: request.name, operation: 'create' },
+        hint: `known images: ${this.#config.images.join(', ')}`,
+      });
+    }
+    const target = existing?.host ?? host.name;
+    if (!existing) this.#assertRoom(host, request.resources, request.name);
+
+    const vm: SimVm = existing ?? {
+      name: request.name,
+      id: `sim-${this.world.next('vm')}`,
+      fleet: request.ownership.fleet,
+      group: request.ownership.group,
+      index: request.ownership.index,
+      specHash: request.ownership.specHash,
+      host: target,
+      state: 'creating',
+      resources: request.resources,
+      image: request.image,
+      labels: request.labels,
+      createdAt: new Date(this.#clock.now()).toISOString(),
+      workingSetMiB: request.workload?.workingSetMiB ?? Math.round(request.resources.memoryMiB / 4),
+      dirtyRateMiBps: request.workload?.dirtyRateMiBps ?? 8,
+      ...(request.instanceType ? { instanceType: request.instanceType } : {}),
+    };
+    // Ownership is recorded before anything else is made, so a crash leaves a VM the
+    // fleet can see (state "creating") and finish or remove on the next run.
+    if (!existing) this.world.put('vms', vm.name, vm);
+    try {
+      return await this.#finishCreate(vm, stage);
+    } catch (error) {
+      if (!(error instanceof SimulatedCrash)) this.#remove(vm.name);
+      throw error;
+    }
+  }
+
+  async start(ref: VmRef, ctx: OperationContext = {}): Promise<VmRecord> {
+    const stage = await this.#enter('start', ctx, { vm: ref.name });
+    const vm = this.#owned(ref, 'start');
+    if (vm.state === 'creating') return this.#finishCreate(vm, stage);
+    return this.#toRecord(this.#update(vm, { state: 'running' }));
+  }
+
+  async stop(ref: VmRef, _options: StopOptions = {}, ctx: OperationContext = {}): Promise<VmRecord> {
+    await this.#enter('stop', ctx, { vm: ref.name });
+    const vm = this.#owned(ref, 'stop');
+    return this.#toRecord(this.#update(vm, { state: 'stopped' }));
+  }
+
+  async delete(ref: VmRef, ctx: OperationContext = {}): Promise<void> {
+    const stage = await this.#enter('delete', ctx, { vm: ref.name });
+    const vm = this.world.get('vms', ref.name);
+    assertOwned(vm, ref, this.name);
+    if (vm) this.#host(vm.host, 'delete');
+    for (const volume of [...this.world.values('volumes')]) {
+      if (volume.vm === ref.name && (volume.fleet === ref.fleet || !vm)) this.world.delete('volumes', volume.name);
+    }
+    await stage('volumes-deleted');
+    this.world.delete('vms', ref.name);
+  }
+
+  async resize(ref: VmRef, request: ResizeRequest, ctx: OperationContext = {}): Promise<VmRecord> {
+    await this.#enter('resize', ctx, { vm: ref.name });
+    const vm = this.#owned(ref, 'resize');
+    const host = this.#host(vm.host, 'resize');
+    const delta: Resources = {
+      cpu: Math.max(0, request.resources.cpu - vm.resources.cpu),
+      memoryMiB: Math.max(0, request.resources.memoryMiB - vm.resources.memoryMiB),
+      diskGiB: Math.max(0, request.resources.diskGiB - vm.resources.diskGiB),
+      gpu: Math.max(0, request.resources.gpu - vm.resources.gpu),
+    };
+    this.#assertRoom(host, delta, vm.name);
+    const volume = this.world.get('volumes', `${vm.name}-root`);
+    if (volume) this.world.put('volumes', volume.name, { ...volume, sizeGiB: request.resources.diskGiB });
+    return this.#toRecord(this.#update(vm, { resources: request.resources, specHash: request.specHash }));
+  }
+
+  async close(): Promise<void> {
+    this.#store?.close(this.world.toStored());
+  }
+
+  // ---- for tests and the simulated world -------------------------------------------
+
+  /** Takes a host down (operations on its VMs fail as unreachable) or brings it back. */
+  setHostState(name: string, state: HostState): void {
+    const host = this.#host(name, 'setHostState', true);
+    this.world.put('hosts', name, { ...host, state });
+  }
+
+  /** Puts a VM on a host as another tool (or another fleet) would: owned by `fleet`, or by no one when empty. */
+  addForeignVm(vm: { name: string; host: string; fleet?: string; resources: Resources; image?: string }): VmRecord {
+    const record: SimVm = {
+      name: vm.name,
+      id: `sim-${this.world.next('vm')}`,
+      fleet: vm.fleet ?? '',
+      group: '',
+      index: 0,
+      specHash: '',
+      host: vm.host,
+      state: 'running',
+      resources: vm.resources,
+      image: vm.image ?? 'unknown',
+      labels: {},
+      createdAt: new Date(this.#clock.now()).toISOString(),
+      workingSetMiB: vm.resources.memoryMiB / 4,
+      dirtyRateMiBps: 0,
+    };
+    this.world.put('vms', record.name, record);
+    return this.#toRecord(record);
+  }
+
+  /** Volumes no VM uses: what a leaking create or delete would leave. */
+  orphanVolumes(): string[] {
+    return [...this.world.values('volumes')].filter((v) => !this.world.get('vms', v.vm)).map((v) => v.name);
+  }
+
+  // ---- internals ------------------------------------------------------------------------
+
+  /** Counts the call, waits the configured latency, fires faults at its start; returns the stage hook. */
+  async #enter(operation: string, ctx: OperationContext, where: { vm?: string; host?: string }) {
+    const call = this.faults.call(operation);
+    const latency = this.#config.latency[operation as keyof SimProviderConfig['latency']];
+    if (latency) await this.#clock.sleep(latency, ctx.signal);
+    const stage = (name: string) => this.faults.check({ operation, call, stage: name, ...where }, this.#clock, ctx.signal);
+    await stage('start');
+    return stage;
+  }
+
+  async #finishCreate(vm: SimVm, stage: (name: string) => Promise<void>): Promise<VmRecord> {
+    await stage('volume');
+    const volume = `${vm.name}-root`;
+    if (!this.world.get('volumes', volume)) {
+      this.world.put('volumes', volume, { name: volume, vm: vm.name, host: vm.host, sizeGiB: vm.resources.diskGiB, fleet: vm.fleet });
+    }
+    await stage('define');
+    const running = this.#update(vm, { state: 'running' });
+    await stage('end');
+    return this.#toRecord(running);
+  }
+
+  #remove(name: string): void {
+    for (const volume of [...this.world.values('volumes')]) if (volume.vm === name) this.world.delete('volumes', volume.name);
+    this.world.delete('vms', name);
+  }
+
+  #update(vm: SimVm, patch: Partial<SimVm>): SimVm {
+    const next = { ...this.world.get('vms', vm.name)!, ...patch };
+    this.world.put('vms', vm.name, next);
+    if (this.#store && this.#store.journalLines > COMPACT_AFTER) this.#store.compact(this.world.toStored());
+    return next;
+  }
+
+  #owned(ref: VmRef, operation: string): SimVm {
+    const vm = this.world.get('vms', ref.name);
+    if (!vm) throw new NotFoundError(`VM "${ref.name}" does not exist`, { context: { provider: this.name, vm: ref.name, operation } });
+    assertOwned(vm, ref, this.name);
+    this.#host(vm.host, operation);
+    return vm;
+  }
+
+  #host(name: string, operation: string, anyState = false): SimHost {
+    const host = this.world.get('hosts', name);
+    if (!host) {
+      throw new NotFoundError(`host "${name}" is not in the simulated datacenter`, { context: { provider: this.name, host: name, operation } });
+    }
+    if (!anyState && host.state === 'down') {
+      throw new UnreachableError(`host "${name}" does not answer`, { context: { provider: this.name, host: name, operation } });
+    }
+    return host;
+  }
+
+  #assertRoom(host: SimHost, need: Resources, vm: string): void {
+    const used = this.world.allocated(host.name);
+    const cap = host.capacity;
+    const short = (['cpu', 'memoryMiB', 'diskGiB', 'gpu'] as const).find((d) => {
+      const factor = d === 'cpu' ? host.overcommit.cpu : d === 'memoryMiB' ? host.overcommit.memory : d === 'diskGiB' ? host.overcommit.disk : 1;
+      return need[d] > 0 && used[d] + need[d] > cap[d] * factor;
+    });
+    if (short) {
+      throw new CapacityExceededError(`host "${host.name}" has not enough ${short.replace(/MiB|GiB/, '')} for VM "${vm}"`, {
+        context: { provider: this.name, host: host.name, vm, operation: 'create' },
+      });
+    }
+  }
+
+  #localHost(id: string): string {
+    const { provider, name } = splitHostId(id);
+    if (provider && provider !== this.name) {
+      throw new NotFoundError(`host "${id}" belongs to provider "${provider}", not "${this.name}"`, { context: { provider: this.name, host: id } });
+    }
+    return name;
+  }
+
+  #syncHosts(): void {
+    const overcommit = this.#config.overcommit;
+    const wanted: SimHost[] = this.#config.hosts.map((h) => ({
+      name: h.name,
+      zone: h.zone,
+      ...(h.region ? { region: h.region } : {}),
+      capacity: { cpu: h.cpu, memoryMiB: h.memory, diskGiB: h.disk, gpu: h.gpu },
+      labels: h.labels,
+      pricePerHour: h.pricePerHour,
+      overcommit: h.overcommit ?? overcommit,
+      state: 'up',
+    }));
+    const generate = this.#config.generate;
+    if (generate) {
+      const width = String(generate.count).length;
+      for (let i = 0; i < generate.count; i++) {
+        wanted.push({
+          name: `${generate.prefix}-${String(i + 1).padStart(width, '0')}`,
+          zone: generate.zones[i % generate.zones.length]!,
+          capacity: { cpu: generate.cpu, memoryMiB: generate.memory, diskGiB: generate.disk, gpu: 0 },
+          labels: generate.labels,
+          pricePerHour: generate.pricePerHour,
+          overcommit,
+          state: 'up',
+        });
+      }
+    }
+    for (const host of wanted) {
+      const current = this.world.get('hosts', host.name);
+      const next = { ...host, state: current?.state ?? host.state };
+      if (!current || JSON.stringify(current) !== JSON.stringify(next)) this.world.put('hosts', host.name, next);
+    }
+  }
+
+  #toHost(h: SimHost): Host {
+    return {
+      id: hostId(this.name, h.name),
+      provider: this.name,
+      name: h.name,
+      zone: h.zone,
+      ...(h.region ? { region: h.region } : {}),
+      labels: h.labels,
+      capacity: h.capacity,
+      allocated: { ...this.world.allocated(h.name) },
+      overcommit: h.overcommit,
+      pricePerHour: h.pricePerHour,
+      state: h.state,
+    };
+  }
+
+  #toRecord(vm: SimVm): VmRecord {
+    const n = Number(vm.id.slice(4)) || 0;
+    return {
+      name: vm.name,
+      id: vm.id,
+      provider: this.name,
+      fleet: vm.fleet,
+      group: vm.group,
+      index: vm.index,
+      specHash: vm.specHash,
+      host: hostId(this.name, vm.host),
+      zone: this.world.get('hosts', vm.host)?.zone ?? 'unknown',
+      state: vm.state,
+      resources: vm.resources,
+      image: vm.image,
+      labels: vm.labels,
+      addresses: [{ address: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`, source: 'api' }],
+      createdAt: vm.createdAt,
+      ...(vm.instanceType ? { instanceType: vm.instanceType } : {}),
+    };
+  }
+}

@@ -1,0 +1,128 @@
+import type { HostState, Labels, Overcommit, Resources, VmState } from '@novacron/core';
+import type { JournalEntry, StoredWorld, WorldStore } from './store.js';
+
+export interface SimHost {
+  readonly name: string;
+  readonly zone: string;
+  readonly region?: string;
+  readonly capacity: Resources;
+  readonly labels: Labels;
+  readonly pricePerHour: number;
+  readonly overcommit: Overcommit;
+  readonly state: HostState;
+}
+
+export interface SimVm {
+  readonly name: string;
+  readonly id: string;
+  /** Empty for VMs no fleet owns. */
+  readonly fleet: string;
+  readonly group: string;
+  readonly index: number;
+  readonly specHash: string;
+  readonly host: string;
+  readonly state: VmState;
+  readonly resources: Resources;
+  readonly image: string;
+  readonly labels: Labels;
+  readonly createdAt: string;
+  /** The guest's memory behaviour, for migration modelling. */
+  readonly workingSetMiB: number;
+  readonly dirtyRateMiBps: number;
+  readonly instanceType?: string;
+}
+
+export interface SimVolume {
+  readonly name: string;
+  readonly vm: string;
+  readonly host: string;
+  readonly sizeGiB: number;
+  readonly fleet: string;
+}
+
+type Tables = {
+  hosts: SimHost;
+  vms: SimVm;
+  volumes: SimVolume;
+  meta: number;
+};
+type TableName = keyof Tables;
+const TABLES: readonly TableName[] = ['hosts', 'vms', 'volumes', 'meta'];
+
+/**
+ * The simulated datacenter in memory, every change journaled through the store. Host
+ * allocation is kept up to date incrementally so inventory stays cheap at 10,000 VMs.
+ */
+export class World {
+  readonly #tables: { [K in TableName]: Map<string, Tables[K]> };
+  readonly #allocated = new Map<string, { cpu: number; memoryMiB: number; diskGiB: number; gpu: number }>();
+  #seq: number;
+
+  constructor(private readonly store: WorldStore | undefined, stored: StoredWorld = { seq: 0, tables: {} }) {
+    this.#seq = stored.seq;
+    this.#tables = Object.fromEntries(
+      TABLES.map((t) => [t, new Map(Object.entries(stored.tables[t] ?? {}))]),
+    ) as { [K in TableName]: Map<string, Tables[K]> };
+    for (const vm of this.#tables.vms.values()) this.#account(vm, 1);
+  }
+
+  get<T extends TableName>(table: T, key: string): Tables[T] | undefined {
+    return this.#tables[table].get(key);
+  }
+
+  values<T extends TableName>(table: T): IterableIterator<Tables[T]> {
+    return this.#tables[table].values();
+  }
+
+  count(table: TableName): number {
+    return this.#tables[table].size;
+  }
+
+  put<T extends TableName>(table: T, key: string, value: Tables[T]): void {
+    if (table === 'vms') {
+      const old = this.#tables.vms.get(key);
+      if (old) this.#account(old, -1);
+      this.#account(value as SimVm, 1);
+    }
+    this.#tables[table].set(key, value);
+    this.#journal({ seq: ++this.#seq, op: 'put', table, key, value });
+  }
+
+  delete(table: TableName, key: string): void {
+    if (!this.#tables[table].has(key)) return;
+    if (table === 'vms') this.#account(this.#tables.vms.get(key)!, -1);
+    this.#tables[table].delete(key);
+    this.#journal({ seq: ++this.#seq, op: 'del', table, key });
+  }
+
+  /** Next value of a named counter (VM ids). */
+  next(counter: string): number {
+    const value = (this.get('meta', counter) ?? 0) + 1;
+    this.put('meta', counter, value);
+    return value;
+  }
+
+  allocated(host: string): Resources {
+    return this.#allocated.get(host) ?? { cpu: 0, memoryMiB: 0, diskGiB: 0, gpu: 0 };
+  }
+
+  toStored(): StoredWorld {
+    return {
+      seq: this.#seq,
+      tables: Object.fromEntries(TABLES.map((t) => [t, Object.fromEntries(this.#tables[t])])),
+    };
+  }
+
+  #account(vm: SimVm, sign: 1 | -1): void {
+    let a = this.#allocated.get(vm.host);
+    if (!a) this.#allocated.set(vm.host, (a = { cpu: 0, memoryMiB: 0, diskGiB: 0, gpu: 0 }));
+    a.cpu += sign * vm.resources.cpu;
+    a.memoryMiB += sign * vm.resources.memoryMiB;
+    a.diskGiB += sign * vm.resources.diskGiB;
+    a.gpu += sign * vm.resources.gpu;
+  }
+
+  #journal(entry: JournalEntry): void {
+    this.store?.append(entry);
+  }
+}
