@@ -15,10 +15,7 @@ export class FleetSpecError extends NovaCronError {
   readonly source: string | undefined;
 
   constructor(problems: readonly SpecProblem[], source?: string) {
-    super('InvalidSpec', 'client', formatProblems(problems, source), {
-      hint: 'fix the fleet spec; nothing was changed',
-      ...(source === undefined ? {} : { context: { path: source } }),
-    });
+    super('InvalidSpec', 'client', formatProblems(problems, source), { hint: 'fix the fleet spec; nothing was changed' });
     this.problems = problems;
     this.source = source;
   }

@@ -10,6 +10,8 @@ import { STEP_KINDS } from './types.js';
 export interface PlanOptions {
   readonly weights?: PlacementWeights;
   readonly seed?: number;
+  /** Plan the removal of every VM the fleet owns. */
+  readonly destroy?: boolean;
 }
 
 /**
@@ -17,7 +19,7 @@ export interface PlanOptions {
  * that close the gap, each with its reason. Pure: no provider is called.
  */
 export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions = {}): Plan {
-  const desired = expandFleet(fleet);
+  const desired = options.destroy ? [] : expandFleet(fleet);
   const desiredByName = new Map(desired.map((d) => [d.name, d]));
   const hostsById = new Map(observed.hosts.map((h) => [h.id, h]));
   const freed = new Map<string, Resources>(); // host id → resources this plan frees on it
@@ -35,7 +37,9 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
     const want = desiredByName.get(vm.name);
     const duplicate = current.has(vm.name);
     if (!want || want.group !== vm.group || duplicate) {
-      const reason = duplicate
+      const reason = options.destroy
+        ? `fleet "${fleet.name}" is being destroyed`
+        : duplicate
         ? `duplicate of ${vm.name} on ${current.get(vm.name)!.host}`
         : !(vm.group in fleet.groups)
           ? `group "${vm.group}" is no longer in the fleet`
@@ -109,7 +113,7 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
         group: want.group,
         provider: hostRecord.provider,
         host,
-        reason: `group "${want.group}" asks for ${want.spec.count}; placed on ${host}`,
+        reason: `new VM ${want.index + 1} of ${want.spec.count} in group "${want.group}"`,
         dependsOn: freeing.get(host) ?? [],
         request,
       });

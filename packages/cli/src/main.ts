@@ -1,0 +1,73 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { NovaCronError, toNovaCronError } from '@novacron/core';
+import type { GlobalOptions, Io } from './context.js';
+import { EXIT } from './exit.js';
+import { applyCommand } from './commands/apply.js';
+import { destroyCommand } from './commands/destroy.js';
+import { planCommand } from './commands/plan.js';
+import { statusCommand } from './commands/status.js';
+
+const CLIENT_CODES = new Set(['InvalidSpec', 'InvalidInput', 'Conflict', 'Unsupported', 'NotFound']);
+
+/** Runs the CLI and returns its exit code; never calls process.exit, so tests can run it in process. */
+export async function main(argv: readonly string[], io: Io): Promise<number> {
+  let exitCode: number = EXIT.ok;
+  let globals: GlobalOptions = { file: 'fleet.yaml', json: false, debug: false };
+  const program = new Command('novacron')
+    .description('Declare a VM fleet once; place, create, reconcile, migrate and snapshot it on KVM hosts, EC2 and GCE.')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .showSuggestionAfterError(true);
+
+  const run = (fn: (opts: Record<string, unknown>) => Promise<number>) => async (opts: Record<string, unknown>, cmd: Command) => {
+    const all = { ...cmd.optsWithGlobals(), ...opts } as Record<string, unknown>;
+    globals = { file: String(all['file'] ?? 'fleet.yaml'), json: all['json'] === true, debug: all['debug'] === true, ...(all['stateDir'] ? { stateDir: String(all['stateDir']) } : {}) };
+    exitCode = await fn({ ...all, ...globals });
+  };
+
+  const common = (cmd: Command) =>
+    cmd
+      .option('-f, --file <path>', 'fleet file (YAML or JSON)', 'fleet.yaml')
+      .option('--json', 'machine-readable output on stdout', false)
+      .option('--state-dir <dir>', 'where the sim provider keeps its world (default: NOVACRON_STATE_DIR or .novacron/)')
+      .option('--debug', 'print stack traces', false);
+  const concurrency = new Option('-c, --concurrency <n>', 'steps run at once').default(10).argParser(positiveInt);
+
+  common(program.command('plan').description('show what apply would change, and why')).action(run((o) => planCommand(io, o as unknown as GlobalOptions)));
+  common(program.command('apply').description('create, change and delete VMs until the fleet matches its spec'))
+    .addOption(concurrency)
+    .action(run((o) => applyCommand(io, o as never)));
+  common(program.command('status').description("the fleet's VMs and hosts as the providers report them")).action(run((o) => statusCommand(io, o as unknown as GlobalOptions)));
+  common(program.command('destroy').description('delete every VM the fleet owns'))
+    .addOption(concurrency)
+    .option('-y, --yes', 'do not ask for confirmation', false)
+    .action(run((o) => destroyCommand(io, o as never)));
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return exitCode;
+  } catch (thrown) {
+    if (thrown instanceof CommanderError) {
+      return thrown.exitCode === 0 ? EXIT.ok : EXIT.invalid;
+    }
+    return reportError(io, globals, thrown);
+  }
+}
+
+function reportError(io: Io, options: GlobalOptions, thrown: unknown): number {
+  const error = toNovaCronError(thrown);
+  const code = error.fault === 'client' && CLIENT_CODES.has(error.code) ? EXIT.invalid : EXIT.failed;
+  if (options.json) {
+    io.stdout.write(`${JSON.stringify({ ok: false, error: error.toJSON() }, null, 2)}\n`);
+  } else {
+    io.stderr.write(`error: ${NovaCronError.isInstance(thrown) ? error.describe() : error.message}\n`);
+  }
+  if (options.debug) io.stderr.write(`${(error.cause instanceof Error ? error.cause : error).stack ?? ''}\n`);
+  return code;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number of 1 or more');
+  return n;
+}

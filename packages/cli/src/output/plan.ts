@@ -1,0 +1,59 @@
+import type { Plan, PlanStep } from '@novacron/core';
+
+const SYMBOL: Record<PlanStep['kind'], string> = { create: '+', delete: '-', start: '▶', resize: '~', replace: '±', migrate: '→' };
+
+/** The plan for people: a headline, then a line per step with its reason. */
+export function renderPlan(plan: Plan, limit = 200): string {
+  const s = plan.summary;
+  const changes = plan.steps.length;
+  const lines: string[] = [];
+  if (changes === 0 && plan.unplaced.length === 0) {
+    lines.push(`Fleet ${plan.fleet}: no changes. ${s.unchanged} VM(s) match the spec. Cost $${plan.costPerHour.toFixed(2)}/h.`);
+    return lines.join('\n');
+  }
+  const parts = (['create', 'replace', 'resize', 'migrate', 'start', 'delete'] as const).filter((k) => s[k] > 0).map((k) => `${s[k]} to ${k}`);
+  lines.push(`Fleet ${plan.fleet}: ${parts.join(', ') || 'nothing to change'}${s.unchanged ? `, ${s.unchanged} unchanged` : ''}. Cost after apply $${plan.costPerHour.toFixed(2)}/h.`);
+  for (const step of plan.steps.slice(0, limit)) {
+    lines.push(`  ${SYMBOL[step.kind]} ${step.kind.padEnd(7)} ${step.vm}  ${where(step)}  — ${step.reason}`);
+  }
+  if (plan.steps.length > limit) lines.push(`  … and ${plan.steps.length - limit} more steps (use --json for all)`);
+  if (plan.unplaced.length > 0) {
+    lines.push(`${plan.unplaced.length} VM(s) fit nowhere; apply will refuse this plan:`);
+    for (const u of plan.unplaced.slice(0, limit)) lines.push(`  ! ${u.id}: ${u.message}`);
+  }
+  return lines.join('\n');
+}
+
+function where(step: PlanStep): string {
+  switch (step.kind) {
+    case 'migrate':
+      return `${step.from} → ${step.to}`;
+    case 'replace':
+      return step.fromHost === step.host ? `on ${step.host}` : `${step.fromHost} → ${step.host}`;
+    default:
+      return `on ${step.host}`;
+  }
+}
+
+/** The plan for scripts. */
+export function planJson(plan: Plan) {
+  return {
+    fleet: plan.fleet,
+    changes: plan.steps.length,
+    summary: plan.summary,
+    costPerHour: plan.costPerHour,
+    steps: plan.steps.map((step) => ({
+      id: step.id,
+      kind: step.kind,
+      vm: step.vm,
+      group: step.group,
+      provider: step.provider,
+      ...(step.kind === 'migrate' ? { from: step.from, to: step.to } : { host: step.host }),
+      ...(step.kind === 'replace' ? { fromHost: step.fromHost } : {}),
+      reason: step.reason,
+      dependsOn: step.dependsOn,
+    })),
+    unplaced: plan.unplaced,
+    placement: { objectives: plan.placement.objectives, explanations: plan.placement.explanations },
+  };
+}

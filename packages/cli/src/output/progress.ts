@@ -1,0 +1,74 @@
+import type { ApplyEvent } from '@novacron/core';
+import { formatMs } from './table.js';
+
+export interface Reporter {
+  (event: ApplyEvent): void;
+  finish(): void;
+}
+
+/**
+ * On a terminal, one progress bar redrawn in place; otherwise (CI logs, pipes) one line
+ * per finished step, so a log says what happened and in what order.
+ */
+export function progressReporter(stream: NodeJS.WriteStream, options: { tty?: boolean } = {}): Reporter {
+  const tty = options.tty ?? stream.isTTY === true;
+  let total = 0;
+  let done = 0;
+  let failed = 0;
+  let current = '';
+  let lastDraw = 0;
+  const draw = (force = false) => {
+    const now = Date.now();
+    if (!force && now - lastDraw < 50) return;
+    lastDraw = now;
+    const width = 30;
+    const filled = total === 0 ? width : Math.round((done / total) * width);
+    const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
+    const columns = stream.columns ?? 100;
+    const text = `${bar} ${done}/${total}${failed ? ` (${failed} failed)` : ''} ${current}`;
+    stream.write(`\r${text.slice(0, columns - 1).padEnd(Math.min(columns - 1, text.length + 10))}`);
+  };
+  const reporter = ((event: ApplyEvent) => {
+    switch (event.type) {
+      case 'apply.start':
+        total = event.steps;
+        if (tty) draw(true);
+        break;
+      case 'step.start':
+        current = `${event.step.kind} ${event.step.vm}`;
+        if (tty) draw();
+        break;
+      case 'step.retry':
+        if (!tty) stream.write(`  ↻ ${event.step.kind} ${event.step.vm}: ${event.error.message}; retry ${event.attempt} in ${formatMs(event.delayMs)}\n`);
+        break;
+      case 'step.done':
+        done++;
+        if (tty) draw();
+        else stream.write(`  ✓ ${event.step.kind} ${event.step.vm}${'host' in event.step ? ` on ${event.step.host}` : ''} (${formatMs(event.durationMs)})\n`);
+        break;
+      case 'step.failed':
+        done++;
+        failed++;
+        if (tty) {
+          stream.write(`\r\x1b[K  ✗ ${event.step.kind} ${event.step.vm}: ${event.error.describe()}\n`);
+          draw(true);
+        } else stream.write(`  ✗ ${event.step.kind} ${event.step.vm}: ${event.error.describe()}\n`);
+        break;
+      case 'step.skipped':
+        done++;
+        if (!tty) stream.write(`  - ${event.step.kind} ${event.step.vm}: skipped, ${event.reason}\n`);
+        break;
+      case 'apply.done':
+        current = '';
+        if (tty) {
+          draw(true);
+          stream.write('\n');
+        }
+        break;
+      default:
+        break;
+    }
+  }) as Reporter;
+  reporter.finish = () => undefined;
+  return reporter;
+}
