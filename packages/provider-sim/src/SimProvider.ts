@@ -185,6 +185,11 @@ export class SimProvider implements Provider {
 
   // ---- for tests and the simulated world -------------------------------------------
 
+  /** Drops the provider as if its process were killed: nothing is flushed beyond the journal. */
+  kill(): void {
+    this.#store?.abandon();
+  }
+
   /** Takes a host down (operations on its VMs fail as unreachable) or brings it back. */
   setHostState(name: string, state: HostState): void {
     const host = this.#host(name, 'setHostState', true);

@@ -99,6 +99,17 @@ export class WorldStore {
     }
   }
 
+  /** Lets go of the files as a killed process would: no compaction, the journal is all that is left. */
+  abandon(): void {
+    if (this.#journalFd !== undefined) closeSync(this.#journalFd);
+    this.#journalFd = undefined;
+    try {
+      unlinkSync(this.#lockPath);
+    } catch {
+      // already gone
+    }
+  }
+
   #lock(): void {
     for (let attempt = 0; attempt < 2; attempt++) {
       try {

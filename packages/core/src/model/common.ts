@@ -13,10 +13,10 @@ export function name(what: string, maxLength: number) {
 /** Label keys and values as the strictest target (GCE labels) accepts them, so a fleet's labels work everywhere. */
 export const labelKey = z
   .string()
-  .regex(/^[a-z][a-z0-9_.\/-]{0,62}$/, 'label keys use lowercase letters, digits, _ . / -, start with a letter, at most 63 characters');
+  .regex(/^[a-z][a-z0-9_./-]{0,62}$/, 'label keys use lowercase letters, digits, _ . / -, start with a letter, at most 63 characters');
 export const labelValue = z
   .string()
-  .regex(/^[a-z0-9_.\/-]{0,63}$/i, 'label values use letters, digits, _ . / -, at most 63 characters');
+  .regex(/^[a-z0-9_./-]{0,63}$/i, 'label values use letters, digits, _ . / -, at most 63 characters');
 export const labels = z.record(labelKey, labelValue);
 export type Labels = z.infer<typeof labels>;
 

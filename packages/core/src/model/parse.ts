@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { closest, distance } from 'fastest-levenshtein';
 import { LineCounter, parseDocument, isNode } from 'yaml';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { fleetSpec, type FleetSpec } from './fleet.js';
 import { FleetSpecError, formatPath, type SpecProblem } from './FleetSpecError.js';
 import { PROVIDER_KINDS } from './providers.js';
@@ -44,7 +44,7 @@ export function parseFleet(input: unknown, source?: string): FleetSpec {
 /** Parses fleet text, YAML or JSON (JSON is YAML), with problems located by line. */
 export function parseFleetText(text: string, source = 'fleet spec'): FleetSpec {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const problems = doc.errors.map((e) => {
       const pos = e.linePos?.[0];
@@ -87,6 +87,10 @@ function toProblems(issue: z.core.$ZodIssue, validKeys: WeakMap<object, readonly
   if (issue.code === 'unrecognized_keys') {
     const keys = (issue.input !== null && typeof issue.input === 'object' && validKeys.get(issue.input)) || [];
     return issue.keys.map((key) => at([...issue.path, key], `unknown key${nearest(key, keys)}`));
+  }
+  if (issue.code === 'invalid_key' && issue.issues.length > 0) {
+    // A record key that fails its own schema (a group or label name): say why.
+    return [at(issue.path, `${issue.issues.map((i) => i.message).join('; ')}`)];
   }
   if (issue.code === 'invalid_union' && issue.errors.length > 0 && issue.message.startsWith('Invalid input')) {
     // A union whose members all failed: report the member that came closest (fewest problems).

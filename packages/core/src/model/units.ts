@@ -38,7 +38,10 @@ export function parseSize(input: number | string, unit: SizeUnit): number | stri
 
 /** A zod schema for a size, normalised to a whole number of `unit` within [min, max]. */
 export function size(unit: SizeUnit, min: number, max: number) {
-  return z.union([z.number(), z.string()]).transform((input, ctx) => {
+  return z
+    .union([z.number(), z.string().regex(/^\s*\d+(\.\d+)?\s*[a-zA-Z]*\s*$/, 'not a size: write a number with a unit, such as 4GiB or 512MiB')])
+    .meta({ description: `a size: a number of ${unit}, or a string with a unit such as 4GiB or 512MiB` })
+    .transform((input, ctx) => {
     const parsed = parseSize(input, unit);
     if (typeof parsed === 'string') {
       ctx.addIssue({ code: 'custom', message: parsed });
@@ -75,7 +78,10 @@ export function parseDuration(input: number | string): number | string {
 
 /** A zod schema for a duration, normalised to milliseconds. */
 export function duration(maxMs = 30 * 86_400_000) {
-  return z.union([z.number(), z.string()]).transform((input, ctx) => {
+  return z
+    .union([z.number(), z.string()])
+    .meta({ description: 'a duration: milliseconds, or a string such as 500ms, 30s, 5m, 2h' })
+    .transform((input, ctx) => {
     const parsed = parseDuration(input);
     if (typeof parsed === 'string') {
       ctx.addIssue({ code: 'custom', message: parsed });

@@ -1,4 +1,5 @@
-import { NovaCronError, toNovaCronError } from '../errors/NovaCronError.js';
+import type { NovaCronError} from '../errors/NovaCronError.js';
+import { toNovaCronError } from '../errors/NovaCronError.js';
 import { InvalidInputError } from '../errors/errors.js';
 import type { ApplyEvent, ApplyListener } from '../events/events.js';
 import type { VmRecord } from '../model/records.js';
@@ -152,7 +153,6 @@ async function execute(step: PlanStep, providers: ProviderSet, ctx: OperationCon
     case 'resize':
       return need(provider, 'resize', step).resize(step.ref, { resources: step.to, specHash: step.specHash, allowReboot: true }, ctx);
     case 'replace':
-      await providers.get(step.fromProvider).delete(step.ref, ctx);
       return provider.create(step.request, ctx);
     case 'migrate':
       return (await need(provider, step.mode === 'live' ? 'liveMigration' : 'coldMigration', step).migrate(step.ref, { toHost: step.to, mode: step.mode, policy: step.policy }, ctx)).vm;

@@ -60,8 +60,11 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
     }
     const change = classify(want, vm, observed);
     if (change === 'replace') {
+      // The name is fixed, so the old VM goes first; its replacement waits for it.
+      const step: DeleteStep = { ...base('delete', vm, `to be replaced: ${describeReplace(vm, want)}`), host: vm.host, ref: refOf(vm, fleet.name), resources: vm.resources, replaced: true };
+      deletes.push(step);
+      free(vm.host, vm.resources, step.id);
       toPlace.push(want);
-      free(vm.host, vm.resources, `replace:${vm.name}`);
       continue;
     }
     kept.push({ id: vm.name, group: vm.group, host: vm.host });
@@ -98,7 +101,7 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
     if (old) {
       replaces.push({
         ...base('replace', old, describeReplace(old, want), hostRecord.provider),
-        dependsOn: freeing.get(host)?.filter((id) => id !== `replace:${old.name}`) ?? [],
+        dependsOn: [...new Set([`delete:${old.name}`, ...(freeing.get(host) ?? [])])],
         fromProvider: old.provider,
         fromHost: old.host,
         ref: refOf(old, fleet.name),
@@ -122,7 +125,7 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
 
   const steps: PlanStep[] = [...deletes, ...replaces, ...resizes, ...starts, ...creates.sort(byVm)];
   const summary = Object.fromEntries(STEP_KINDS.map((k) => [k, 0])) as Record<StepKind, number>;
-  for (const step of steps) summary[step.kind]++;
+  for (const step of steps) if (!(step.kind === 'delete' && step.replaced)) summary[step.kind]++;
   return {
     fleet: fleet.name,
     steps,

@@ -32,6 +32,8 @@ export interface DeleteStep extends StepBase {
   readonly host: string;
   readonly ref: VmRef;
   readonly resources: Resources;
+  /** The first half of a replace: the VM is created anew by the `replace` step after it. */
+  readonly replaced?: boolean;
 }
 
 export interface StartStep extends StepBase {
@@ -49,7 +51,7 @@ export interface ResizeStep extends StepBase {
   readonly specHash: string;
 }
 
-/** Delete, then create anew (a change no cheaper path can make). */
+/** Creates a VM anew after its `delete` step removed the old one (a change no cheaper path can make). */
 export interface ReplaceStep extends StepBase {
   readonly kind: 'replace';
   readonly fromProvider: string;
