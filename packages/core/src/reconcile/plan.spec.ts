@@ -1,0 +1,101 @@
+import { describe, expect, it } from 'vitest';
+import { NO_CAPABILITIES, parseFleet, plan, type FleetSpecInput, type Host, type Observed, type VmRecord } from '../index.js';
+import { groupSpecHash } from './desired.js';
+
+const hosts: Host[] = ['h1', 'h2', 'h3'].map((name) => ({
+  id: `lab/${name}`, provider: 'lab', name, zone: 'a', labels: {}, state: 'up', pricePerHour: 1,
+  capacity: { cpu: 16, memoryMiB: 32768, diskGiB: 1000, gpu: 0 }, allocated: { cpu: 0, memoryMiB: 0, diskGiB: 0, gpu: 0 },
+  overcommit: { cpu: 1, memory: 1, disk: 1 },
+}));
+
+const input: FleetSpecInput = {
+  name: 'f',
+  providers: { lab: { type: 'sim' } },
+  groups: { web: { count: 3, cpu: 2, memory: '4GiB', image: 'img' } },
+};
+const fleet = parseFleet(input);
+const web = fleet.groups.web!;
+
+function vm(index: number, patch: Partial<VmRecord> = {}): VmRecord {
+  return {
+    name: `f-web-${index}`, id: `id-${index}`, provider: 'lab', fleet: 'f', group: 'web', index, specHash: groupSpecHash(web),
+    host: 'lab/h1', zone: 'a', state: 'running', resources: { cpu: 2, memoryMiB: 4096, diskGiB: 10, gpu: 0 }, image: 'img', labels: {}, addresses: [],
+    ...patch,
+  };
+}
+
+const observed = (vms: VmRecord[], capabilities = { ...NO_CAPABILITIES, resize: true }): Observed => ({ hosts, vms, capabilities: { lab: capabilities } });
+
+describe('plan', () => {
+  it('creates what is missing, each step with its reason and host', () => {
+    const p = plan(fleet, observed([vm(0)]));
+    expect(p.steps.map((s) => `${s.kind} ${s.vm}`)).toEqual(['create f-web-1', 'create f-web-2']);
+    expect(p.steps[0]!.reason).toBe('new VM 2 of 3 in group "web"');
+    expect(p.summary).toMatchObject({ create: 2, unchanged: 1 });
+  });
+
+  it('reports no changes when the world matches the spec', () => {
+    const p = plan(fleet, observed([vm(0), vm(1), vm(2)]));
+    expect(p.steps).toEqual([]);
+    expect(p.summary.unchanged).toBe(3);
+  });
+
+  it('scales down from the highest index and says why', () => {
+    const small = parseFleet({ ...input, groups: { web: { ...input.groups.web!, count: 1 } } });
+    const p = plan(small, observed([vm(0), vm(1), vm(2)]));
+    expect(p.steps.map((s) => `${s.kind} ${s.vm}`)).toEqual(['delete f-web-1', 'delete f-web-2']);
+    expect(p.steps[0]!.reason).toBe('group "web" has count 1');
+  });
+
+  it('removes the VMs of a group that left the fleet', () => {
+    const p = plan(fleet, observed([vm(0), vm(1), vm(2), vm(0, { name: 'f-old-0', group: 'old' })]));
+    expect(p.steps).toEqual([expect.objectContaining({ kind: 'delete', vm: 'f-old-0', reason: 'group "old" is no longer in the fleet' })]);
+  });
+
+  it('resizes in place when the provider can, and replaces when it cannot', () => {
+    const bigger = parseFleet({ ...input, groups: { web: { ...input.groups.web!, count: 1, cpu: 4 } } });
+    const resize = plan(bigger, observed([vm(0)]));
+    expect(resize.steps).toEqual([expect.objectContaining({ kind: 'resize', vm: 'f-web-0', reason: 'resize: cpu 2 → 4' })]);
+    const replace = plan(bigger, observed([vm(0)], NO_CAPABILITIES));
+    expect(replace.steps.map((s) => s.id)).toEqual(['delete:f-web-0', 'replace:f-web-0']);
+    expect(replace.steps[1]!.dependsOn).toContain('delete:f-web-0');
+    expect(replace.summary).toMatchObject({ replace: 1, delete: 0 });
+  });
+
+  it('replaces on an image change', () => {
+    const newImage = parseFleet({ ...input, groups: { web: { ...input.groups.web!, count: 1, image: 'img2' } } });
+    const p = plan(newImage, observed([vm(0)]));
+    expect(p.steps.at(-1)).toMatchObject({ kind: 'replace', reason: 'image changes img → img2' });
+  });
+
+  it('starts a stopped VM', () => {
+    const p = plan(fleet, observed([vm(0), vm(1, { state: 'stopped' }), vm(2)]));
+    expect(p.steps).toEqual([expect.objectContaining({ kind: 'start', vm: 'f-web-1', reason: 'VM is stopped' })]);
+  });
+
+  it('makes creates on a host wait for the deletes that free it', () => {
+    const tight: Host[] = [{ ...hosts[0]!, capacity: { cpu: 4, memoryMiB: 8192, diskGiB: 100, gpu: 0 }, allocated: { cpu: 4, memoryMiB: 8192, diskGiB: 20, gpu: 0 } }];
+    const next = parseFleet({ ...input, groups: { db: { count: 1, cpu: 4, memory: '8GiB', image: 'img' } } });
+    const p = plan(next, { hosts: tight, vms: [vm(0), vm(1)], capabilities: { lab: NO_CAPABILITIES } });
+    const create = p.steps.find((s) => s.kind === 'create')!;
+    expect(create.dependsOn).toEqual(['delete:f-web-0', 'delete:f-web-1']);
+  });
+
+  it('lists what fits nowhere instead of dropping it', () => {
+    const huge = parseFleet({ ...input, groups: { web: { ...input.groups.web!, count: 1, memory: '64GiB' } } });
+    const p = plan(huge, observed([]));
+    expect(p.steps).toEqual([]);
+    expect(p.unplaced).toEqual([{ id: 'f-web-0', reasons: { memory: 3 }, message: 'no host can take it (memory: 3 hosts)' }]);
+  });
+
+  it('plans the destruction of every owned VM, and of nothing else', () => {
+    const p = plan(fleet, observed([vm(0), vm(1)]), { destroy: true });
+    expect(p.steps.map((s) => s.id)).toEqual(['delete:f-web-0', 'delete:f-web-1']);
+    expect(p.steps[0]!.reason).toBe('fleet "f" is being destroyed');
+  });
+
+  it('keeps a single copy when a VM name is reported twice', () => {
+    const p = plan(fleet, observed([vm(0), vm(0, { id: 'dup', host: 'lab/h2' }), vm(1), vm(2)]));
+    expect(p.steps).toEqual([expect.objectContaining({ kind: 'delete', vm: 'f-web-0', reason: 'duplicate of f-web-0 on lab/h1' })]);
+  });
+});
