@@ -7,6 +7,7 @@ export default defineConfig({
   ssr: { resolve: { conditions: ['source', 'import', 'default'], externalConditions: ['source'] } },
   test: {
     include: ['packages/*/src/**/*.spec.ts', 'test/**/*.spec.ts', 'examples/**/*.spec.ts', 'docs/**/*.spec.ts'],
+    reporters: ['default', './test/support/summaryReporter.ts'],
     testTimeout: 30_000,
     hookTimeout: 120_000,
   },

@@ -5,6 +5,7 @@ import { EXIT } from './exit.js';
 import { applyCommand } from './commands/apply.js';
 import { destroyCommand } from './commands/destroy.js';
 import { planCommand } from './commands/plan.js';
+import { schemaCommand } from './commands/schema.js';
 import { statusCommand } from './commands/status.js';
 
 const CLIENT_CODES = new Set(['InvalidSpec', 'InvalidInput', 'Conflict', 'Unsupported', 'NotFound']);
@@ -42,6 +43,13 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     .addOption(concurrency)
     .option('-y, --yes', 'do not ask for confirmation', false)
     .action(run((o) => destroyCommand(io, o as never)));
+
+  program
+    .command('schema')
+    .description('print the JSON Schema of fleet files (for editors: yaml-language-server, VS Code)')
+    .action(async () => {
+      exitCode = await schemaCommand(io);
+    });
 
   try {
     await program.parseAsync([...argv], { from: 'user' });
