@@ -1,4 +1,4 @@
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildCli, ROOT, runCli } from './support/cli.js';
@@ -125,5 +125,13 @@ describe('novacron (subprocess)', () => {
       expect(result.code).toBe(2);
       expect(result.stderr).toMatch(/\n\s+at /);
     });
+  });
+});
+
+describe('novacron schema', () => {
+  it('prints the JSON Schema that docs/fleet.schema.json holds (regenerate: novacron schema > docs/fleet.schema.json)', async () => {
+    const result = await runCli(['schema'], { cwd: ROOT });
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual(JSON.parse(readFileSync(join(ROOT, 'docs', 'fleet.schema.json'), 'utf8')));
   });
 });
