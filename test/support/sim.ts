@@ -14,7 +14,8 @@ import {
   type FleetSpecInput,
   type SimProviderConfig,
 } from '@novacron/core';
-import { FaultInjector, SimProvider } from '@novacron/provider-sim';
+import type { FaultInjector} from '@novacron/provider-sim';
+import { SimProvider } from '@novacron/provider-sim';
 
 /** A clock whose sleeps return at once: retries and backoff without waiting. */
 export const instantClock: Clock = { now: () => Date.now(), sleep: async (_ms, signal) => signal?.throwIfAborted() };
