@@ -5,3 +5,4 @@ export * from './placement/index.js';
 export * from './reconcile/index.js';
 export * from './events/index.js';
 export * from './util/index.js';
+export * from './migration/index.js';

@@ -1,0 +1,5 @@
+export * from './model.js';
+export * from './driver.js';
+export * from './policy.js';
+export * from './orchestrator.js';
+export * from './simulatedDriver.js';
