@@ -4,6 +4,7 @@ import type { GlobalOptions, Io } from './context.js';
 import { EXIT } from './exit.js';
 import { applyCommand } from './commands/apply.js';
 import { destroyCommand } from './commands/destroy.js';
+import { drainCommand, migrateCommand } from './commands/migrate.js';
 import { planCommand } from './commands/plan.js';
 import { schemaCommand } from './commands/schema.js';
 import { statusCommand } from './commands/status.js';
@@ -43,6 +44,29 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     .addOption(concurrency)
     .option('-y, --yes', 'do not ask for confirmation', false)
     .action(run((o) => destroyCommand(io, o as never)));
+
+  const policyFlags = (cmd: Command) =>
+    cmd
+      .addOption(new Option('--mode <mode>', 'live or cold (default: the group policy; live when the VM runs and the provider can)').choices(['live', 'cold']))
+      .option('--max-downtime <ms>', 'downtime limit in milliseconds', positiveInt)
+      .option('--bandwidth <mbps>', 'cap on the migration stream, Mbit/s', positiveInt)
+      .option('--auto-converge', 'allow throttling the guest to converge')
+      .option('--no-auto-converge', 'never throttle the guest')
+      .option('--post-copy', 'allow switching to post-copy')
+      .option('--post-copy-after <rounds>', 'switch to post-copy after this many rounds', positiveInt)
+      .addOption(new Option('--compression <kind>', 'page compression').choices(['none', 'xbzrle', 'multifd-zstd', 'multifd-zlib']))
+      .option('--parallel <n>', 'parallel connections (multifd)', positiveInt)
+      .option('--timeout-per-gib <duration>', 'completion timeout per GiB of guest memory, e.g. 2m')
+      .addOption(new Option('--on-timeout <action>', 'what to do on timeout').choices(['abort', 'postcopy']))
+      .addOption(new Option('--wan-profile <profile>', 'link profile').choices(['lan', 'wan', 'adaptive']))
+      .option('--dry-run', 'check and predict, move nothing', false);
+
+  policyFlags(common(program.command('migrate <vm>').description('move one VM to another host, live or cold; prints predicted and measured figures')))
+    .requiredOption('--to <host>', 'destination host (name or provider/name)')
+    .action((vm: string, opts: Record<string, unknown>, cmd: Command) => run((o) => migrateCommand(io, vm, o as never))(opts, cmd));
+  policyFlags(common(program.command('drain <host>').description('move every VM of the fleet off a host')))
+    .addOption(concurrency)
+    .action((host: string, opts: Record<string, unknown>, cmd: Command) => run((o) => drainCommand(io, host, o as never))(opts, cmd));
 
   program
     .command('schema')

@@ -2,6 +2,11 @@ import { join } from 'node:path';
 import {
   assertOwned,
   CapacityExceededError,
+  ConflictError,
+  InvalidInputError,
+  type MigrateRequest,
+  type MigrationEstimateInputs,
+  type MigrationResult,
   hostId,
   NotFoundError,
   splitHostId,
@@ -22,6 +27,7 @@ import {
   type VmRef,
 } from '@novacron/core';
 import { FaultInjector, SimulatedCrash } from './faults.js';
+import { migrationInputs, simulateMigration } from './migration.js';
 import { WorldStore } from './store.js';
 import { World, type SimHost, type SimVm } from './world.js';
 
@@ -48,8 +54,8 @@ export class SimProvider implements Provider {
     resize: true,
     hotplugCpu: true,
     hotplugMemory: true,
-    liveMigration: false,
-    coldMigration: false,
+    liveMigration: true,
+    coldMigration: true,
     snapshots: false,
     incrementalSnapshots: false,
     imageExport: false,
@@ -77,6 +83,7 @@ export class SimProvider implements Provider {
     const world = new World(store, store?.open());
     const provider = new SimProvider(options, world, store);
     provider.#syncHosts();
+    provider.#recoverMigrations();
     return provider;
   }
 
@@ -177,6 +184,46 @@ export class SimProvider implements Provider {
     const volume = this.world.get('volumes', `${vm.name}-root`);
     if (volume) this.world.put('volumes', volume.name, { ...volume, sizeGiB: request.resources.diskGiB });
     return this.#toRecord(this.#update(vm, { resources: request.resources, specHash: request.specHash }));
+  }
+
+  async migrate(ref: VmRef, request: MigrateRequest, ctx: OperationContext = {}): Promise<MigrationResult> {
+    const stage = await this.#enter('migrate', ctx, { vm: ref.name });
+    const vm = this.#owned(ref, 'migrate');
+    const toName = this.#localHost(request.toHost);
+    const context = { provider: this.name, vm: vm.name, host: toName, operation: 'migrate' };
+    if (vm.host === toName) {
+      throw new InvalidInputError(`VM "${vm.name}" is already on host "${toName}"`, { context, hint: 'choose another destination' });
+    }
+    const to = this.#host(toName, 'migrate');
+    if (to.state !== 'up') {
+      throw new ConflictError(`host "${toName}" is ${to.state} and takes no VMs`, { context });
+    }
+    this.#assertRoom(to, vm.resources, vm.name);
+    if (this.#config.images && !this.#config.images.includes(vm.image)) {
+      throw new NotFoundError(`image "${vm.image}" is not available on host "${toName}"`, { context });
+    }
+    const mode = request.mode === 'live' && vm.state !== 'running' ? 'cold' : request.mode;
+    const linkFails = await stage('link').then(
+      () => undefined,
+      () => 0.5 * ((vm.resources.memoryMiB * 1024 * 1024) / ((this.#config.link.bandwidthMbps * 1e6) / 8)) * 1000,
+    );
+    const before = this.#update(vm, { state: mode === 'live' ? 'migrating' : 'stopped' });
+    try {
+      const result = await simulateMigration(before, { ...request, mode }, this.#config, this.#clock, ctx, linkFails);
+      await stage('switch');
+      const moved = this.#update(before, { host: toName, state: vm.state === 'stopped' ? 'stopped' : 'running' });
+      const volume = this.world.get('volumes', `${vm.name}-root`);
+      if (volume) this.world.put('volumes', volume.name, { ...volume, host: toName });
+      return { ...result, vm: this.#toRecord(moved) };
+    } catch (error) {
+      if (!(error instanceof SimulatedCrash)) this.#update(before, { state: vm.state });
+      throw error;
+    }
+  }
+
+  async estimateMigration(ref: VmRef, _toHost: string, ctx: OperationContext = {}): Promise<MigrationEstimateInputs> {
+    await this.#enter('estimateMigration', ctx, { vm: ref.name });
+    return migrationInputs(this.#owned(ref, 'estimateMigration'), this.#config);
   }
 
   async close(): Promise<void> {
@@ -298,6 +345,11 @@ export class SimProvider implements Provider {
       throw new NotFoundError(`host "${id}" belongs to provider "${provider}", not "${this.name}"`, { context: { provider: this.name, host: id } });
     }
     return name;
+  }
+
+  /** A migration whose controlling process died leaves the guest running on the source, as QEMU does. */
+  #recoverMigrations(): void {
+    for (const vm of [...this.world.values('vms')]) if (vm.state === 'migrating') this.#update(vm, { state: 'running' });
   }
 
   #syncHosts(): void {

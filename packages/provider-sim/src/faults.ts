@@ -12,7 +12,11 @@ export const faultRule = z.strictObject({
   nth: z.number().int().min(1).optional(),
   /** How many times the rule fires in all. @default 1 with nth, unlimited without */
   times: z.number().int().min(1).optional(),
-  /** Where inside the operation (create: start, volume, define, end). @default 'start' */
+  /**
+   * Where inside the operation: create: start, volume, define, end; delete: start,
+   * volumes-deleted; migrate: start, link (the link breaks midway: the VM stays on the
+   * source), switch. @default 'start'
+   */
   stage: z.string().min(1).default('start'),
   action: z.enum(['fail', 'hang', 'throttle', 'unreachable', 'crash']),
   /** Only for VMs on this host, or only this VM. */

@@ -51,6 +51,16 @@ export const simProviderConfig = z.strictObject({
   generate: simGenerate.optional(),
   overcommit: overcommit.default({ cpu: 4, memory: 1, disk: 1 }),
   latency: operationLatencies.default({}),
+  /** The network between hosts, for migrations. */
+  link: z
+    .strictObject({
+      bandwidthMbps: z.number().min(1).max(400_000).default(10_000),
+      /** What one TCP stream manages (CPU-bound); multifd spreads over several. */
+      perConnectionMbps: z.number().min(1).max(400_000).optional(),
+    })
+    .default({ bandwidthMbps: 10_000 }),
+  /** Simulated milliseconds per real millisecond for long operations (migrations). */
+  timeScale: z.number().min(1).max(1e9).default(1000),
   /** Defaults to NOVACRON_STATE_DIR, else `.novacron/` in the working directory. */
   stateDir: z.string().min(1).optional(),
   images: z.array(z.string().min(1)).optional(),

@@ -110,6 +110,19 @@ export interface MigrationResult {
   readonly bytesTransferred: number;
   readonly iterations: number;
   readonly postCopy: boolean;
+  /** What the orchestrator did along the way (downtime steps, auto-converge, post-copy, rate changes). */
+  readonly actions?: readonly { readonly kind: string; readonly atMs: number }[];
+}
+
+/** What a migration prediction needs to know about a VM and the link to its destination. */
+export interface MigrationEstimateInputs {
+  readonly memoryBytes: number;
+  readonly workingSetBytes: number;
+  readonly dirtyRateBytesPerSec: number;
+  readonly bandwidthBytesPerSec: number;
+  readonly zeroFraction?: number;
+  readonly compressibility?: number;
+  readonly diskBytes?: number;
 }
 
 export type SnapshotKind = 'full' | 'incremental' | 'disk';
@@ -174,6 +187,8 @@ export interface Provider {
   resize?(vm: VmRef, request: ResizeRequest, ctx?: OperationContext): Promise<VmRecord>;
 
   migrate?(vm: VmRef, request: MigrateRequest, ctx?: OperationContext): Promise<MigrationResult>;
+  /** Measures (or knows) what the pre-copy model needs to predict a migration to `toHost`. */
+  estimateMigration?(vm: VmRef, toHost: string, ctx?: OperationContext): Promise<MigrationEstimateInputs>;
 
   snapshot?(vm: VmRef, request: SnapshotRequest, ctx?: OperationContext): Promise<SnapshotRecord>;
   listSnapshots?(fleet: string, ctx?: OperationContext): Promise<readonly SnapshotRecord[]>;
@@ -189,7 +204,7 @@ export interface Provider {
 
 type CapabilityOps = {
   resize: 'resize';
-  liveMigration: 'migrate';
+  liveMigration: 'migrate' | 'estimateMigration';
   coldMigration: 'migrate';
   snapshots: 'snapshot' | 'listSnapshots' | 'restore' | 'deleteSnapshot';
   incrementalSnapshots: 'snapshot' | 'listSnapshots' | 'restore' | 'deleteSnapshot';

@@ -14,14 +14,14 @@ export interface ProviderCall {
 export type Middleware = (call: ProviderCall, next: () => Promise<unknown>) => Promise<unknown>;
 
 export const PROVIDER_OPERATIONS = [
-  'inventory', 'list', 'create', 'start', 'stop', 'delete', 'resize', 'migrate',
+  'inventory', 'list', 'create', 'start', 'stop', 'delete', 'resize', 'migrate', 'estimateMigration',
   'snapshot', 'listSnapshots', 'restore', 'deleteSnapshot', 'exportImage', 'importImage',
 ] as const;
 export type ProviderOperation = (typeof PROVIDER_OPERATIONS)[number];
 
 /** Where an operation's OperationContext sits among its arguments. */
 const CTX_INDEX: Record<ProviderOperation, number> = {
-  inventory: 0, list: 1, create: 1, start: 1, stop: 2, delete: 1, resize: 2, migrate: 2,
+  inventory: 0, list: 1, create: 1, start: 1, stop: 2, delete: 1, resize: 2, migrate: 2, estimateMigration: 2,
   snapshot: 2, listSnapshots: 1, restore: 2, deleteSnapshot: 1, exportImage: 1, importImage: 2,
 };
 

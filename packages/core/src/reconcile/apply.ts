@@ -5,7 +5,7 @@ import type { ApplyEvent, ApplyListener } from '../events/events.js';
 import type { VmRecord } from '../model/records.js';
 import { defaultMiddlewareStack } from '../provider/defaultStack.js';
 import type { MiddlewareStack } from '../provider/middleware.js';
-import type { OperationContext, Provider } from '../provider/Provider.js';
+import type { MigrationResult, OperationContext, Provider } from '../provider/Provider.js';
 import type { ProviderSet } from '../provider/registry.js';
 import { supports } from '../provider/Provider.js';
 import { UnsupportedError } from '../errors/errors.js';
@@ -30,6 +30,7 @@ export interface StepOutcome {
   readonly durationMs: number;
   readonly error?: NovaCronError;
   readonly vm?: VmRecord;
+  readonly migration?: MigrationResult;
 }
 
 export interface ApplyResult {
@@ -71,6 +72,14 @@ export async function apply(plan: Plan, providers: ProviderSet, options: ApplyOp
 
   emit({ type: 'apply.start', fleet: plan.fleet, steps: plan.steps.length, at: started });
 
+  // Migrations load both ends: at most `perHostConcurrency` of them leave or enter a host at once.
+  const busy = new Map<string, number>();
+  const hostsOf = (step: PlanStep) => (step.kind === 'migrate' ? [step.from, step.to] : []);
+  const admits = (step: PlanStep) => step.kind !== 'migrate' || hostsOf(step).every((h) => (busy.get(h) ?? 0) < step.policy.perHostConcurrency);
+  const hold = (step: PlanStep, delta: number) => {
+    for (const h of hostsOf(step)) busy.set(h, (busy.get(h) ?? 0) + delta);
+  };
+
   const skip = (id: string, reason: string) => {
     if (outcomes.has(id)) return;
     const step = byId.get(id)!;
@@ -83,11 +92,15 @@ export async function apply(plan: Plan, providers: ProviderSet, options: ApplyOp
     let running = 0;
     const pump = () => {
       while (running < concurrency && ready.length > 0 && !options.signal?.aborted) {
-        const step = ready.shift()!;
+        const index = ready.findIndex(admits);
+        if (index < 0) break; // every ready step waits for a busy host
+        const step = ready.splice(index, 1)[0]!;
         if (outcomes.has(step.id)) continue;
         running++;
+        hold(step, 1);
         void runStep(step).then((outcome) => {
           running--;
+          hold(step, -1);
           outcomes.set(step.id, outcome);
           if (outcome.status === 'done') {
             for (const next of dependents.get(step.id) ?? []) {
@@ -128,10 +141,10 @@ export async function apply(plan: Plan, providers: ProviderSet, options: ApplyOp
       onRetry: ({ attempt, delayMs, error }) => emit({ type: 'step.retry', step, attempt, delayMs, error: toNovaCronError(error), at: clock.now() }),
     };
     try {
-      const vm = await execute(step, wrapped, ctx);
+      const value = await execute(step, wrapped, ctx);
       const durationMs = clock.now() - t0;
-      emit({ type: 'step.done', step, durationMs, ...(vm ? { vm } : {}), at: clock.now() });
-      return { step, status: 'done', durationMs, ...(vm ? { vm } : {}) };
+      emit({ type: 'step.done', step, durationMs, ...value, at: clock.now() });
+      return { step, status: 'done', durationMs, ...value };
     } catch (thrown) {
       const error = toNovaCronError(thrown, { provider: step.provider, vm: step.vm, operation: step.kind });
       emit({ type: 'step.failed', step, error, at: clock.now() });
@@ -140,22 +153,23 @@ export async function apply(plan: Plan, providers: ProviderSet, options: ApplyOp
   }
 }
 
-async function execute(step: PlanStep, providers: ProviderSet, ctx: OperationContext): Promise<VmRecord | undefined> {
+async function execute(step: PlanStep, providers: ProviderSet, ctx: OperationContext): Promise<{ vm?: VmRecord; migration?: MigrationResult }> {
   const provider = providers.get(step.provider);
   switch (step.kind) {
     case 'create':
-      return provider.create(step.request, ctx);
+    case 'replace':
+      return { vm: await provider.create(step.request, ctx) };
     case 'delete':
       await provider.delete(step.ref, ctx);
-      return undefined;
+      return {};
     case 'start':
-      return provider.start(step.ref, ctx);
+      return { vm: await provider.start(step.ref, ctx) };
     case 'resize':
-      return need(provider, 'resize', step).resize(step.ref, { resources: step.to, specHash: step.specHash, allowReboot: true }, ctx);
-    case 'replace':
-      return provider.create(step.request, ctx);
-    case 'migrate':
-      return (await need(provider, step.mode === 'live' ? 'liveMigration' : 'coldMigration', step).migrate(step.ref, { toHost: step.to, mode: step.mode, policy: step.policy }, ctx)).vm;
+      return { vm: await need(provider, 'resize', step).resize(step.ref, { resources: step.to, specHash: step.specHash, allowReboot: true }, ctx) };
+    case 'migrate': {
+      const migration = await need(provider, step.mode === 'live' ? 'liveMigration' : 'coldMigration', step).migrate(step.ref, { toHost: step.to, mode: step.mode, policy: step.policy }, ctx);
+      return { vm: migration.vm, migration };
+    }
   }
 }
 

@@ -3,3 +3,4 @@ export * from './desired.js';
 export * from './plan.js';
 export * from './observe.js';
 export * from './apply.js';
+export * from './drain.js';

@@ -5,7 +5,7 @@ import type { PlacedVm, PlacementVm } from '../placement/types.js';
 import type { CreateVmRequest, VmRef } from '../provider/Provider.js';
 import { expandFleet, type DesiredVm } from './desired.js';
 import type { CreateStep, DeleteStep, Observed, Plan, PlanStep, ReplaceStep, ResizeStep, StartStep, StepKind } from './types.js';
-import { STEP_KINDS } from './types.js';
+import { emptySummary } from './types.js';
 
 export interface PlanOptions {
   readonly weights?: PlacementWeights;
@@ -124,7 +124,7 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
   }
 
   const steps: PlanStep[] = [...deletes, ...replaces, ...resizes, ...starts, ...creates.sort(byVm)];
-  const summary = Object.fromEntries(STEP_KINDS.map((k) => [k, 0])) as Record<StepKind, number>;
+  const summary = emptySummary();
   for (const step of steps) if (!(step.kind === 'delete' && step.replaced)) summary[step.kind]++;
   return {
     fleet: fleet.name,

@@ -75,6 +75,10 @@ export type PlanStep = CreateStep | DeleteStep | StartStep | ResizeStep | Replac
 export type StepKind = PlanStep['kind'];
 export const STEP_KINDS = ['delete', 'replace', 'resize', 'migrate', 'start', 'create'] as const satisfies readonly StepKind[];
 
+export function emptySummary(): Record<StepKind, number> & { unchanged: number } {
+  return { delete: 0, replace: 0, resize: 0, migrate: 0, start: 0, create: 0, unchanged: 0 };
+}
+
 export interface Plan {
   readonly fleet: string;
   readonly steps: readonly PlanStep[];
