@@ -1,4 +1,4 @@
-import type { ApplyEvent } from '@novacron/core';
+import { formatBytes, type ApplyEvent } from '@novacron/core';
 import { formatMs } from './table.js';
 
 export interface Reporter {
@@ -17,6 +17,7 @@ export function progressReporter(stream: NodeJS.WriteStream, options: { tty?: bo
   let failed = 0;
   let current = '';
   let lastDraw = 0;
+  let lastLine = 0;
   const draw = (force = false) => {
     const now = Date.now();
     if (!force && now - lastDraw < 50) return;
@@ -38,6 +39,19 @@ export function progressReporter(stream: NodeJS.WriteStream, options: { tty?: bo
         current = `${event.step.kind} ${event.step.vm}`;
         if (tty) draw();
         break;
+      case 'step.progress': {
+        const m = event.progress.migration;
+        const detail = m
+          ? `round ${m.iteration}, ${formatBytes(m.dataRemainingBytes)} left, dirtying ${formatBytes(m.dirtyRateBytesPerSec)}/s at ${formatBytes(m.bandwidthBytesPerSec)}/s`
+          : `${event.progress.phase}${event.progress.fraction === undefined ? '' : ` ${Math.round(event.progress.fraction * 100)}%`}`;
+        current = `${event.step.kind} ${event.step.vm}: ${detail}`;
+        if (tty) draw();
+        else if (Date.now() - lastLine > 2000) {
+          lastLine = Date.now();
+          stream.write(`  … ${current}\n`);
+        }
+        break;
+      }
       case 'step.retry':
         if (!tty) stream.write(`  ↻ ${event.step.kind} ${event.step.vm}: ${event.error.message}; retry ${event.attempt} in ${formatMs(event.delayMs)}\n`);
         break;
