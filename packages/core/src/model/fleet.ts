@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { findAffinityCycle } from '../placement/affinityCycle.js';
 import { labels, name } from './common.js';
 import { migrationPolicy, snapshotPolicy } from './policies.js';
 import { providerConfig } from './providers.js';
@@ -21,6 +22,8 @@ export const placementRules = z.strictObject({
   /** Keep away from, or close to, other groups. */
   avoidGroups: z.array(z.strictObject({ group: z.string().min(1), scope: z.enum(['host', 'zone']).default('host') })).optional(),
   withGroups: z.array(z.strictObject({ group: z.string().min(1), scope: z.enum(['host', 'zone']).default('zone') })).optional(),
+  /** Groups to run close to when it costs little: same host best, same zone next (a soft rule, weighted by `locality`). */
+  near: z.array(z.string().min(1)).min(1).optional(),
   spread: z.strictObject({ key: z.string().min(1).default('zone'), maxSkew: z.number().int().min(1).max(10_000).default(1) }).optional(),
   maxPerHost: z.number().int().min(1).max(100_000).optional(),
 });
@@ -91,6 +94,15 @@ export const fleetSpec = z
           }
         });
       }
+      group.placement.near?.forEach((ref, i) => {
+        if (!fleet.groups[ref]) ctx.addIssue({ code: 'custom', path: at('placement', 'near', i), message: `unknown group "${ref}"${known(groupNames)}` });
+      });
+      group.placement.withGroups?.forEach((ref, i) => {
+        const clash = group.placement.avoidGroups?.find((a) => a.group === ref.group && (a.scope === 'zone' || ref.scope === 'host'));
+        if (clash) {
+          ctx.addIssue({ code: 'custom', path: at('placement', 'withGroups', i), message: `group "${ref.group}" is both required (${ref.scope}) and avoided (${clash.scope}): no placement can meet both` });
+        }
+      });
       const candidates = group.placement.providers ?? providerNames;
       const knowing = candidates.filter((p) => {
         const config = fleet.providers[p];
@@ -106,6 +118,14 @@ export const fleetSpec = z
           message: `image "${group.image}" is not declared by any provider the group may use (${candidates.join(', ')}): add it to their "images"`,
         });
       }
+    }
+    const cycle = findAffinityCycle(new Map(Object.entries(fleet.groups).map(([g, spec]) => [g, (spec.placement.withGroups ?? []).map((w) => w.group)])));
+    if (cycle) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['groups', cycle[0]!, 'placement', 'withGroups'],
+        message: `withGroups rules form a cycle (${cycle.join(' → ')}): keep one direction, so one group anchors the other`,
+      });
     }
   });
 
