@@ -133,6 +133,25 @@ export const awsProviderConfig = z.strictObject({
   instanceTypes: z.array(z.string().min(1)).optional(),
   images: z.record(z.string().min(1), z.string().min(1)).default({}),
   labels: labels.default({}),
+  /** Root volume type. */
+  diskType: z.enum(['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1', 'standard']).default('gp3'),
+  /**
+   * Attempts per API call inside the AWS SDK. 1 leaves every retry to the core's retry
+   * middleware (backoff with jitter, abort, retry events), so retries are never multiplied.
+   */
+  sdkMaxAttempts: z.number().int().min(1).max(10).default(1),
+  /** How long to wait for an instance, snapshot or image to reach the state an operation needs. */
+  waitTimeout: duration(24 * 3_600_000).default(600_000),
+  /** Other instance types tried in the same zone when one is short of capacity (0 turns the fallback off). */
+  capacityFallbacks: z.number().int().min(0).max(10).default(2),
+  /** S3 bucket (and key prefix) that image imports and exports pass through. */
+  imageBucket: z.string().min(3).max(63).optional(),
+  imagePrefix: z.string().default('novacron/images/'),
+  /** The IAM service role VM Import/Export assumes to read and write the bucket. */
+  importRole: z.string().min(1).default('vmimport'),
+  s3Endpoint: z.string().url().optional(),
+  /** Where exported images are written locally. Defaults to the system temp directory. */
+  imageDir: z.string().min(1).optional(),
 });
 
 export const gcpProviderConfig = z.strictObject({
@@ -145,6 +164,16 @@ export const gcpProviderConfig = z.strictObject({
   machineTypes: z.array(z.string().min(1)).optional(),
   images: z.record(z.string().min(1), z.string().min(1)).default({}),
   labels: labels.default({}),
+  subnetwork: z.string().min(1).optional(),
+  /** Boot disk type. */
+  diskType: z.enum(['pd-balanced', 'pd-ssd', 'pd-standard', 'hyperdisk-balanced']).default('pd-balanced'),
+  /** How long to wait for a zone or global operation to finish. */
+  waitTimeout: duration(24 * 3_600_000).default(600_000),
+  /** Other machine types tried in the same zone when one is short of capacity (0 turns the fallback off). */
+  capacityFallbacks: z.number().int().min(0).max(10).default(2),
+  /** Cloud Storage bucket (and object prefix) that image imports pass through. */
+  imageBucket: z.string().min(3).max(222).optional(),
+  imagePrefix: z.string().default('novacron/images/'),
 });
 
 export const providerConfig = z.discriminatedUnion('type', [

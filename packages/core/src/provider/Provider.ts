@@ -66,6 +66,12 @@ export interface CreateVmRequest {
   readonly image: string;
   readonly labels: Labels;
   readonly instanceType?: string;
+  /**
+   * Other places of this provider that placement also found acceptable, best first. A
+   * provider told "no capacity" at `host`/`instanceType` tries these in order before it
+   * fails with CapacityExceeded; the returned record says where the VM went.
+   */
+  readonly alternatives?: readonly { readonly host: string; readonly instanceType?: string }[];
   readonly cloudInit?: CloudInit;
   /** Hints for providers that model guests (the sim provider). */
   readonly workload?: { readonly workingSetMiB?: number; readonly dirtyRateMiBps?: number };
@@ -82,6 +88,8 @@ export interface ResizeRequest {
   readonly specHash: string;
   /** Allow a reboot when the change cannot be hot-plugged. */
   readonly allowReboot: boolean;
+  /** The instance or machine type placement chose for the new size; cloud providers pick the cheapest fit when absent. */
+  readonly instanceType?: string;
 }
 
 export interface MigrationProgress {
