@@ -3,6 +3,7 @@ import {
   assertOwned,
   CapacityExceededError,
   ConflictError,
+  UnsupportedError,
   InvalidInputError,
   type MigrateRequest,
   type MigrationEstimateInputs,
@@ -180,10 +181,20 @@ export class SimProvider implements Provider {
       diskGiB: Math.max(0, request.resources.diskGiB - vm.resources.diskGiB),
       gpu: Math.max(0, request.resources.gpu - vm.resources.gpu),
     };
+    const context = { provider: this.name, vm: vm.name, operation: 'resize' };
+    if (request.resources.diskGiB < vm.resources.diskGiB) {
+      throw new UnsupportedError(`the disk of "${vm.name}" cannot shrink (${vm.resources.diskGiB}GiB → ${request.resources.diskGiB}GiB)`, { context });
+    }
+    // Growth is hot-plugged; shrinking cpu, memory or gpu, and new cloud-init data, take a reboot.
+    const shrinks = request.resources.cpu < vm.resources.cpu || request.resources.memoryMiB < vm.resources.memoryMiB || request.resources.gpu !== vm.resources.gpu;
+    if ((shrinks || request.reboot) && !request.allowReboot && vm.state === 'running') {
+      throw new ConflictError(`the change to "${vm.name}" needs a reboot, which is not allowed`, { context });
+    }
     this.#assertRoom(host, delta, vm.name);
     const volume = this.world.get('volumes', `${vm.name}-root`);
     if (volume) this.world.put('volumes', volume.name, { ...volume, sizeGiB: request.resources.diskGiB });
-    return this.#toRecord(this.#update(vm, { resources: request.resources, specHash: request.specHash }));
+    const labels = request.labels ? { ...vm.labels, ...request.labels } : vm.labels;
+    return this.#toRecord(this.#update(vm, { resources: request.resources, specHash: request.specHash, labels }));
   }
 
   async migrate(ref: VmRef, request: MigrateRequest, ctx: OperationContext = {}): Promise<MigrationResult> {

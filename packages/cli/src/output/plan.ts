@@ -1,6 +1,6 @@
 import type { Plan, PlanStep } from '@novacron/core';
 
-const SYMBOL: Record<PlanStep['kind'], string> = { create: '+', delete: '-', start: '▶', resize: '~', replace: '±', migrate: '→' };
+const SYMBOL: Record<PlanStep['kind'], string> = { create: '+', delete: '-', start: '▶', update: '~', replace: '±', migrate: '→' };
 
 /** The plan for people: a headline, then a line per step with its reason. */
 export function renderPlan(plan: Plan, limit = 200): string {
@@ -11,10 +11,12 @@ export function renderPlan(plan: Plan, limit = 200): string {
     lines.push(`Fleet ${plan.fleet}: no changes. ${s.unchanged} VM(s) match the spec. Cost $${plan.costPerHour.toFixed(2)}/h.`);
     return lines.join('\n');
   }
-  const parts = (['create', 'replace', 'resize', 'migrate', 'start', 'delete'] as const).filter((k) => s[k] > 0).map((k) => `${s[k]} to ${k}`);
+  const parts = (['create', 'replace', 'update', 'migrate', 'start', 'delete'] as const).filter((k) => s[k] > 0).map((k) => `${s[k]} to ${k}`);
   lines.push(`Fleet ${plan.fleet}: ${parts.join(', ') || 'nothing to change'}${s.unchanged ? `, ${s.unchanged} unchanged` : ''}. Cost after apply $${plan.costPerHour.toFixed(2)}/h.`);
   for (const step of plan.steps.slice(0, limit)) {
-    lines.push(`  ${SYMBOL[step.kind]} ${step.kind.padEnd(7)} ${step.vm}  ${where(step)}  — ${step.reason}`);
+    const cls = step.kind === 'update' ? ` [${step.changeClass}]` : step.kind === 'replace' ? ' [replace]' : step.kind === 'migrate' ? ` [${step.mode}]` : '';
+    const held = step.kind === 'update' && step.held ? `  (HELD: ${step.held})` : '';
+    lines.push(`  ${SYMBOL[step.kind]} ${step.kind.padEnd(7)} ${step.vm}${cls}  ${where(step)}  — ${step.reason}${held}`);
   }
   if (plan.steps.length > limit) lines.push(`  … and ${plan.steps.length - limit} more steps (use --json for all)`);
   if (plan.unplaced.length > 0) {
@@ -49,7 +51,9 @@ export function planJson(plan: Plan) {
       group: step.group,
       provider: step.provider,
       ...(step.kind === 'migrate' ? { from: step.from, to: step.to } : { host: step.host }),
-      ...(step.kind === 'replace' ? { fromHost: step.fromHost } : {}),
+      ...(step.kind === 'replace' ? { fromHost: step.fromHost, changeClass: 'replace' } : {}),
+      ...(step.kind === 'update' ? { changeClass: step.changeClass, changes: step.changes, ...(step.held ? { held: step.held } : {}) } : {}),
+      ...(step.kind === 'migrate' ? { mode: step.mode } : {}),
       reason: step.reason,
       dependsOn: step.dependsOn,
     })),

@@ -56,6 +56,15 @@ export const groupSpec = z.strictObject({
   snapshots: snapshotPolicy.optional(),
   cloudInit: cloudInit.optional(),
   workload: workload.optional(),
+  /** How changes to running VMs may be made. */
+  changes: z
+    .strictObject({
+      /** Changes that need a reboot may reboot the VM; otherwise they are held and reported. */
+      allowReboot: z.boolean().default(true),
+      /** When the cheap path (hot-plug, reboot) fails, replace the VM instead of stopping. */
+      fallbackToReplace: z.boolean().default(false),
+    })
+    .default({ allowReboot: true, fallbackToReplace: false }),
 });
 
 export const placementWeights = z.strictObject({

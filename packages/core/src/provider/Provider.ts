@@ -83,11 +83,21 @@ export interface StopOptions {
   readonly force?: boolean;
 }
 
+/**
+ * A change made to a VM in place: new resources (hot-plugged when the provider can, else at
+ * a reboot when allowed), labels, or cloud-init data (applied at the next boot).
+ */
 export interface ResizeRequest {
   readonly resources: Resources;
   readonly specHash: string;
   /** Allow a reboot when the change cannot be hot-plugged. */
   readonly allowReboot: boolean;
+  /** Labels the fleet declares: set these keys, leave the others alone. */
+  readonly labels?: Labels;
+  /** New cloud-init data, with `reboot` when the group's policy reboots on a change. */
+  readonly cloudInit?: CloudInit;
+  /** Reboot even though every change could be made live (the cloud-init reboot policy). */
+  readonly reboot?: boolean;
   /** The instance or machine type placement chose for the new size; cloud providers pick the cheapest fit when absent. */
   readonly instanceType?: string;
 }
@@ -133,36 +143,100 @@ export interface MigrationEstimateInputs {
   readonly diskBytes?: number;
 }
 
+/**
+ * `full`: restorable alone. `incremental`: the blocks changed since `parent` (libvirt
+ * checkpoint + push-mode backup job; the sim's changed blocks). `disk`: a snapshot kept next
+ * to the disk for quick rollback (qcow2 internal or external snapshot, EBS or GCE disk
+ * snapshot), restorable alone.
+ */
 export type SnapshotKind = 'full' | 'incremental' | 'disk';
+/** `quiesced`: the guest agent froze the file systems; `crash`: as if the power had been cut. */
 export type SnapshotConsistency = 'crash' | 'quiesced';
+/** `incomplete`: started and not finished (interrupted or failed). Never a parent, never restored. */
+export type SnapshotState = 'complete' | 'incomplete';
 
+/** The outcome of a restore test, stored with the snapshot by `recordVerification`. */
+export interface SnapshotVerification {
+  readonly at: string;
+  readonly ok: boolean;
+  /** `checksum`: restored into a scratch VM and its disk digest compared; `boot`: also booted to the guest's marker. */
+  readonly method: 'checksum' | 'boot';
+  readonly detail?: string;
+}
+
+/**
+ * A snapshot or backup as its provider records it, next to the data (the sim's world, a
+ * libvirt backup folder's metadata, EBS snapshot tags, GCE snapshot labels), so any machine
+ * can list, prune and restore without a state file.
+ */
 export interface SnapshotRecord {
+  /** Unique within the provider: the request's id when it named one. */
   readonly id: string;
   readonly provider: string;
   readonly vm: string;
   readonly fleet: string;
   readonly group: string;
+  /** The point in time the data is from (ISO 8601). */
   readonly takenAt: string;
+  /** What was taken, which may differ from what was asked (see `Provider.snapshot`). */
   readonly kind: SnapshotKind;
+  /** For incrementals: the snapshot this one builds on. A full or disk snapshot has none. */
   readonly parent?: string;
   readonly consistency: SnapshotConsistency;
+  readonly state: SnapshotState;
+  /** Bytes this snapshot stores itself (an incremental: its changed blocks), metadata included. */
   readonly sizeBytes: number;
+  /** The virtual size of the disk it restores. */
+  readonly diskBytes: number;
+  /**
+   * Digest of the whole disk as of `takenAt`, in a form the provider chooses
+   * (`sha256-blocks:1048576:<hex>`) and computes the same way when it reads a restored disk
+   * back; verification compares the two for equality. Absent when the provider cannot tell.
+   */
+  readonly digest?: string;
+  /** Where the data lives: a host's backup folder, a region's snapshot store. */
   readonly location?: string;
-  readonly verified?: { readonly at: string; readonly ok: boolean; readonly detail?: string };
+  /** The schedule slot it was taken for (ISO 8601), when the snapshot engine took it. */
+  readonly scheduledFor?: string;
+  /** Why an incomplete snapshot stopped, when known. */
+  readonly error?: string;
+  readonly verified?: SnapshotVerification;
 }
 
 export interface SnapshotRequest {
   readonly kind: SnapshotKind;
   /** For incrementals: the snapshot this one builds on. */
   readonly parent?: string;
+  /** Where backups go: a host name (KVM: its backup folder). Providers with their own store ignore it. */
   readonly target?: string;
+  /**
+   * The idempotency key. A complete snapshot with this id is returned as it is; an
+   * incomplete one is resumed (or redone) under the same id.
+   */
   readonly id?: string;
+  /** Freeze the guest's file systems through its agent when there is one. @default true */
+  readonly quiesce?: boolean;
+  /** The schedule slot, recorded on the snapshot. */
+  readonly scheduledFor?: string;
 }
 
 export interface RestoreRequest {
   readonly snapshot: string;
-  /** Restore into a new VM of this name instead of in place. */
+  /**
+   * Restore into a new VM of this name instead of in place. The new VM belongs to no fleet
+   * (reconcile leaves it alone) and is labelled with where it came from.
+   */
   readonly asName?: string;
+  /** With `asName`: a throwaway VM for verification, left stopped; a scratch VM of that name left by an earlier run is replaced. */
+  readonly scratch?: boolean;
+}
+
+export interface RestoreResult {
+  /** The VM restored in place, or the new one. */
+  readonly vm: VmRecord;
+  /** The restored disk's digest, read back from it after writing (never copied from the record). */
+  readonly digest?: string;
+  readonly bytesWritten: number;
 }
 
 export interface ImageArtifact {
@@ -198,10 +272,33 @@ export interface Provider {
   /** Measures (or knows) what the pre-copy model needs to predict a migration to `toHost`. */
   estimateMigration?(vm: VmRef, toHost: string, ctx?: OperationContext): Promise<MigrationEstimateInputs>;
 
+  /**
+   * Takes a snapshot of the VM's disk. Idempotent on `request.id`. An incremental whose
+   * `parent` the provider cannot build on (gone, incomplete, or its change tracking lost, as
+   * after a restore in place) is taken as a full: the record says what was taken. The record
+   * is written as `incomplete` before any data moves, so an interruption leaves a trace that
+   * blocks pruning and that the next call with the same id completes; existing snapshots are
+   * never touched, so every chain stays restorable.
+   */
   snapshot?(vm: VmRef, request: SnapshotRequest, ctx?: OperationContext): Promise<SnapshotRecord>;
+  /** Every snapshot of the fleet's VMs, including VMs deleted since, incomplete ones too. */
   listSnapshots?(fleet: string, ctx?: OperationContext): Promise<readonly SnapshotRecord[]>;
-  restore?(vm: VmRef, request: RestoreRequest, ctx?: OperationContext): Promise<VmRecord>;
+  /**
+   * Writes a complete snapshot back, byte for byte, reconstructing it from its chain: in
+   * place (the VM must exist and belong to `vm.fleet`; a running VM is stopped and started
+   * again) or as a new VM (`asName`, which must not be taken, except by a scratch VM when
+   * `scratch`). The source VM need not exist for `asName`.
+   */
+  restore?(vm: VmRef, request: RestoreRequest, ctx?: OperationContext): Promise<RestoreResult>;
+  /**
+   * Removes a snapshot without breaking any other: the data of a snapshot that others build
+   * on is merged into each child first (the child is rebased onto the deleted one's parent,
+   * or becomes a full), and only then is the snapshot removed, so a crash in between leaves
+   * both restorable. Deleting what is gone succeeds.
+   */
   deleteSnapshot?(snapshotId: string, ctx?: OperationContext): Promise<void>;
+  /** Stores a restore test's outcome with the snapshot (backup metadata, tags, labels). */
+  recordVerification?(snapshotId: string, verification: SnapshotVerification, ctx?: OperationContext): Promise<SnapshotRecord>;
 
   exportImage?(vm: VmRef, ctx?: OperationContext): Promise<ImageArtifact>;
   importImage?(artifact: ImageArtifact, imageName: string, ctx?: OperationContext): Promise<string>;
@@ -214,8 +311,8 @@ type CapabilityOps = {
   resize: 'resize';
   liveMigration: 'migrate' | 'estimateMigration';
   coldMigration: 'migrate';
-  snapshots: 'snapshot' | 'listSnapshots' | 'restore' | 'deleteSnapshot';
-  incrementalSnapshots: 'snapshot' | 'listSnapshots' | 'restore' | 'deleteSnapshot';
+  snapshots: 'snapshot' | 'listSnapshots' | 'restore' | 'deleteSnapshot' | 'recordVerification';
+  incrementalSnapshots: 'snapshot' | 'listSnapshots' | 'restore' | 'deleteSnapshot' | 'recordVerification';
   imageExport: 'exportImage';
   imageImport: 'importImage';
 };

@@ -56,7 +56,7 @@ function planOf(steps: PlanStep[]): Plan {
   return {
     fleet: 'f', steps, unplaced: [], costPerHour: 0,
     placement: { assignments: {}, instanceTypes: {}, unplaced: [], explanations: {}, objectives: { activeHosts: 0, costPerHour: 0, imbalance: 0 }, alternatives: [] },
-    summary: { create: steps.length, delete: 0, start: 0, resize: 0, replace: 0, migrate: 0, unchanged: 0 },
+    summary: { create: steps.length, delete: 0, start: 0, update: 0, replace: 0, migrate: 0, unchanged: 0 },
   };
 }
 
@@ -178,5 +178,46 @@ describe('MiddlewareStack', () => {
     await stack.wrap(provider()).inventory();
     expect(seen).toEqual(['outer', 'inner']);
     expect(stack.names()).toEqual(['outer', 'inner']);
+  });
+});
+
+describe('apply: updates', () => {
+  const update = (patch: Partial<Extract<PlanStep, { kind: 'update' }>> = {}): PlanStep => ({
+    id: 'update:f-web-0', kind: 'update', vm: 'f-web-0', group: 'web', provider: 'p', host: 'p/h1', reason: 'memory', dependsOn: [],
+    ref: { name: 'f-web-0', fleet: 'f' }, from: { cpu: 1, memoryMiB: 512, diskGiB: 1, gpu: 0 }, to: { cpu: 1, memoryMiB: 1024, diskGiB: 1, gpu: 0 },
+    specHash: 'h2', changeClass: 'hot-plug', changes: [], allowReboot: true, ...patch,
+  });
+  const caps = { ...NO_CAPABILITIES, resize: true };
+
+  it('stops and says so when the cheap path fails and the group does not allow a replace', async () => {
+    const calls: string[] = [];
+    const p = provider({ capabilities: caps, resize: async () => { calls.push('resize'); throw new NovaCronError('Unsupported', 'client', 'memory hot-plug refused by the guest'); }, delete: async () => { calls.push('delete'); } });
+    const result = await apply(planOf([update()]), set(p), { middleware: new MiddlewareStack() });
+    expect(calls).toEqual(['resize']);
+    expect(result.outcomes[0]!.error!.message).toBe('hot-plug change failed (memory hot-plug refused by the guest); the VM was not replaced');
+    expect(result.outcomes[0]!.error!.hint).toMatch(/groups\.web\.changes\.fallbackToReplace: true/);
+  });
+
+  it('replaces when the cheap path fails and the group allows it', async () => {
+    const calls: string[] = [];
+    const fallback = (createStep(0) as Extract<PlanStep, { kind: 'create' }>).request;
+    const p = provider({
+      capabilities: caps,
+      resize: async () => { calls.push('resize'); throw new NovaCronError('Unsupported', 'client', 'no'); },
+      delete: async () => { calls.push('delete'); },
+      create: async (r) => { calls.push('create'); return record(r); },
+    });
+    const result = await apply(planOf([update({ fallback })]), set(p), { middleware: new MiddlewareStack() });
+    expect(result.ok).toBe(true);
+    expect(calls).toEqual(['resize', 'delete', 'create']);
+  });
+
+  it('does not run a held change, and reports it', async () => {
+    let called = false;
+    const p = provider({ capabilities: caps, resize: async () => { called = true; throw new Error('unreachable'); } });
+    const result = await apply(planOf([update({ changeClass: 'reboot', held: 'needs a reboot and groups.web.changes.allowReboot is false' })]), set(p));
+    expect(called).toBe(false);
+    expect(result.ok).toBe(false);
+    expect(result.outcomes[0]!.status).toBe('skipped');
   });
 });

@@ -1,5 +1,4 @@
-import type { NovaCronError} from '../errors/NovaCronError.js';
-import { toNovaCronError } from '../errors/NovaCronError.js';
+import { NovaCronError, toNovaCronError } from '../errors/NovaCronError.js';
 import { InvalidInputError } from '../errors/errors.js';
 import type { ApplyEvent, ApplyListener } from '../events/events.js';
 import type { VmRecord } from '../model/records.js';
@@ -10,7 +9,7 @@ import type { ProviderSet } from '../provider/registry.js';
 import { supports } from '../provider/Provider.js';
 import { UnsupportedError } from '../errors/errors.js';
 import { systemClock, type Clock } from '../util/clock.js';
-import type { Plan, PlanStep } from './types.js';
+import type { Plan, PlanStep, UpdateStep } from './types.js';
 
 export interface ApplyOptions {
   /** Steps run at once. @default 10 */
@@ -96,6 +95,10 @@ export async function apply(plan: Plan, providers: ProviderSet, options: ApplyOp
         if (index < 0) break; // every ready step waits for a busy host
         const step = ready.splice(index, 1)[0]!;
         if (outcomes.has(step.id)) continue;
+        if (step.kind === 'update' && step.held) {
+          skip(step.id, `held: ${step.held}`);
+          continue;
+        }
         running++;
         hold(step, 1);
         void runStep(step).then((outcome) => {
@@ -164,12 +167,42 @@ async function execute(step: PlanStep, providers: ProviderSet, ctx: OperationCon
       return {};
     case 'start':
       return { vm: await provider.start(step.ref, ctx) };
-    case 'resize':
-      return { vm: await need(provider, 'resize', step).resize(step.ref, { resources: step.to, specHash: step.specHash, allowReboot: true }, ctx) };
+    case 'update':
+      return updateOrFallBack(step, provider, ctx);
     case 'migrate': {
       const migration = await need(provider, step.mode === 'live' ? 'liveMigration' : 'coldMigration', step).migrate(step.ref, { toHost: step.to, mode: step.mode, policy: step.policy }, ctx);
       return { vm: migration.vm, migration };
     }
+  }
+}
+
+/**
+ * The cheap path first. When it fails, the VM is replaced only if the group allows it;
+ * otherwise the step fails and says what failed and how to allow the fallback.
+ */
+async function updateOrFallBack(step: UpdateStep, provider: Provider, ctx: OperationContext): Promise<{ vm?: VmRecord }> {
+  const request = {
+    resources: step.to,
+    specHash: step.specHash,
+    allowReboot: step.allowReboot,
+    ...(step.labels ? { labels: step.labels } : {}),
+    ...(step.cloudInit ? { cloudInit: step.cloudInit } : {}),
+    ...(step.reboot ? { reboot: true } : {}),
+  };
+  try {
+    return { vm: await need(provider, 'resize', step).resize(step.ref, request, ctx) };
+  } catch (thrown) {
+    const error = toNovaCronError(thrown, { provider: step.provider, vm: step.vm, operation: step.changeClass });
+    if (error.code === 'Aborted' || error.retryable) throw error;
+    if (!step.fallback) {
+      throw new NovaCronError(error.code, error.fault, `${step.changeClass} change failed (${error.message}); the VM was not replaced`, {
+        context: error.context,
+        hint: `set groups.${step.group}.changes.fallbackToReplace: true to replace the VM when this happens`,
+        cause: error,
+      });
+    }
+    await provider.delete(step.ref, ctx);
+    return { vm: await provider.create(step.fallback, ctx) };
   }
 }
 

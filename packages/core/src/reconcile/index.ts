@@ -4,3 +4,4 @@ export * from './plan.js';
 export * from './observe.js';
 export * from './apply.js';
 export * from './drain.js';
+export * from './changes.js';

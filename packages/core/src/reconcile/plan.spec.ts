@@ -52,20 +52,54 @@ describe('plan', () => {
     expect(p.steps).toEqual([expect.objectContaining({ kind: 'delete', vm: 'f-old-0', reason: 'group "old" is no longer in the fleet' })]);
   });
 
-  it('resizes in place when the provider can, and replaces when it cannot', () => {
+  it('hot-plugs growth in place when the provider can, and replaces when it cannot resize at all', () => {
     const bigger = parseFleet({ ...input, groups: { web: { ...input.groups.web!, count: 1, cpu: 4 } } });
-    const resize = plan(bigger, observed([vm(0)]));
-    expect(resize.steps).toEqual([expect.objectContaining({ kind: 'resize', vm: 'f-web-0', reason: 'resize: cpu 2 → 4' })]);
+    const hot = plan(bigger, observed([vm(0)], { ...NO_CAPABILITIES, resize: true, hotplugCpu: true }));
+    expect(hot.steps).toEqual([expect.objectContaining({ kind: 'update', vm: 'f-web-0', changeClass: 'hot-plug', reason: 'cpu 2 → 4 [hot-plug: cpu is added to the running guest]' })]);
+    const cold = plan(bigger, observed([vm(0)], { ...NO_CAPABILITIES, resize: true }));
+    expect(cold.steps).toEqual([expect.objectContaining({ kind: 'update', changeClass: 'reboot' })]);
     const replace = plan(bigger, observed([vm(0)], NO_CAPABILITIES));
     expect(replace.steps.map((s) => s.id)).toEqual(['delete:f-web-0', 'replace:f-web-0']);
     expect(replace.steps[1]!.dependsOn).toContain('delete:f-web-0');
     expect(replace.summary).toMatchObject({ replace: 1, delete: 0 });
   });
 
+  it('classifies each changed field and takes the most expensive class', () => {
+    const changed = parseFleet({ ...input, groups: { web: { ...input.groups.web!, count: 1, cpu: 1, memory: '8GiB', labels: { tier: 'web' } } } });
+    const p = plan(changed, observed([vm(0)], { ...NO_CAPABILITIES, resize: true, hotplugCpu: true, hotplugMemory: true }));
+    const step = p.steps[0]!;
+    if (step.kind !== 'update') throw new Error('expected an update');
+    expect(step.changes.map((c) => [c.field, c.class])).toEqual([['cpu', 'reboot'], ['memory', 'hot-plug'], ['labels', 'in-place']]);
+    expect(step.changeClass).toBe('reboot');
+  });
+
+  it('changes labels in place, comparing only the keys the user declared', () => {
+    const labelled = parseFleet({ ...input, groups: { web: { ...input.groups.web!, count: 1, labels: { tier: 'web' } } } });
+    expect(plan(labelled, observed([vm(0, { labels: { tier: 'web', 'provider-default': 'x' } })])).steps).toEqual([]);
+    expect(plan(labelled, observed([vm(0, { labels: { tier: 'db' } })])).steps).toEqual([expect.objectContaining({ kind: 'update', changeClass: 'in-place' })]);
+  });
+
+  it('never shrinks a disk in place', () => {
+    const smaller = parseFleet({ ...input, groups: { web: { ...input.groups.web!, count: 1, disk: 5 } } });
+    expect(plan(smaller, observed([vm(0)])).steps.map((s) => s.kind)).toEqual(['delete', 'replace']);
+  });
+
+  it('holds a change that needs a reboot when the group does not allow one', () => {
+    const strict = parseFleet({ ...input, groups: { web: { ...input.groups.web!, count: 1, memory: '2GiB', changes: { allowReboot: false } } } });
+    expect(plan(strict, observed([vm(0)])).steps).toEqual([expect.objectContaining({ kind: 'update', changeClass: 'reboot', held: 'needs a reboot and groups.web.changes.allowReboot is false' })]);
+  });
+
+  it('follows the cloud-init change policy: ignore, reboot with the new seed, or replace', () => {
+    const withData = (onChange: string) => parseFleet({ ...input, groups: { web: { ...input.groups.web!, count: 1, cloudInit: { userData: '#cloud-config\n', onChange } } } });
+    expect(plan(withData('ignore'), observed([vm(0)])).steps).toEqual([]);
+    expect(plan(withData('reboot'), observed([vm(0)])).steps).toEqual([expect.objectContaining({ kind: 'update', changeClass: 'reboot', reboot: true })]);
+    expect(plan(withData('replace'), observed([vm(0)])).steps.map((s) => s.kind)).toEqual(['delete', 'replace']);
+  });
+
   it('replaces on an image change', () => {
     const newImage = parseFleet({ ...input, groups: { web: { ...input.groups.web!, count: 1, image: 'img2' } } });
     const p = plan(newImage, observed([vm(0)]));
-    expect(p.steps.at(-1)).toMatchObject({ kind: 'replace', reason: 'image changes img → img2' });
+    expect(p.steps.at(-1)).toMatchObject({ kind: 'replace', reason: 'image img → img2 [replace: a new image means a new root disk]' });
   });
 
   it('starts a stopped VM', () => {
@@ -85,7 +119,7 @@ describe('plan', () => {
     const huge = parseFleet({ ...input, groups: { web: { ...input.groups.web!, count: 1, memory: '64GiB' } } });
     const p = plan(huge, observed([]));
     expect(p.steps).toEqual([]);
-    expect(p.unplaced).toEqual([{ id: 'f-web-0', reasons: { memory: 3 }, message: 'no host can take it (memory: 3 hosts)' }]);
+    expect(p.unplaced).toEqual([expect.objectContaining({ id: 'f-web-0', reasons: { memory: 3 }, message: expect.stringContaining('memory') })]);
   });
 
   it('plans the destruction of every owned VM, and of nothing else', () => {

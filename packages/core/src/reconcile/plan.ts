@@ -3,8 +3,10 @@ import type { Host, Resources, VmRecord } from '../model/records.js';
 import { place } from '../placement/place.js';
 import type { PlacedVm, PlacementVm } from '../placement/types.js';
 import type { CreateVmRequest, VmRef } from '../provider/Provider.js';
+import { NO_CAPABILITIES } from '../provider/Provider.js';
+import { classifyChanges, describeChanges, type VmChange } from './changes.js';
 import { expandFleet, type DesiredVm } from './desired.js';
-import type { CreateStep, DeleteStep, Observed, Plan, PlanStep, ReplaceStep, ResizeStep, StartStep, StepKind } from './types.js';
+import type { CreateStep, DeleteStep, Observed, Plan, PlanStep, ReplaceStep, StartStep, UpdateStep, StepKind } from './types.js';
 import { emptySummary } from './types.js';
 
 export interface PlanOptions {
@@ -27,11 +29,12 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
 
   const deletes: DeleteStep[] = [];
   const replaces: ReplaceStep[] = [];
-  const resizes: ResizeStep[] = [];
+  const updates: UpdateStep[] = [];
   const starts: StartStep[] = [];
   const toPlace: DesiredVm[] = [];
   const kept: PlacedVm[] = [];
   const current = new Map<string, VmRecord>();
+  const replacing = new Map<string, VmChange>();
 
   for (const vm of [...observed.vms].sort(byName)) {
     const want = desiredByName.get(vm.name);
@@ -58,24 +61,35 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
       toPlace.push(want);
       continue;
     }
-    const change = classify(want, vm, observed);
-    if (change === 'replace') {
+    const change = classifyChanges(want, vm, observed.capabilities[vm.provider] ?? NO_CAPABILITIES);
+    if (change.class === 'replace') {
       // The name is fixed, so the old VM goes first; its replacement waits for it.
-      const step: DeleteStep = { ...base('delete', vm, `to be replaced: ${describeReplace(vm, want)}`), host: vm.host, ref: refOf(vm, fleet.name), resources: vm.resources, replaced: true };
+      const step: DeleteStep = { ...base('delete', vm, `to be replaced: ${describeChanges(change.changes.filter((c) => c.class === 'replace'))}`), host: vm.host, ref: refOf(vm, fleet.name), resources: vm.resources, replaced: true };
       deletes.push(step);
       free(vm.host, vm.resources, step.id);
       toPlace.push(want);
+      replacing.set(want.name, change);
       continue;
     }
     kept.push({ id: vm.name, group: vm.group, host: vm.host });
-    if (change === 'resize') {
-      resizes.push({
-        ...base('resize', vm, describeResize(vm.resources, want.resources)),
+    if (change.class !== 'none') {
+      const rules = want.spec.changes;
+      const reboot = change.changes.some((c) => c.field === 'cloudInit' && c.class === 'reboot');
+      updates.push({
+        ...base('update', vm, describeChanges(change.changes)),
         host: vm.host,
         ref: refOf(vm, fleet.name),
         from: vm.resources,
         to: want.resources,
         specHash: want.specHash,
+        changeClass: change.class,
+        changes: change.changes,
+        labels: want.spec.labels,
+        ...(want.spec.cloudInit ? { cloudInit: want.spec.cloudInit } : {}),
+        ...(reboot ? { reboot } : {}),
+        allowReboot: rules.allowReboot,
+        ...(change.class === 'reboot' && !rules.allowReboot ? { held: `needs a reboot and groups.${want.group}.changes.allowReboot is false` } : {}),
+        ...(rules.fallbackToReplace ? { fallback: createRequest(fleet, want, vm.host, vm.instanceType) } : {}),
       });
     } else if (vm.state === 'stopped' || vm.state === 'creating' || vm.state === 'error') {
       starts.push({ ...base('start', vm, vm.state === 'stopped' ? 'VM is stopped' : `VM is in state "${vm.state}"; finishing it`), host: vm.host, ref: refOf(vm, fleet.name) });
@@ -100,7 +114,7 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
     const old = current.get(want.name);
     if (old) {
       replaces.push({
-        ...base('replace', old, describeReplace(old, want), hostRecord.provider),
+        ...base('replace', old, describeChanges(replacing.get(old.name)?.changes ?? []), hostRecord.provider),
         dependsOn: [...new Set([`delete:${old.name}`, ...(freeing.get(host) ?? [])])],
         fromProvider: old.provider,
         fromHost: old.host,
@@ -123,7 +137,7 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
     }
   }
 
-  const steps: PlanStep[] = [...deletes, ...replaces, ...resizes, ...starts, ...creates.sort(byVm)];
+  const steps: PlanStep[] = [...deletes, ...replaces, ...updates, ...starts, ...creates.sort(byVm)];
   const summary = emptySummary();
   for (const step of steps) if (!(step.kind === 'delete' && step.replaced)) summary[step.kind]++;
   return {
@@ -131,7 +145,7 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
     steps,
     unplaced: placement.unplaced,
     placement,
-    summary: { ...summary, unchanged: kept.length - resizes.length - starts.length },
+    summary: { ...summary, unchanged: kept.length - updates.length - starts.length },
     costPerHour: fleetCost(fleet.name, observed, steps, placement.instanceTypes, hostsById),
   };
 
@@ -140,21 +154,6 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
     freed.set(host, add(sum, resources, 1));
     freeing.set(host, [...(freeing.get(host) ?? []), stepId]);
   }
-}
-
-/** How a VM that exists differs from what its group asks for. */
-function classify(want: DesiredVm, vm: VmRecord, observed: Observed): 'none' | 'resize' | 'replace' {
-  const allowed = want.spec.placement.providers;
-  if (allowed && !allowed.includes(vm.provider)) return 'replace';
-  if (vm.specHash === want.specHash) return 'none';
-  if (vm.image !== want.image) return 'replace';
-  const sameResources = sameSize(vm.resources, want.resources);
-  if (!sameResources && vm.resources.diskGiB <= want.resources.diskGiB && observed.capabilities[vm.provider]?.resize) return 'resize';
-  if (sameResources) {
-    // Only the cloud-init data changed: the group's policy decides.
-    return want.spec.cloudInit?.onChange === 'replace' ? 'replace' : 'none';
-  }
-  return 'replace';
 }
 
 function fleetCost(fleet: string, observed: Observed, steps: readonly PlanStep[], types: Readonly<Record<string, string>>, hosts: ReadonlyMap<string, Host>): number {
@@ -222,27 +221,6 @@ function add(a: Resources, b: Resources, sign: 1 | -1): Resources {
     diskGiB: Math.max(0, a.diskGiB + sign * b.diskGiB),
     gpu: Math.max(0, a.gpu + sign * b.gpu),
   };
-}
-
-function sameSize(a: Resources, b: Resources): boolean {
-  return a.cpu === b.cpu && a.memoryMiB === b.memoryMiB && a.diskGiB === b.diskGiB && a.gpu === b.gpu;
-}
-
-function describeResize(from: Resources, to: Resources): string {
-  const parts: string[] = [];
-  if (from.cpu !== to.cpu) parts.push(`cpu ${from.cpu} → ${to.cpu}`);
-  if (from.memoryMiB !== to.memoryMiB) parts.push(`memory ${from.memoryMiB}MiB → ${to.memoryMiB}MiB`);
-  if (from.diskGiB !== to.diskGiB) parts.push(`disk ${from.diskGiB}GiB → ${to.diskGiB}GiB`);
-  if (from.gpu !== to.gpu) parts.push(`gpu ${from.gpu} → ${to.gpu}`);
-  return `resize: ${parts.join(', ')}`;
-}
-
-function describeReplace(vm: VmRecord, want: DesiredVm): string {
-  if (vm.image !== want.image) return `image changes ${vm.image} → ${want.image}`;
-  const allowed = want.spec.placement.providers;
-  if (allowed && !allowed.includes(vm.provider)) return `provider "${vm.provider}" is no longer allowed for group "${want.group}"`;
-  if (!sameSize(vm.resources, want.resources)) return `${describeResize(vm.resources, want.resources)} cannot be made in place`;
-  return 'cloud-init data changed and the group replaces on change';
 }
 
 const byName = (a: { name: string }, b: { name: string }) => naturalCompare(a.name, b.name);

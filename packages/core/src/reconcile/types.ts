@@ -1,4 +1,7 @@
+import type { Labels } from '../model/common.js';
+import type { CloudInit } from '../model/fleet.js';
 import type { MigrationPolicy } from '../model/policies.js';
+import type { FieldChange, FieldChangeClass } from './changes.js';
 import type { Host, Resources, VmRecord } from '../model/records.js';
 import type { PlacementResult, UnplacedVm } from '../placement/types.js';
 import type { Capabilities, CreateVmRequest, VmRef } from '../provider/Provider.js';
@@ -42,13 +45,25 @@ export interface StartStep extends StepBase {
   readonly ref: VmRef;
 }
 
-export interface ResizeStep extends StepBase {
-  readonly kind: 'resize';
+/** A change made to a running VM without replacing it: in place, hot-plugged, or at a reboot. */
+export interface UpdateStep extends StepBase {
+  readonly kind: 'update';
   readonly host: string;
   readonly ref: VmRef;
   readonly from: Resources;
   readonly to: Resources;
   readonly specHash: string;
+  readonly changeClass: Exclude<FieldChangeClass, 'replace'>;
+  readonly changes: readonly FieldChange[];
+  readonly labels?: Labels;
+  readonly cloudInit?: CloudInit;
+  /** Reboot to apply new cloud-init data. */
+  readonly reboot?: boolean;
+  readonly allowReboot: boolean;
+  /** Why the step is not applied (a reboot the policy does not allow). */
+  readonly held?: string;
+  /** The replacement to make when the cheap path fails, when the group allows it. */
+  readonly fallback?: CreateVmRequest;
 }
 
 /** Creates a VM anew after its `delete` step removed the old one (a change no cheaper path can make). */
@@ -71,12 +86,12 @@ export interface MigrateStep extends StepBase {
   readonly memoryMiB: number;
 }
 
-export type PlanStep = CreateStep | DeleteStep | StartStep | ResizeStep | ReplaceStep | MigrateStep;
+export type PlanStep = CreateStep | DeleteStep | StartStep | UpdateStep | ReplaceStep | MigrateStep;
 export type StepKind = PlanStep['kind'];
-export const STEP_KINDS = ['delete', 'replace', 'resize', 'migrate', 'start', 'create'] as const satisfies readonly StepKind[];
+export const STEP_KINDS = ['delete', 'replace', 'update', 'migrate', 'start', 'create'] as const satisfies readonly StepKind[];
 
 export function emptySummary(): Record<StepKind, number> & { unchanged: number } {
-  return { delete: 0, replace: 0, resize: 0, migrate: 0, start: 0, create: 0, unchanged: 0 };
+  return { delete: 0, replace: 0, update: 0, migrate: 0, start: 0, create: 0, unchanged: 0 };
 }
 
 export interface Plan {

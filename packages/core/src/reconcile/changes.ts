@@ -1,0 +1,90 @@
+import type { Resources, VmRecord } from '../model/records.js';
+import type { Capabilities } from '../provider/Provider.js';
+import type { DesiredVm } from './desired.js';
+
+/**
+ * How a change to a running VM can be made, cheapest first: in place (metadata only),
+ * hot-plugged into the running guest, at a reboot, by moving the VM, or only by replacing
+ * it. A VM's change takes the most expensive class among its fields.
+ */
+export type ChangeClass = 'in-place' | 'hot-plug' | 'reboot' | 'migrate' | 'replace';
+export const CHANGE_CLASSES: readonly ChangeClass[] = ['in-place', 'hot-plug', 'reboot', 'migrate', 'replace'];
+
+/** Field changes are made in place, hot-plugged, at a reboot or by replacing; moves are the plan's own steps. */
+export type FieldChangeClass = Exclude<ChangeClass, 'migrate'>;
+
+export interface FieldChange {
+  readonly field: 'cpu' | 'memory' | 'disk' | 'gpu' | 'image' | 'labels' | 'cloudInit' | 'provider';
+  readonly from: string;
+  readonly to: string;
+  readonly class: FieldChangeClass;
+  readonly reason: string;
+}
+
+export interface VmChange {
+  /** `none` when the VM matches every field the user declared. */
+  readonly class: FieldChangeClass | 'none';
+  readonly changes: readonly FieldChange[];
+}
+
+type Rule = (want: DesiredVm, vm: VmRecord, can: Capabilities) => FieldChange | undefined;
+const RANK: readonly FieldChangeClass[] = ['in-place', 'hot-plug', 'reboot', 'replace'];
+
+const resourceRule =
+  (field: 'cpu' | 'memory' | 'disk' | 'gpu', key: keyof Resources, unit: string, hotplug: (can: Capabilities) => boolean, shrinkClass: (can: Capabilities) => FieldChangeClass): Rule =>
+  (want, vm, can) => {
+    const from = vm.resources[key];
+    const to = want.resources[key];
+    if (from === to) return undefined;
+    const show = (n: number) => `${n}${unit}`;
+    const grow = to > from;
+    if (!can.resize) return { field, from: show(from), to: show(to), class: 'replace', reason: `the provider cannot resize a VM` };
+    if (grow && hotplug(can)) return { field, from: show(from), to: show(to), class: 'hot-plug', reason: `${field} is added to the running guest` };
+    const cls = grow ? 'reboot' : shrinkClass(can);
+    return {
+      field, from: show(from), to: show(to), class: cls,
+      reason: cls === 'replace' ? `${field} cannot shrink in place` : grow ? `${field} is not hot-pluggable here; it takes effect at a reboot` : `${field} is removed at a reboot`,
+    };
+  };
+
+/** The named rules, one per field the user declares. Fields the user does not declare are never compared. */
+const RULES: readonly Rule[] = [
+  (want, vm) =>
+    want.spec.placement.providers && !want.spec.placement.providers.includes(vm.provider)
+      ? { field: 'provider', from: vm.provider, to: want.spec.placement.providers.join('|'), class: 'replace', reason: `provider "${vm.provider}" is no longer allowed for group "${want.group}"` }
+      : undefined,
+  (want, vm) => (vm.image !== want.image ? { field: 'image', from: vm.image, to: want.image, class: 'replace', reason: 'a new image means a new root disk' } : undefined),
+  resourceRule('cpu', 'cpu', '', (c) => c.hotplugCpu, () => 'reboot'),
+  resourceRule('memory', 'memoryMiB', 'MiB', (c) => c.hotplugMemory, () => 'reboot'),
+  resourceRule('disk', 'diskGiB', 'GiB', () => true, () => 'replace'),
+  resourceRule('gpu', 'gpu', '', () => false, () => 'reboot'),
+  (want, vm) => {
+    const differ = Object.entries(want.spec.labels).filter(([k, v]) => vm.labels[k] !== v);
+    if (differ.length === 0) return undefined;
+    return { field: 'labels', from: differ.map(([k]) => `${k}=${vm.labels[k] ?? '∅'}`).join(','), to: differ.map(([k, v]) => `${k}=${v}`).join(','), class: 'in-place', reason: 'labels are metadata' };
+  },
+];
+
+/** Classifies every declared field of a VM that differs from its group's spec. */
+export function classifyChanges(want: DesiredVm, vm: VmRecord, can: Capabilities): VmChange {
+  const changes = RULES.map((rule) => rule(want, vm, can)).filter((c): c is FieldChange => c !== undefined);
+  const shaped = changes.some((c) => c.field !== 'labels' && c.field !== 'provider');
+  // The spec hash covers resources, image and cloud-init data: a differing hash with no
+  // differing resource or image is a cloud-init change, handled by the group's policy.
+  if (!shaped && vm.specHash !== want.specHash) {
+    const policy = want.spec.cloudInit?.onChange ?? 'ignore';
+    if (policy !== 'ignore') {
+      changes.push({
+        field: 'cloudInit', from: vm.specHash, to: want.specHash, class: policy === 'replace' ? 'replace' : 'reboot',
+        reason: policy === 'replace' ? 'cloud-init data changed; the group replaces on change' : 'cloud-init data changed; the VM reboots with the new seed',
+      });
+    }
+  }
+  if (changes.length === 0) return { class: 'none', changes };
+  const rank = Math.max(...changes.map((c) => RANK.indexOf(c.class)));
+  return { class: RANK[rank]!, changes };
+}
+
+export function describeChanges(changes: readonly FieldChange[]): string {
+  return changes.map((c) => `${c.field} ${c.from} → ${c.to} [${c.class}: ${c.reason}]`).join('; ');
+}
