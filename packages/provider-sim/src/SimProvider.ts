@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   assertOwned,
@@ -5,6 +6,7 @@ import {
   ConflictError,
   UnsupportedError,
   InvalidInputError,
+  type ImageArtifact,
   type MigrateRequest,
   type MigrationEstimateInputs,
   type MigrationResult,
@@ -21,6 +23,11 @@ import {
   type OperationContext,
   type Provider,
   type ResizeRequest,
+  type RestoreRequest,
+  type RestoreResult,
+  type SnapshotRecord,
+  type SnapshotRequest,
+  type SnapshotVerification,
   type Resources,
   type SimProviderConfig,
   type StopOptions,
@@ -28,7 +35,9 @@ import {
   type VmRef,
 } from '@novacron/core';
 import { FaultInjector, SimulatedCrash } from './faults.js';
+import { checkArtifact, exportDisk } from './images.js';
 import { migrationInputs, simulateMigration } from './migration.js';
+import { SimDisks } from './snapshots.js';
 import { WorldStore } from './store.js';
 import { World, type SimHost, type SimVm } from './world.js';
 
@@ -57,17 +66,21 @@ export class SimProvider implements Provider {
     hotplugMemory: true,
     liveMigration: true,
     coldMigration: true,
-    snapshots: false,
-    incrementalSnapshots: false,
-    imageExport: false,
-    imageImport: false,
+    snapshots: true,
+    incrementalSnapshots: true,
+    imageExport: true,
+    imageImport: true,
   };
   readonly name: string;
   readonly faults: FaultInjector;
   readonly world: World;
+  /** The block model of every disk and the snapshot store; its helpers write guest data and compare disks in tests. */
+  readonly disks: SimDisks;
   readonly #config: SimProviderConfig;
   readonly #clock: Clock;
   readonly #store: WorldStore | undefined;
+  /** Where exported disks are written: the state directory, or the system's temp directory for an in-memory world. */
+  readonly #exportDir: string;
 
   private constructor(options: SimProviderOptions, world: World, store: WorldStore | undefined) {
     this.name = options.name;
@@ -76,6 +89,17 @@ export class SimProvider implements Provider {
     this.faults = options.faults ?? new FaultInjector();
     this.world = world;
     this.#store = store;
+    this.#exportDir = join(options.stateDir ?? tmpdir(), 'sim-exports');
+    this.disks = new SimDisks({
+      name: this.name,
+      world,
+      clock: this.#clock,
+      faults: this.faults,
+      config: this.#config,
+      create: (request, ctx) => this.create(request, ctx),
+      delete: (ref, ctx) => this.delete(ref, ctx),
+      record: (vm) => this.#toRecord(vm),
+    });
   }
 
   /** Opens (or creates) the world and brings its hosts in line with the config. */
@@ -109,10 +133,11 @@ export class SimProvider implements Provider {
     const existing = this.world.get('vms', request.name);
     assertOwned(existing, { name: request.name, fleet: request.ownership.fleet }, this.name);
     if (existing && existing.state !== 'creating') return this.#toRecord(existing);
-    if (this.#config.images && !this.#config.images.includes(request.image)) {
-      throw new NotFoundError(`image "${request.image}" is not available in the simulated datacenter`, {
+    const source = request.fromImage ?? request.image;
+    if (request.fromImage ? !this.world.get('images', source) : this.#config.images && !this.#config.images.includes(source)) {
+      throw new NotFoundError(`image "${source}" is not available in the simulated datacenter`, {
         context: { provider: this.name, vm: request.name, operation: 'create' },
-        hint: `known images: ${this.#config.images.join(', ')}`,
+        hint: request.fromImage ? 'import the image first' : `known images: ${(this.#config.images ?? []).join(', ')}`,
       });
     }
     const target = existing?.host ?? host.name;
@@ -232,9 +257,47 @@ export class SimProvider implements Provider {
     }
   }
 
+  async exportImage(ref: VmRef, ctx: OperationContext = {}): Promise<ImageArtifact> {
+    await this.#enter('exportImage', ctx, { vm: ref.name });
+    const vm = this.#owned(ref, 'exportImage');
+    if (vm.state === 'running') {
+      throw new ConflictError(`stop "${vm.name}" before exporting its disk`, { context: { provider: this.name, vm: vm.name, operation: 'exportImage' } });
+    }
+    return exportDisk(vm, join(this.#exportDir, this.name));
+  }
+
+  async importImage(artifact: ImageArtifact, imageName: string, ctx: OperationContext = {}): Promise<string> {
+    await this.#enter('importImage', ctx, {});
+    checkArtifact(artifact);
+    if (!this.world.get('images', imageName)) {
+      this.world.put('images', imageName, { name: imageName, sha256: artifact.sha256, sizeBytes: artifact.sizeBytes, importedAt: new Date(this.#clock.now()).toISOString() });
+    }
+    return imageName;
+  }
+
   async estimateMigration(ref: VmRef, _toHost: string, ctx: OperationContext = {}): Promise<MigrationEstimateInputs> {
     await this.#enter('estimateMigration', ctx, { vm: ref.name });
     return migrationInputs(this.#owned(ref, 'estimateMigration'), this.#config);
+  }
+
+  snapshot(ref: VmRef, request: SnapshotRequest, ctx?: OperationContext): Promise<SnapshotRecord> {
+    return this.disks.snapshot(ref, request, ctx);
+  }
+
+  listSnapshots(fleet: string, ctx?: OperationContext): Promise<readonly SnapshotRecord[]> {
+    return this.disks.listSnapshots(fleet, ctx);
+  }
+
+  restore(ref: VmRef, request: RestoreRequest, ctx?: OperationContext): Promise<RestoreResult> {
+    return this.disks.restore(ref, request, ctx);
+  }
+
+  deleteSnapshot(id: string, ctx?: OperationContext): Promise<void> {
+    return this.disks.deleteSnapshot(id, ctx);
+  }
+
+  recordVerification(id: string, verification: SnapshotVerification, ctx?: OperationContext): Promise<SnapshotRecord> {
+    return this.disks.recordVerification(id, verification, ctx);
   }
 
   async close(): Promise<void> {

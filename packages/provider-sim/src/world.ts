@@ -1,4 +1,5 @@
-import type { HostState, Labels, Overcommit, Resources, VmState } from '@novacron/core';
+import type { HostState, Labels, Overcommit, Resources, SnapshotConsistency, SnapshotKind, SnapshotState, SnapshotVerification, VmState } from '@novacron/core';
+import type { Runs } from './blocks.js';
 import type { JournalEntry, StoredWorld, WorldStore } from './store.js';
 
 export interface SimHost {
@@ -40,14 +41,81 @@ export interface SimVolume {
   readonly fleet: string;
 }
 
+/**
+ * A VM's disk as 1 MiB blocks: the base image (implicit, blocks below `imageBlocks`), and the
+ * blocks written since, as runs (see blocks.ts). Guests write lazily: whenever the disk is
+ * touched, the writes since `advancedAt` are applied at `writeMiBps`, circling a hot set.
+ */
+export interface SimDisk {
+  /** The VM's name (the table key). */
+  readonly vm: string;
+  /** The VM incarnation it belongs to: a VM deleted and made again starts a fresh disk. */
+  readonly vmId: string;
+  /** World-unique; names this disk's block tokens. */
+  readonly serial: number;
+  readonly generation: number;
+  /** Bumped when the disk's content is replaced (restore in place): change tracking starts over, as libvirt checkpoints do. */
+  readonly epoch: number;
+  readonly image: string;
+  readonly imageBlocks: number;
+  readonly sizeBlocks: number;
+  readonly runs: Runs;
+  readonly advancedAt: number;
+  readonly writeMiBps: number;
+  readonly hotStart: number;
+  readonly hotBlocks: number;
+  readonly cursor: number;
+  /** Fractional MiB written but not yet a whole block. */
+  readonly carry: number;
+}
+
+/** A snapshot in the sim's store: its block runs (a full: the whole map; an incremental: the blocks changed since its parent). */
+export interface SimSnapshot {
+  readonly id: string;
+  readonly vm: string;
+  readonly vmId: string;
+  readonly epoch: number;
+  readonly fleet: string;
+  readonly group: string;
+  readonly host: string;
+  readonly takenAt: string;
+  readonly scheduledFor?: string;
+  readonly kind: SnapshotKind;
+  readonly parent?: string;
+  readonly consistency: SnapshotConsistency;
+  readonly state: SnapshotState;
+  readonly error?: string;
+  readonly image: string;
+  readonly imageBlocks: number;
+  readonly sizeBlocks: number;
+  readonly resources: Resources;
+  readonly runs: Runs;
+  readonly storedBlocks: number;
+  readonly sizeBytes: number;
+  readonly digest?: string;
+  readonly location: string;
+  readonly verified?: SnapshotVerification;
+}
+
+/** An image imported from another provider's exported disk. */
+export interface SimImage {
+  readonly name: string;
+  readonly sha256: string;
+  readonly sizeBytes: number;
+  readonly importedAt: string;
+}
+
 type Tables = {
   hosts: SimHost;
   vms: SimVm;
   volumes: SimVolume;
+  disks: SimDisk;
+  snapshots: SimSnapshot;
+  images: SimImage;
   meta: number;
 };
 type TableName = keyof Tables;
-const TABLES: readonly TableName[] = ['hosts', 'vms', 'volumes', 'meta'];
+const TABLES: readonly TableName[] = ['hosts', 'vms', 'volumes', 'disks', 'snapshots', 'images', 'meta'];
 
 /**
  * The simulated datacenter in memory, every change journaled through the store. Host

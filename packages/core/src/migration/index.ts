@@ -3,3 +3,4 @@ export * from './driver.js';
 export * from './policy.js';
 export * from './orchestrator.js';
 export * from './simulatedDriver.js';
+export * from './crossProvider.js';

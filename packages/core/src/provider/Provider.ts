@@ -63,7 +63,10 @@ export interface CreateVmRequest {
   /** Host id (`provider/name`) chosen by placement. */
   readonly host: string;
   readonly resources: Resources;
+  /** The logical image (the fleet's name for it), recorded on the VM. */
   readonly image: string;
+  /** Build the disk from this imported image instead (a VM moved from another provider); the VM still records `image`. */
+  readonly fromImage?: string;
   readonly labels: Labels;
   readonly instanceType?: string;
   /**

@@ -9,7 +9,9 @@ import type { ProviderSet } from '../provider/registry.js';
 import { supports } from '../provider/Provider.js';
 import { UnsupportedError } from '../errors/errors.js';
 import { systemClock, type Clock } from '../util/clock.js';
-import type { Plan, PlanStep, UpdateStep } from './types.js';
+import type { MigrateStep, Plan, PlanStep, UpdateStep } from './types.js';
+import { moveAcrossProviders } from '../migration/crossProvider.js';
+import { splitHostId } from '../model/records.js';
 
 export interface ApplyOptions {
   /** Steps run at once. @default 10 */
@@ -144,7 +146,7 @@ export async function apply(plan: Plan, providers: ProviderSet, options: ApplyOp
       onRetry: ({ attempt, delayMs, error }) => emit({ type: 'step.retry', step, attempt, delayMs, error: toNovaCronError(error), at: clock.now() }),
     };
     try {
-      const value = await execute(step, wrapped, ctx);
+      const value = await execute(step, wrapped, ctx, clock);
       const durationMs = clock.now() - t0;
       emit({ type: 'step.done', step, durationMs, ...value, at: clock.now() });
       return { step, status: 'done', durationMs, ...value };
@@ -156,7 +158,7 @@ export async function apply(plan: Plan, providers: ProviderSet, options: ApplyOp
   }
 }
 
-async function execute(step: PlanStep, providers: ProviderSet, ctx: OperationContext): Promise<{ vm?: VmRecord; migration?: MigrationResult }> {
+async function execute(step: PlanStep, providers: ProviderSet, ctx: OperationContext, clock: Clock): Promise<{ vm?: VmRecord; migration?: MigrationResult }> {
   const provider = providers.get(step.provider);
   switch (step.kind) {
     case 'create':
@@ -170,7 +172,9 @@ async function execute(step: PlanStep, providers: ProviderSet, ctx: OperationCon
     case 'update':
       return updateOrFallBack(step, provider, ctx);
     case 'migrate': {
-      const migration = await need(provider, step.mode === 'live' ? 'liveMigration' : 'coldMigration', step).migrate(step.ref, { toHost: step.to, mode: step.mode, policy: step.policy }, ctx);
+      const migration = step.create
+        ? await moveAcrossProviders({ ...crossEnds(step, provider, providers.get(splitHostId(step.to).provider)), ref: step.ref, create: step.create, clock, ctx })
+        : await need(provider, step.mode === 'live' ? 'liveMigration' : 'coldMigration', step).migrate(step.ref, { toHost: step.to, mode: step.mode, policy: step.policy }, ctx);
       return { vm: migration.vm, migration };
     }
   }
@@ -204,6 +208,12 @@ async function updateOrFallBack(step: UpdateStep, provider: Provider, ctx: Opera
     await provider.delete(step.ref, ctx);
     return { vm: await provider.create(step.fallback, ctx) };
   }
+}
+
+function crossEnds(step: MigrateStep, source: Provider, target: Provider) {
+  if (!supports(source, 'imageExport')) throw new UnsupportedError(`provider "${source.name}" cannot export disks`, { context: { provider: source.name, vm: step.vm } });
+  if (!supports(target, 'imageImport')) throw new UnsupportedError(`provider "${target.name}" cannot import disks`, { context: { provider: target.name, vm: step.vm } });
+  return { source, target };
 }
 
 function need<C extends 'resize' | 'liveMigration' | 'coldMigration'>(provider: Provider, capability: C, step: PlanStep) {

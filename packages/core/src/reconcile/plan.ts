@@ -6,7 +6,7 @@ import type { CreateVmRequest, VmRef } from '../provider/Provider.js';
 import { NO_CAPABILITIES } from '../provider/Provider.js';
 import { classifyChanges, describeChanges, type VmChange } from './changes.js';
 import { expandFleet, type DesiredVm } from './desired.js';
-import type { CreateStep, DeleteStep, Observed, Plan, PlanStep, ReplaceStep, StartStep, UpdateStep, StepKind } from './types.js';
+import type { CreateStep, DeleteStep, MigrateStep, Observed, Plan, PlanStep, ReplaceStep, StartStep, UpdateStep, StepKind } from './types.js';
 import { emptySummary } from './types.js';
 
 export interface PlanOptions {
@@ -35,6 +35,8 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
   const kept: PlacedVm[] = [];
   const current = new Map<string, VmRecord>();
   const replacing = new Map<string, VmChange>();
+  const moving = new Map<string, { vm: VmRecord; providers: string[]; change: VmChange }>();
+  const migrates: MigrateStep[] = [];
 
   for (const vm of [...observed.vms].sort(byName)) {
     const want = desiredByName.get(vm.name);
@@ -62,6 +64,13 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
       continue;
     }
     const change = classifyChanges(want, vm, observed.capabilities[vm.provider] ?? NO_CAPABILITIES);
+    const movable = change.class === 'replace' ? crossProviderTargets(want, vm, change, observed) : [];
+    if (movable.length > 0) {
+      // Only the provider changes and both ends can move disks: move the VM, do not rebuild it.
+      moving.set(want.name, { vm, providers: movable, change });
+      toPlace.push(want);
+      continue;
+    }
     if (change.class === 'replace') {
       // The name is fixed, so the old VM goes first; its replacement waits for it.
       const step: DeleteStep = { ...base('delete', vm, `to be replaced: ${describeChanges(change.changes.filter((c) => c.class === 'replace'))}`), host: vm.host, ref: refOf(vm, fleet.name), resources: vm.resources, replaced: true };
@@ -99,7 +108,11 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
   const hosts = observed.hosts.map((h) => withFreed(h, freed.get(h.id)));
   const placement = place({
     hosts,
-    vms: toPlace.map(placementVm),
+    vms: toPlace.map((want) => {
+      const move = moving.get(want.name);
+      const vm = placementVm(want);
+      return move ? { ...vm, rules: { ...vm.rules, providers: move.providers } } : vm;
+    }),
     existing: kept,
     seed: options.seed ?? fleet.placement.seed,
     weights: { ...fleet.placement.weights, ...options.weights },
@@ -111,6 +124,20 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
     if (!host) continue;
     const hostRecord = hostsById.get(host)!;
     const request = createRequest(fleet, want, host, placement.instanceTypes[want.name]);
+    const move = moving.get(want.name);
+    if (move) {
+      migrates.push({
+        ...base('migrate', move.vm, `${describeChanges(move.change.changes)}; moved with its disk`),
+        ref: refOf(move.vm, fleet.name),
+        from: move.vm.host,
+        to: host,
+        mode: 'cold',
+        policy: { ...want.spec.migration, mode: 'cold' },
+        memoryMiB: move.vm.resources.memoryMiB,
+        create: request,
+      });
+      continue;
+    }
     const old = current.get(want.name);
     if (old) {
       replaces.push({
@@ -137,7 +164,7 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
     }
   }
 
-  const steps: PlanStep[] = [...deletes, ...replaces, ...updates, ...starts, ...creates.sort(byVm)];
+  const steps: PlanStep[] = [...deletes, ...replaces, ...updates, ...migrates, ...starts, ...creates.sort(byVm)];
   const summary = emptySummary();
   for (const step of steps) if (!(step.kind === 'delete' && step.replaced)) summary[step.kind]++;
   return {
@@ -154,6 +181,14 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
     freed.set(host, add(sum, resources, 1));
     freeing.set(host, [...(freeing.get(host) ?? []), stepId]);
   }
+}
+
+/** Providers the VM may move to with its disk, when the provider is all that changes. */
+function crossProviderTargets(want: DesiredVm, vm: VmRecord, change: VmChange, observed: Observed): string[] {
+  const replaceFields = change.changes.filter((c) => c.class === 'replace').map((c) => c.field);
+  if (replaceFields.length !== 1 || replaceFields[0] !== 'provider') return [];
+  if (!observed.capabilities[vm.provider]?.imageExport) return [];
+  return (want.spec.placement.providers ?? []).filter((p) => observed.capabilities[p]?.imageImport);
 }
 
 function fleetCost(fleet: string, observed: Observed, steps: readonly PlanStep[], types: Readonly<Record<string, string>>, hosts: ReadonlyMap<string, Host>): number {

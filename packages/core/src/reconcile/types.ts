@@ -84,6 +84,8 @@ export interface MigrateStep extends StepBase {
   readonly mode: 'live' | 'cold';
   readonly policy: MigrationPolicy;
   readonly memoryMiB: number;
+  /** Set when `to` is on another provider: the VM to make there from the exported disk. */
+  readonly create?: CreateVmRequest;
 }
 
 export type PlanStep = CreateStep | DeleteStep | StartStep | UpdateStep | ReplaceStep | MigrateStep;

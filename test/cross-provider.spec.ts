@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { apply, defaultMiddlewareStack, observe, parseFleet, plan, ProviderRegistry, type FleetSpecInput } from '@novacron/core';
+import { providerModule as sim } from '@novacron/provider-sim';
+import { instantClock, tempDir } from './support/sim.js';
+
+/** Two datacenters; the group's allowed provider decides where its VMs live. */
+const fleetOn = (provider: string): FleetSpecInput => ({
+  name: 'mover',
+  providers: {
+    dc: { type: 'sim', generate: { count: 2, cpu: 32, memory: '64GiB' } },
+    edge: { type: 'sim', generate: { count: 2, cpu: 32, memory: '64GiB', prefix: 'edge' } },
+  },
+  groups: { app: { count: 3, cpu: 2, memory: '4GiB', image: 'debian-12', placement: { providers: [provider] } } },
+});
+
+async function open(dir: string, faults?: string) {
+  return new ProviderRegistry().register(sim).open(parseFleet(fleetOn('dc')), {
+    cwd: dir,
+    env: { NOVACRON_STATE_DIR: dir, ...(faults ? { NOVACRON_SIM_FAULTS: faults } : {}) },
+    clock: instantClock,
+  });
+}
+
+async function converge(input: FleetSpecInput, dir: string, faults?: string) {
+  const fleet = parseFleet(input);
+  const providers = await open(dir, faults);
+  try {
+    const p = plan(fleet, await observe(fleet, providers));
+    const result = await apply(p, providers, { clock: instantClock, middleware: defaultMiddlewareStack({ retry: { clock: instantClock, maxAttempts: 1 }, tracing: false }) });
+    return { plan: p, result, after: await observe(fleet, providers) };
+  } finally {
+    await providers.close();
+  }
+}
+
+describe('moves between providers', () => {
+  it('moves VMs with their disks when only the provider changes, and retires the source last', async () => {
+    const dir = tempDir();
+    expect((await converge(fleetOn('dc'), dir)).result.ok).toBe(true);
+    const moved = await converge(fleetOn('edge'), dir);
+    expect(moved.plan.steps.map((s) => s.kind)).toEqual(['migrate', 'migrate', 'migrate']);
+    expect(moved.plan.steps[0]!.reason).toMatch(/provider dc → edge \[replace: provider "dc" is no longer allowed/);
+    expect(moved.result.ok).toBe(true);
+    expect(moved.after.vms.map((v) => `${v.name}@${v.provider}:${v.state}`).sort()).toEqual(['mover-app-0@edge:running', 'mover-app-1@edge:running', 'mover-app-2@edge:running']);
+    const again = await converge(fleetOn('edge'), dir);
+    expect(again.plan.steps).toEqual([]);
+  });
+
+  it('keeps the VM running on the source when the import fails', async () => {
+    const dir = tempDir();
+    await converge(fleetOn('dc'), dir);
+    const failed = await converge(fleetOn('edge'), dir, '[{"operation":"importImage","nth":1,"action":"fail"}]');
+    expect(failed.result.ok).toBe(false);
+    const error = failed.result.outcomes.find((o) => o.error)!.error!;
+    expect(error.message).toMatch(/moving mover-app-\d from dc to edge failed: injected fail .*; the VM stays on dc/);
+    const vms = failed.after.vms.map((v) => `${v.name}@${v.provider}:${v.state}`).sort();
+    expect(vms.filter((v) => v.includes('@dc'))).toHaveLength(1);
+    expect(vms.every((v) => v.endsWith(':running'))).toBe(true);
+    expect(new Set(failed.after.vms.map((v) => v.name)).size).toBe(3);
+  });
+});
