@@ -6,3 +6,4 @@ export * from './reconcile/index.js';
 export * from './events/index.js';
 export * from './util/index.js';
 export * from './migration/index.js';
+export * from './snapshot/index.js';

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { checkCron, checkTimeZone } from '../snapshot/schedule.js';
 import { duration } from './units.js';
 
 /** How a group's VMs move between hosts. Defaults favour short downtime over speed. */
@@ -35,18 +36,39 @@ export const retention = z
     weekly: z.number().int().min(0).max(100_000).default(0),
     monthly: z.number().int().min(0).max(100_000).default(0),
     yearly: z.number().int().min(0).max(100_000).default(0),
+    /**
+     * How rules share snapshots: `restic` (forget: a snapshot kept by several rules counts for
+     * each) or `proxmox` (prune: a rule skips periods an earlier rule covered). See snapshots.md.
+     */
+    semantics: z.enum(['restic', 'proxmox']).default('restic'),
   })
-  .refine((r) => Object.values(r).some((n) => n > 0), {
+  .refine((r) => [r.keepLast, r.hourly, r.daily, r.weekly, r.monthly, r.yearly].some((n) => n > 0), {
     message: 'retention keeps nothing: set keepLast or at least one of hourly, daily, weekly, monthly, yearly',
   });
 export type Retention = z.infer<typeof retention>;
 
-/** Five-field cron, checked fully by the snapshot scheduler; here only the shape. */
+/** Five fields; croner then checks each field's values (checkCron). */
 const CRON = /^\s*(\S+\s+){4}\S+\s*$/;
 
 export const snapshotPolicy = z.strictObject({
-  schedule: z.string().regex(CRON, 'a cron expression has five fields: minute hour day-of-month month day-of-week'),
-  timezone: z.string().min(1).default('UTC'),
+  schedule: z
+    .string()
+    .regex(CRON, 'a cron expression has five fields: minute hour day-of-month month day-of-week')
+    .superRefine((expression, ctx) => {
+      // Only once the shape is right, so a four-field cron gets one clear message, not two.
+      if (!CRON.test(expression)) return;
+      const problem = checkCron(expression);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+  /** IANA time zone the schedule and the retention's calendar periods are read in. */
+  timezone: z
+    .string()
+    .min(1)
+    .default('UTC')
+    .superRefine((zone, ctx) => {
+      const problem = checkTimeZone(zone);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
   /** `backup`: incremental backups off the host; `snapshot`: disk snapshots on the host for quick rollback. */
   kind: z.enum(['backup', 'snapshot']).default('backup'),
   incremental: z.boolean().default(true),
@@ -55,6 +77,9 @@ export const snapshotPolicy = z.strictObject({
   retention: retention,
   /** Where backups are kept: a host name (KVM) or the provider's own store (clouds). */
   target: z.string().min(1).optional(),
+  /** Freeze guest file systems through the guest agent when there is one; crash-consistent otherwise. */
+  quiesce: z.boolean().default(true),
+  /** Restore each new snapshot into a scratch VM and compare its digest, in the same tick. */
   verify: z.boolean().default(false),
 });
 export type SnapshotPolicy = z.infer<typeof snapshotPolicy>;
