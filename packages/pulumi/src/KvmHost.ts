@@ -1,7 +1,7 @@
 import * as pulumi from '@pulumi/pulumi';
 import { FleetSpecError, formatPath, kvmProviderConfig, name, type SpecProblem } from '@novacron/core';
 import type { z } from 'zod';
-import type { DeepInput } from './spec.js';
+import { isPlain, type DeepInput } from './spec.js';
 
 const kvmHostSchema = kvmProviderConfig.shape.hosts.element;
 type KvmHostInput = z.input<typeof kvmHostSchema>;
@@ -51,15 +51,19 @@ export class KvmHost extends pulumi.ComponentResource {
     this.passwordEnv = args.password === undefined ? undefined : passwordEnvFor(hostName);
 
     const { password, hostName: _hostName, ...rest } = args;
-    this.hostConfig = pulumi.output(rest as pulumi.Input<Record<string, unknown>>).apply((raw) => {
-      const input = { ...raw, name: hostName, ...(this.passwordEnv ? { ssh: { ...(raw['ssh'] as object | undefined), passwordEnv: this.passwordEnv } } : {}) };
+    const passwordEnv = this.passwordEnv;
+    const validate = (raw: Record<string, unknown>): KvmHostConfig => {
+      const input = { ...raw, name: hostName, ...(passwordEnv ? { ssh: { ...(raw['ssh'] as object | undefined), passwordEnv } } : {}) };
       const parsed = kvmHostSchema.safeParse(input);
       if (!parsed.success) {
         const problems: SpecProblem[] = parsed.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message }));
         throw new FleetSpecError(problems, source);
       }
       return parsed.data;
-    });
+    };
+    // Plain settings fail at once; settings with outputs as soon as they resolve.
+    if (isPlain(rest)) validate(rest);
+    this.hostConfig = pulumi.output(rest as pulumi.Input<Record<string, unknown>>).apply(validate);
     this.uri = this.hostConfig.apply(libvirtUri);
     const env = this.passwordEnv;
     this.credentials = pulumi.secret(

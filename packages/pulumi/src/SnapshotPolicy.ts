@@ -22,7 +22,10 @@ export class SnapshotPolicy extends pulumi.ComponentResource {
     const source = `SnapshotPolicy "${name}"`;
     const validate = (raw: unknown): SnapshotPolicySpec => {
       const parsed = snapshotPolicy.safeParse(raw);
-      if (!parsed.success) throw new FleetSpecError(parsed.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })), source);
+      if (!parsed.success) {
+        const problems = parsed.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })).sort((a, b) => a.path.localeCompare(b.path));
+        throw new FleetSpecError(problems, source);
+      }
       return parsed.data;
     };
     // Plain arguments fail at once; arguments with outputs as soon as they resolve.

@@ -1,5 +1,6 @@
 import type * as pulumi from '@pulumi/pulumi';
 import type { VmHandlers } from '../runtime/handlers.js';
+import type * as Runtime from '../runtime/index.js';
 
 /** Loads the handlers for a provider instance, identified by its token. */
 export type LoadHandlers = (token: object) => Promise<VmHandlers>;
@@ -45,6 +46,6 @@ const nativeImport = new Function('specifier', 'return import(specifier)') as (s
 
 /** The provider every `Vm` uses. */
 export const vmProvider: pulumi.dynamic.ResourceProvider = createVmProvider(async (token) => {
-  const runtime = (await nativeImport(RUNTIME)) as typeof import('../runtime/index.js');
+  const runtime = (await nativeImport(RUNTIME)) as typeof Runtime;
   return runtime.handlersFor(token);
 });

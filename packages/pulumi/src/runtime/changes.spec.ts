@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { NO_CAPABILITIES, type Capabilities } from '@novacron/core';
+import { classifyVmChange } from './changes.js';
+import { UNKNOWN, type VmInputs, type VmOutputs } from './vmInputs.js';
+
+const full: Capabilities = { ...NO_CAPABILITIES, resize: true, hotplugCpu: true, hotplugMemory: true, liveMigration: true, coldMigration: true };
+const base: VmOutputs = {
+  fleet: 'shop',
+  group: 'web',
+  index: 0,
+  vmName: 'shop-web-0',
+  providerName: 'lab',
+  providerConfig: { type: 'sim' } as VmOutputs['providerConfig'],
+  host: 'lab/host-1',
+  resources: { cpu: 2, memoryMiB: 4096, diskGiB: 20, gpu: 0 },
+  image: 'debian-12',
+  labels: { tier: 'web' },
+  specHash: 'h1',
+  migration: { mode: 'auto' } as VmOutputs['migration'],
+  vmId: 'sim-1',
+  zone: 'zone-a',
+  addresses: ['10.0.0.1'],
+  state: 'running',
+};
+const next = (patch: Partial<VmInputs>): Partial<VmInputs> => ({ ...base, specHash: 'h2', ...patch });
+
+describe('classifyVmChange', () => {
+  const cases: [string, Partial<VmInputs>, Partial<Capabilities>, string, string[]][] = [
+    ['nothing', { ...base }, full, 'none', []],
+    ['labels only', { ...base, labels: { tier: 'front' } }, full, 'in-place', []],
+    ['more cpu and memory, hot-pluggable', next({ resources: { cpu: 4, memoryMiB: 8192, diskGiB: 20, gpu: 0 } }), full, 'hot-plug', []],
+    ['more memory, no memory hot-plug', next({ resources: { cpu: 2, memoryMiB: 8192, diskGiB: 20, gpu: 0 } }), { ...full, hotplugMemory: false }, 'reboot', []],
+    ['less cpu', next({ resources: { cpu: 1, memoryMiB: 4096, diskGiB: 20, gpu: 0 } }), full, 'reboot', []],
+    ['a gpu', next({ resources: { cpu: 2, memoryMiB: 4096, diskGiB: 20, gpu: 1 } }), full, 'reboot', []],
+    ['a bigger disk', next({ resources: { cpu: 2, memoryMiB: 4096, diskGiB: 40, gpu: 0 } }), full, 'hot-plug', []],
+    ['a smaller disk', next({ resources: { cpu: 2, memoryMiB: 4096, diskGiB: 10, gpu: 0 } }), full, 'replace', ['resources']],
+    ['a resize the provider cannot make', next({ resources: { cpu: 4, memoryMiB: 4096, diskGiB: 20, gpu: 0 } }), NO_CAPABILITIES, 'replace', ['resources']],
+    ['another host, live migration', { ...base, host: 'lab/host-2' }, full, 'migrate', []],
+    ['another host, no migration', { ...base, host: 'lab/host-2' }, NO_CAPABILITIES, 'replace', ['host']],
+    ['another host, policy says cold', { ...base, host: 'lab/host-2', migration: { mode: 'cold' } as VmInputs['migration'] }, full, 'migrate', []],
+    ['another image', next({ image: 'debian-13' }), full, 'replace', ['image']],
+    ['another provider', { ...base, providerName: 'cloud', host: 'cloud/us-east-1a' }, full, 'replace', ['providerName']],
+    ['another name', { ...base, index: 1, vmName: 'shop-web-1' }, full, 'replace', ['index', 'vmName']],
+    ['cloud-init, replace on change', next({ cloudInit: { userData: 'x', onChange: 'replace' } }), full, 'replace', ['cloudInit']],
+    ['cloud-init, reboot on change', next({ cloudInit: { userData: 'x', onChange: 'reboot' } }), full, 'reboot', []],
+    ['cloud-init, ignored', next({ cloudInit: { userData: 'x', onChange: 'ignore' } }), full, 'in-place', []],
+    ['an image not known yet (preview)', { ...base, image: UNKNOWN }, full, 'replace', ['image']],
+  ];
+  it.each(cases)('%s', (_name, news, capabilities, expected, replaces) => {
+    const change = classifyVmChange(base, news, capabilities);
+    expect(change.class).toBe(expected);
+    expect(change.replaces).toEqual(replaces);
+    expect(change.reasons.length).toBe(expected === 'none' ? 0 : change.reasons.length || 1);
+  });
+
+  it('does every action of a change that migrates and resizes, in order', () => {
+    const change = classifyVmChange({ ...base, state: 'stopped' }, next({ host: 'lab/host-2', resources: { cpu: 4, memoryMiB: 4096, diskGiB: 20, gpu: 0 } }), full);
+    expect(change.class).toBe('migrate');
+    expect(change.actions).toEqual(['migrate', 'resize-live', 'start']);
+    expect(change.migrationMode).toBe('live');
+    expect(change.reasons).toEqual([
+      'resize: cpu 2 → 4 (hot-plugged)',
+      'moves from lab/host-1 to lab/host-2 (live migration)',
+      'the VM is stopped; it is started',
+    ]);
+  });
+
+  it('on a cloud zone, a size the provider reports differently is not a resize unless the spec changed', () => {
+    const cloud = { ...base, instanceType: 't3.medium', resources: { cpu: 2, memoryMiB: 4096, diskGiB: 20, gpu: 0 } };
+    expect(classifyVmChange(cloud, { ...cloud, resources: { cpu: 2, memoryMiB: 3072, diskGiB: 20, gpu: 0 } }, full).class).toBe('none');
+    expect(classifyVmChange(cloud, { ...cloud, specHash: 'h2', instanceType: 't3.large', resources: { cpu: 2, memoryMiB: 8192, diskGiB: 20, gpu: 0 } }, full).class).toBe('reboot');
+  });
+});
