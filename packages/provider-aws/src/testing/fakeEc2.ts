@@ -1,0 +1,612 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import {
+  EC2ServiceException,
+  type BlockDeviceMapping,
+  type Filter,
+  type Image,
+  type Instance,
+  type InstanceStateName,
+  type Snapshot,
+  type Tag,
+  type TagSpecification,
+} from '@aws-sdk/client-ec2';
+import { S3ServiceException } from '@aws-sdk/client-s3';
+import { EC2_CATALOG } from '../catalog/generated/ec2Catalog.js';
+
+/**
+ * A stateful stand-in for the parts of EC2 (and S3) the provider uses, for tests and
+ * benchmarks. It answers the SDK's command objects the way the service does: instances move
+ * through pending/running/stopping/stopped/shutting-down/terminated over time, client tokens
+ * are idempotent (and mismatched parameters refused), filters and pagination behave, a
+ * zone/type can be short of capacity, and a request-rate token bucket throttles with
+ * RequestLimitExceeded as EC2's does. Wire it to a client with aws-sdk-client-mock:
+ *
+ *     mockClient(ec2Client).send.callsFake(fake.send);
+ *
+ * Not a complete EC2: only what NovaCron calls, with the fields it reads.
+ */
+export interface FakeEc2Options {
+  readonly region?: string;
+  readonly zones?: readonly string[];
+  /** Milliseconds since an epoch; a test can move it. @default Date.now */
+  readonly now?: () => number;
+  /** How long an instance stays pending, stopping, shutting-down. @default 0 (the next describe sees the new state) */
+  readonly transitionMs?: number;
+  /** How long a snapshot, image, import or export task takes. @default 0 */
+  readonly taskMs?: number;
+  /** Types offered per zone. @default every catalog type in every zone */
+  readonly offerings?: Readonly<Record<string, readonly string[]>>;
+  /** Largest page DescribeInstances & co. return, whatever MaxResults asks. @default 1000 */
+  readonly pageSize?: number;
+  /** Request-rate limits, as EC2 applies them per account: a bucket per kind of call. */
+  readonly throttle?: { readonly mutating?: Bucket; readonly describe?: Bucket };
+  readonly images?: readonly Image[];
+}
+
+export interface Bucket {
+  readonly capacity: number;
+  readonly refillPerSec: number;
+}
+
+type Handler = (input: Record<string, unknown>) => unknown;
+
+interface FakeInstance {
+  id: string;
+  clientToken: string | undefined;
+  state: InstanceStateName;
+  /** When the current transition ends. */
+  until: number;
+  /** The state the transition ends in. */
+  next: InstanceStateName | undefined;
+  reason: { Code: string; Message: string } | undefined;
+  type: string;
+  zone: string;
+  imageId: string;
+  tags: Map<string, string>;
+  launched: Date;
+  rootDevice: string;
+  volumes: { device: string; volumeId: string; sizeGiB: number }[];
+  userData: string | undefined;
+  ip: string;
+}
+
+interface FakeSnapshot {
+  id: string;
+  volumeId: string;
+  sizeGiB: number;
+  started: Date;
+  readyAt: number;
+  tags: Map<string, string>;
+  failed: boolean;
+}
+
+interface FakeTask {
+  readyAt: number;
+  result: string;
+  tags: Map<string, string>;
+}
+
+const MUTATING = new Set([
+  'RunInstances', 'StartInstances', 'StopInstances', 'TerminateInstances', 'ModifyInstanceAttribute', 'ModifyVolume',
+  'CreateTags', 'CreateSnapshots', 'DeleteSnapshot', 'CreateImage', 'RegisterImage', 'DeregisterImage', 'ImportSnapshot',
+  'ExportImage', 'CreateReplaceRootVolumeTask',
+]);
+const STATE_CODE: Record<InstanceStateName, number> = { pending: 0, running: 16, 'shutting-down': 32, terminated: 48, stopping: 64, stopped: 80 };
+
+export function ec2Error(code: string, message: string, status = 400): EC2ServiceException {
+  return new EC2ServiceException({
+    name: code,
+    $fault: status >= 500 || code === 'RequestLimitExceeded' ? 'server' : 'client',
+    $metadata: { httpStatusCode: status, requestId: createHash('md5').update(`${code}${message}`).digest('hex').slice(0, 8) },
+    message,
+  });
+}
+
+export class FakeEc2 {
+  readonly region: string;
+  readonly zones: readonly string[];
+  readonly instances = new Map<string, FakeInstance>();
+  readonly snapshots = new Map<string, FakeSnapshot>();
+  readonly images = new Map<string, Image & { tags: Map<string, string>; readyAt: number }>();
+  readonly imports = new Map<string, FakeTask>();
+  readonly exports = new Map<string, FakeTask & { imageId: string; prefix: string; bucket: string }>();
+  readonly rootTasks = new Map<string, FakeTask & { instanceId: string }>();
+  /** Calls answered (throttled ones included), by API name. */
+  readonly calls = new Map<string, number>();
+  /** Calls refused with RequestLimitExceeded. */
+  throttled = 0;
+  /** `zone/type` pairs with no capacity: RunInstances fails with InsufficientInstanceCapacity. */
+  readonly noCapacity = new Set<string>();
+  /** `zone/type` pairs where launches are accepted and then terminated for want of capacity. */
+  readonly lateNoCapacity = new Set<string>();
+  /** Errors to throw on the next calls of an API, in order. */
+  readonly faults = new Map<string, Error[]>();
+  readonly s3 = new FakeS3();
+
+  readonly #now: () => number;
+  readonly #transitionMs: number;
+  readonly #taskMs: number;
+  readonly #offerings: Readonly<Record<string, readonly string[]>>;
+  readonly #pageSize: number;
+  readonly #buckets = new Map<'mutating' | 'describe', { bucket: Bucket; tokens: number; at: number }>();
+  readonly #tokens = new Map<string, { instanceId: string; params: string }>();
+  #seq = 0;
+
+  constructor(options: FakeEc2Options = {}) {
+    this.region = options.region ?? 'us-east-1';
+    this.zones = options.zones ?? [`${this.region}a`, `${this.region}b`, `${this.region}c`];
+    this.#now = options.now ?? Date.now;
+    this.#transitionMs = options.transitionMs ?? 0;
+    this.#taskMs = options.taskMs ?? 0;
+    this.#pageSize = options.pageSize ?? 1000;
+    const all = EC2_CATALOG.types.map((t) => t.name);
+    this.#offerings = options.offerings ?? Object.fromEntries(this.zones.map((z) => [z, all]));
+    for (const kind of ['mutating', 'describe'] as const) {
+      const bucket = options.throttle?.[kind];
+      if (bucket) this.#buckets.set(kind, { bucket, tokens: bucket.capacity, at: this.#now() });
+    }
+    for (const image of options.images ?? [{ ImageId: 'ami-0123456789abcdef0', Name: 'debian-12-amd64', RootDeviceName: '/dev/xvda', State: 'available', OwnerId: '136693071363', CreationDate: '2026-01-01T00:00:00.000Z' }]) {
+      this.images.set(image.ImageId!, { ...image, tags: new Map(), readyAt: 0 });
+    }
+  }
+
+  /** Queues errors for the next calls of an API (`RunInstances`). */
+  fail(api: string, ...errors: Error[]): this {
+    this.faults.set(api, [...(this.faults.get(api) ?? []), ...errors]);
+    return this;
+  }
+
+  count(api: string): number {
+    return this.calls.get(api) ?? 0;
+  }
+
+  get totalCalls(): number {
+    return [...this.calls.values()].reduce((a, b) => a + b, 0);
+  }
+
+  /** `handle`, typed to stand in for any mocked client's `send` (the caller reads the answer as the command's output). */
+  readonly send = (command: object): Promise<never> => this.handle(command as Parameters<FakeEc2['handle']>[0]) as Promise<never>;
+
+  /** Answers one SDK command (`new RunInstancesCommand(…)`) as EC2 or S3 would. */
+  async handle(command: { readonly input: object; readonly constructor: { readonly name: string } }): Promise<unknown> {
+    const api = command.constructor.name.replace(/Command$/, '');
+    this.calls.set(api, (this.calls.get(api) ?? 0) + 1);
+    const queued = this.faults.get(api);
+    if (queued && queued.length > 0) throw queued.shift()!;
+    const s3 = this.s3.handlers[api];
+    if (s3) return s3(command.input as Record<string, unknown>);
+    this.#throttle(api);
+    const handler = this.#handlers[api];
+    if (!handler) throw ec2Error('InvalidAction', `The action ${api} is not valid for this web service (fake)`);
+    return handler(command.input as Record<string, unknown>);
+  }
+
+  /** Instances as DescribeInstances would show them now. */
+  describe(): Instance[] {
+    return [...this.instances.values()].map((i) => this.#view(i));
+  }
+
+  // ---- the API -----------------------------------------------------------------------------
+
+  readonly #handlers: Record<string, Handler> = {
+    DescribeAvailabilityZones: (input) => {
+      const names = input['ZoneNames'] as string[] | undefined;
+      const zones = this.zones.filter((z) => !names || names.includes(z));
+      return { AvailabilityZones: zones.map((z) => ({ ZoneName: z, State: 'available', RegionName: this.region, ZoneType: 'availability-zone', ZoneId: `use1-az${z.slice(-1)}` })) };
+    },
+    DescribeInstanceTypeOfferings: (input) => {
+      const filters = (input['Filters'] as Filter[] | undefined) ?? [];
+      const rows = Object.entries(this.#offerings).flatMap(([zone, types]) => types.map((t) => ({ InstanceType: t, Location: zone, LocationType: 'availability-zone' })));
+      const matching = rows.filter((r) => filters.every((f) => !f.Values || f.Values.includes(f.Name === 'location' ? r.Location : f.Name === 'instance-type' ? r.InstanceType : '')));
+      const { page, next } = this.#page(matching, input);
+      return { InstanceTypeOfferings: page, ...(next ? { NextToken: next } : {}) };
+    },
+    DescribeInstances: (input) => {
+      const ids = input['InstanceIds'] as string[] | undefined;
+      if (ids) {
+        const missing = ids.filter((id) => !this.instances.has(id));
+        if (missing.length > 0) throw ec2Error('InvalidInstanceID.NotFound', `The instance IDs '${missing.join(', ')}' do not exist`);
+      }
+      const filters = (input['Filters'] as Filter[] | undefined) ?? [];
+      const matching = this.describe().filter((i) => (!ids || ids.includes(i.InstanceId!)) && filters.every((f) => matchInstance(i, f)));
+      const { page, next } = this.#page(matching, input);
+      return { Reservations: page.map((i) => ({ ReservationId: `r-${i.InstanceId!.slice(2)}`, Instances: [i] })), ...(next ? { NextToken: next } : {}) };
+    },
+    DescribeImages: (input) => {
+      const ids = input['ImageIds'] as string[] | undefined;
+      const owners = input['Owners'] as string[] | undefined;
+      const filters = (input['Filters'] as Filter[] | undefined) ?? [];
+      if (ids) {
+        const missing = ids.filter((id) => !this.images.has(id));
+        if (missing.length > 0) throw ec2Error('InvalidAMIID.NotFound', `The image id '[${missing.join(', ')}]' does not exist`);
+      }
+      const images = [...this.images.values()]
+        .map((i) => this.#imageView(i))
+        .filter((i) => (!ids || ids.includes(i.ImageId!)) && (!owners || owners.includes(i.OwnerId!) || (owners.includes('self') && i.OwnerId === '111122223333')))
+        .filter((i) => filters.every((f) => matchTagged(i.Tags, f, { name: i.Name, state: i.State })));
+      return { Images: images };
+    },
+    RunInstances: (input) => {
+      const type = input['InstanceType'] as string;
+      const subnet = input['SubnetId'] as string | undefined;
+      const zone = (input['Placement'] as { AvailabilityZone?: string } | undefined)?.AvailabilityZone ?? (subnet ? `${this.region}${subnet.slice(-1)}` : this.zones[0]!);
+      const token = input['ClientToken'] as string | undefined;
+      const params = JSON.stringify({ ...input, ClientToken: undefined });
+      if (token) {
+        const seen = this.#tokens.get(token);
+        if (seen) {
+          if (seen.params !== params) throw ec2Error('IdempotentParameterMismatch', 'Arguments on this idempotent request are inconsistent with arguments used in previous request(s).');
+          return { Instances: [this.#view(this.instances.get(seen.instanceId)!)], ReservationId: `r-${seen.instanceId.slice(2)}` };
+        }
+      }
+      const image = this.images.get(input['ImageId'] as string);
+      if (!image) throw ec2Error('InvalidAMIID.NotFound', `The image id '[${String(input['ImageId'])}]' does not exist`);
+      if (!this.#offerings[zone]?.includes(type)) {
+        throw ec2Error('Unsupported', `Your requested instance type (${type}) is not supported in your requested Availability Zone (${zone}). Please retry your request by not specifying an Availability Zone or choosing ${this.zones.filter((z) => z !== zone).join(', ')}.`);
+      }
+      if (this.noCapacity.has(`${zone}/${type}`)) {
+        const others = this.zones.filter((z) => z !== zone && !this.noCapacity.has(`${z}/${type}`));
+        throw ec2Error('InsufficientInstanceCapacity', `We currently do not have sufficient ${type} capacity in the Availability Zone you requested (${zone}). Our system will be working on provisioning additional capacity. You can currently get ${type} capacity by not specifying an Availability Zone in your request or choosing ${others.join(', ')}.`, 500);
+      }
+      const id = `i-${(++this.#seq).toString(16).padStart(17, '0')}`;
+      const tags = new Map<string, string>();
+      const volumeTags = new Map<string, string>();
+      for (const spec of (input['TagSpecifications'] as TagSpecification[] | undefined) ?? []) {
+        for (const t of spec.Tags ?? []) (spec.ResourceType === 'volume' ? volumeTags : tags).set(t.Key!, t.Value ?? '');
+      }
+      const mapping = ((input['BlockDeviceMappings'] as BlockDeviceMapping[] | undefined) ?? [])[0];
+      const late = this.lateNoCapacity.has(`${zone}/${type}`);
+      const instance: FakeInstance = {
+        id,
+        clientToken: token,
+        state: 'pending',
+        until: this.#now() + this.#transitionMs,
+        next: late ? 'terminated' : 'running',
+        reason: late ? { Code: 'Server.InsufficientInstanceCapacity', Message: 'Server.InsufficientInstanceCapacity: Insufficient capacity.' } : undefined,
+        type,
+        zone,
+        imageId: image.ImageId!,
+        tags,
+        launched: new Date(this.#now()),
+        rootDevice: image.RootDeviceName ?? '/dev/xvda',
+        volumes: [{ device: mapping?.DeviceName ?? image.RootDeviceName ?? '/dev/xvda', volumeId: `vol-${(this.#seq).toString(16).padStart(17, '0')}`, sizeGiB: mapping?.Ebs?.VolumeSize ?? 8 }],
+        userData: input['UserData'] as string | undefined,
+        ip: `10.0.${(this.#seq >> 8) & 255}.${this.#seq & 255}`,
+      };
+      this.instances.set(id, instance);
+      if (token) this.#tokens.set(token, { instanceId: id, params });
+      return { Instances: [this.#view(instance)], ReservationId: `r-${id.slice(2)}` };
+    },
+    StartInstances: (input) => this.#transition(input, (i) => {
+      if (i.state === 'running' || i.state === 'pending') return;
+      if (i.state !== 'stopped') throw ec2Error('IncorrectInstanceState', `The instance '${i.id}' is not in a state from which it can be started.`);
+      if (this.noCapacity.has(`${i.zone}/${i.type}`)) throw ec2Error('InsufficientInstanceCapacity', `We currently do not have sufficient ${i.type} capacity in the Availability Zone you requested (${i.zone}).`, 500);
+      this.#move(i, 'pending', 'running');
+    }),
+    StopInstances: (input) => this.#transition(input, (i) => {
+      if (i.state === 'stopped' || i.state === 'stopping') return;
+      if (i.state !== 'running') throw ec2Error('IncorrectInstanceState', `This instance '${i.id}' is not in a state from which it can be stopped.`);
+      this.#move(i, 'stopping', 'stopped');
+    }),
+    TerminateInstances: (input) => this.#transition(input, (i) => {
+      if (i.state === 'terminated' || i.state === 'shutting-down') return;
+      this.#move(i, 'shutting-down', 'terminated');
+      i.reason = { Code: 'Client.UserInitiatedShutdown', Message: 'Client.UserInitiatedShutdown: User initiated shutdown' };
+    }),
+    ModifyInstanceAttribute: (input) => {
+      const i = this.#instance(input['InstanceId'] as string);
+      this.#settle(i);
+      const type = (input['InstanceType'] as { Value?: string } | undefined)?.Value;
+      const userData = (input['UserData'] as { Value?: Uint8Array } | undefined)?.Value;
+      if ((type || userData) && i.state !== 'stopped') {
+        throw ec2Error('IncorrectInstanceState', `The instance '${i.id}' is not in the 'stopped' state.`);
+      }
+      if (type) i.type = type;
+      if (userData) i.userData = Buffer.from(userData).toString('base64');
+      return {};
+    },
+    ModifyVolume: (input) => {
+      for (const i of this.instances.values()) {
+        const v = i.volumes.find((vol) => vol.volumeId === input['VolumeId']);
+        if (v) {
+          v.sizeGiB = input['Size'] as number;
+          return { VolumeModification: { VolumeId: v.volumeId, ModificationState: 'modifying', TargetSize: v.sizeGiB } };
+        }
+      }
+      throw ec2Error('InvalidVolume.NotFound', `The volume '${String(input['VolumeId'])}' does not exist.`);
+    },
+    CreateTags: (input) => {
+      for (const id of input['Resources'] as string[]) {
+        const target = this.instances.get(id)?.tags ?? this.snapshots.get(id)?.tags ?? this.images.get(id)?.tags;
+        if (!target) throw ec2Error(`Invalid${id.startsWith('snap-') ? 'Snapshot' : 'Instance'}ID.NotFound`, `The ID '${id}' does not exist`);
+        for (const t of input['Tags'] as Tag[]) target.set(t.Key!, t.Value ?? '');
+      }
+      return {};
+    },
+    CreateSnapshots: (input) => {
+      const spec = input['InstanceSpecification'] as { InstanceId: string };
+      const i = this.#instance(spec.InstanceId);
+      const tags = new Map<string, string>();
+      for (const s of (input['TagSpecifications'] as TagSpecification[] | undefined) ?? []) for (const t of s.Tags ?? []) tags.set(t.Key!, t.Value ?? '');
+      const out = i.volumes.map((v) => {
+        const id = `snap-${(++this.#seq).toString(16).padStart(17, '0')}`;
+        const snap: FakeSnapshot = { id, volumeId: v.volumeId, sizeGiB: v.sizeGiB, started: new Date(this.#now()), readyAt: this.#now() + this.#taskMs, tags: new Map(tags), failed: false };
+        this.snapshots.set(id, snap);
+        return { SnapshotId: id, VolumeId: v.volumeId, VolumeSize: v.sizeGiB, StartTime: snap.started, State: 'pending', Progress: '0%', Tags: [...tags].map(([Key, Value]) => ({ Key, Value })) };
+      });
+      return { Snapshots: out };
+    },
+    DescribeSnapshots: (input) => {
+      const filters = (input['Filters'] as Filter[] | undefined) ?? [];
+      const matching = [...this.snapshots.values()].map((s) => this.#snapshotView(s)).filter((s) => filters.every((f) => matchTagged(s.Tags, f, {})));
+      const { page, next } = this.#page(matching, input);
+      return { Snapshots: page, ...(next ? { NextToken: next } : {}) };
+    },
+    DeleteSnapshot: (input) => {
+      if (!this.snapshots.delete(input['SnapshotId'] as string)) throw ec2Error('InvalidSnapshot.NotFound', `The snapshot '${String(input['SnapshotId'])}' does not exist.`);
+      return {};
+    },
+    CreateReplaceRootVolumeTask: (input) => {
+      const i = this.#instance(input['InstanceId'] as string);
+      const snap = this.snapshots.get(input['SnapshotId'] as string);
+      if (!snap) throw ec2Error('InvalidSnapshot.NotFound', `The snapshot '${String(input['SnapshotId'])}' does not exist.`);
+      const id = `replacevol-${(++this.#seq).toString(16).padStart(17, '0')}`;
+      this.rootTasks.set(id, { readyAt: this.#now() + this.#taskMs, result: 'succeeded', tags: new Map(), instanceId: i.id });
+      return { ReplaceRootVolumeTask: { ReplaceRootVolumeTaskId: id, InstanceId: i.id, TaskState: 'pending' } };
+    },
+    DescribeReplaceRootVolumeTasks: (input) => ({
+      ReplaceRootVolumeTasks: ((input['ReplaceRootVolumeTaskIds'] as string[] | undefined) ?? []).map((id) => {
+        const t = this.rootTasks.get(id);
+        return { ReplaceRootVolumeTaskId: id, InstanceId: t?.instanceId, TaskState: t && this.#now() >= t.readyAt ? t.result : 'in-progress' };
+      }),
+    }),
+    CreateImage: (input) => {
+      const i = this.#instance(input['InstanceId'] as string);
+      const id = `ami-${(++this.#seq).toString(16).padStart(17, '0')}`;
+      const snap = `snap-${(++this.#seq).toString(16).padStart(17, '0')}`;
+      this.snapshots.set(snap, { id: snap, volumeId: i.volumes[0]!.volumeId, sizeGiB: i.volumes[0]!.sizeGiB, started: new Date(this.#now()), readyAt: this.#now(), tags: new Map(), failed: false });
+      this.images.set(id, {
+        ImageId: id, Name: input['Name'] as string, OwnerId: '111122223333', RootDeviceName: i.rootDevice, State: 'pending', CreationDate: new Date(this.#now()).toISOString(),
+        BlockDeviceMappings: [{ DeviceName: i.rootDevice, Ebs: { SnapshotId: snap, VolumeSize: i.volumes[0]!.sizeGiB } }],
+        tags: tagsOf(input), readyAt: this.#now() + this.#taskMs,
+      });
+      return { ImageId: id };
+    },
+    RegisterImage: (input) => {
+      const name = input['Name'] as string;
+      if ([...this.images.values()].some((i) => i.Name === name && i.OwnerId === '111122223333')) throw ec2Error('InvalidAMIName.Duplicate', `AMI name ${name} is already in use by AMI`);
+      const id = `ami-${(++this.#seq).toString(16).padStart(17, '0')}`;
+      this.images.set(id, {
+        ImageId: id, Name: name, OwnerId: '111122223333', RootDeviceName: input['RootDeviceName'] as string, State: 'available', CreationDate: new Date(this.#now()).toISOString(),
+        BlockDeviceMappings: input['BlockDeviceMappings'] as BlockDeviceMapping[], tags: tagsOf(input), readyAt: 0,
+      });
+      return { ImageId: id };
+    },
+    DeregisterImage: (input) => {
+      this.images.delete(input['ImageId'] as string);
+      return {};
+    },
+    ImportSnapshot: (input) => {
+      const token = input['ClientToken'] as string | undefined;
+      const known = [...this.imports].find(([, t]) => t.tags.get('client-token') === token);
+      if (known) return { ImportTaskId: known[0] };
+      const bucket = (input['DiskContainer'] as { UserBucket?: { S3Bucket?: string; S3Key?: string } }).UserBucket;
+      if (!bucket?.S3Bucket || !this.s3.objects.has(`${bucket.S3Bucket}/${bucket.S3Key}`)) throw ec2Error('InvalidParameter', 'The service role vmimport cannot access the S3 object (fake: no such object)');
+      const id = `import-snap-${(++this.#seq).toString(16).padStart(17, '0')}`;
+      const snap = `snap-${(++this.#seq).toString(16).padStart(17, '0')}`;
+      this.snapshots.set(snap, { id: snap, volumeId: 'vol-ffffffff', sizeGiB: Math.max(1, Math.ceil((this.s3.objects.get(`${bucket.S3Bucket}/${bucket.S3Key}`)!.length) / 1024 ** 3)), started: new Date(this.#now()), readyAt: this.#now(), tags: new Map(), failed: false });
+      this.imports.set(id, { readyAt: this.#now() + this.#taskMs, result: snap, tags: new Map([['client-token', token ?? '']]) });
+      return { ImportTaskId: id };
+    },
+    DescribeImportSnapshotTasks: (input) => ({
+      ImportSnapshotTasks: ((input['ImportTaskIds'] as string[] | undefined) ?? []).map((id) => {
+        const t = this.imports.get(id);
+        const done = t !== undefined && this.#now() >= t.readyAt;
+        return { ImportTaskId: id, SnapshotTaskDetail: done ? { Status: 'completed', SnapshotId: t.result, Progress: '100' } : { Status: 'active', Progress: '42', StatusMessage: 'converting' } };
+      }),
+    }),
+    ExportImage: (input) => {
+      const image = this.images.get(input['ImageId'] as string);
+      if (!image) throw ec2Error('InvalidAMIID.NotFound', `The image id '[${String(input['ImageId'])}]' does not exist`);
+      const location = input['S3ExportLocation'] as { S3Bucket: string; S3Prefix: string };
+      const id = `export-ami-${(++this.#seq).toString(16).padStart(17, '0')}`;
+      this.exports.set(id, { readyAt: this.#now() + this.#taskMs, result: 'completed', tags: new Map(), imageId: image.ImageId!, bucket: location.S3Bucket, prefix: location.S3Prefix });
+      return { ExportImageTaskId: id, Status: 'active' };
+    },
+    DescribeExportImageTasks: (input) => ({
+      ExportImageTasks: ((input['ExportImageTaskIds'] as string[] | undefined) ?? []).map((id) => {
+        const t = this.exports.get(id);
+        const done = t !== undefined && this.#now() >= t.readyAt;
+        if (done && !this.s3.objects.has(`${t.bucket}/${t.prefix}${id}.raw`)) {
+          // The exported disk: deterministic bytes standing in for the image.
+          this.s3.objects.set(`${t.bucket}/${t.prefix}${id}.raw`, Buffer.alloc(3 * 1024 * 1024 + 17, id));
+        }
+        return { ExportImageTaskId: id, Status: done ? 'completed' : 'active', Progress: done ? '100' : '30' };
+      }),
+    }),
+  };
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  #throttle(api: string): void {
+    const kind = MUTATING.has(api) ? 'mutating' : 'describe';
+    const b = this.#buckets.get(kind);
+    if (!b) return;
+    const now = this.#now();
+    b.tokens = Math.min(b.bucket.capacity, b.tokens + ((now - b.at) / 1000) * b.bucket.refillPerSec);
+    b.at = now;
+    if (b.tokens < 1) {
+      this.throttled++;
+      throw ec2Error('RequestLimitExceeded', 'Request limit exceeded.', 503);
+    }
+    b.tokens -= 1;
+  }
+
+  #page<T>(items: readonly T[], input: Record<string, unknown>): { page: T[]; next: string | undefined } {
+    const start = Number(input['NextToken'] ?? 0);
+    const size = Math.min(this.#pageSize, (input['MaxResults'] as number | undefined) ?? 1000);
+    const page = items.slice(start, start + size);
+    return { page, next: start + size < items.length ? String(start + size) : undefined };
+  }
+
+  #instance(id: string): FakeInstance {
+    const i = this.instances.get(id);
+    if (!i) throw ec2Error('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
+    return i;
+  }
+
+  #transition(input: Record<string, unknown>, change: (i: FakeInstance) => void) {
+    const ids = input['InstanceIds'] as string[];
+    const missing = ids.filter((id) => !this.instances.has(id));
+    if (missing.length > 0) throw ec2Error('InvalidInstanceID.NotFound', `The instance IDs '${missing.join(', ')}' do not exist`);
+    const out = ids.map((id) => {
+      const i = this.instances.get(id)!;
+      this.#settle(i);
+      const previous = i.state;
+      change(i);
+      return { InstanceId: id, PreviousState: { Name: previous, Code: STATE_CODE[previous] }, CurrentState: { Name: i.state, Code: STATE_CODE[i.state] } };
+    });
+    return { StartingInstances: out, StoppingInstances: out, TerminatingInstances: out };
+  }
+
+  #move(i: FakeInstance, now: InstanceStateName, next: InstanceStateName): void {
+    i.state = now;
+    i.next = next;
+    i.until = this.#now() + this.#transitionMs;
+    if (next !== 'terminated') i.reason = undefined;
+  }
+
+  #settle(i: FakeInstance): void {
+    if (i.next && this.#now() >= i.until) {
+      i.state = i.next;
+      i.next = undefined;
+    }
+  }
+
+  #view(i: FakeInstance): Instance {
+    this.#settle(i);
+    return {
+      InstanceId: i.id,
+      ImageId: i.imageId,
+      InstanceType: i.type as Instance['InstanceType'],
+      State: { Name: i.state, Code: STATE_CODE[i.state] },
+      ...(i.reason && (i.state === 'terminated' || i.state === 'shutting-down') ? { StateReason: i.reason } : {}),
+      Placement: { AvailabilityZone: i.zone },
+      Tags: [...i.tags].map(([Key, Value]) => ({ Key, Value })),
+      LaunchTime: i.launched,
+      ...(i.state === 'terminated' ? {} : { PrivateIpAddress: i.ip }),
+      ClientToken: i.clientToken ?? '',
+      RootDeviceName: i.rootDevice,
+      Architecture: 'x86_64',
+      BlockDeviceMappings: i.state === 'terminated' ? [] : i.volumes.map((v) => ({ DeviceName: v.device, Ebs: { VolumeId: v.volumeId, Status: 'attached', DeleteOnTermination: true } })),
+    };
+  }
+
+  #snapshotView(s: FakeSnapshot): Snapshot {
+    const done = this.#now() >= s.readyAt;
+    return {
+      SnapshotId: s.id,
+      VolumeId: s.volumeId,
+      VolumeSize: s.sizeGiB,
+      StartTime: s.started,
+      State: s.failed ? 'error' : done ? 'completed' : 'pending',
+      Progress: done ? '100%' : '50%',
+      OwnerId: '111122223333',
+      Tags: [...s.tags].map(([Key, Value]) => ({ Key, Value })),
+    };
+  }
+
+  #imageView(i: Image & { tags: Map<string, string>; readyAt: number }): Image {
+    const { tags, readyAt, ...image } = i;
+    return { ...image, State: image.State === 'pending' && this.#now() >= readyAt ? 'available' : image.State, Tags: [...tags].map(([Key, Value]) => ({ Key, Value })) };
+  }
+}
+
+/** In-memory S3 for the calls image import and export make. */
+export class FakeS3 {
+  readonly objects = new Map<string, Buffer>();
+  readonly #uploads = new Map<string, Map<number, Buffer>>();
+  #seq = 0;
+
+  readonly handlers: Record<string, Handler> = {
+    HeadObject: (input) => {
+      const body = this.objects.get(`${String(input['Bucket'])}/${String(input['Key'])}`);
+      if (!body) throw s3Error('NotFound', 'Not Found', 404);
+      return { ContentLength: body.length, ETag: `"${md5(body)}"` };
+    },
+    CreateMultipartUpload: () => {
+      const id = `upload-${++this.#seq}`;
+      this.#uploads.set(id, new Map());
+      return { UploadId: id };
+    },
+    UploadPart: (input) => {
+      const parts = this.#uploads.get(input['UploadId'] as string);
+      if (!parts) throw s3Error('NoSuchUpload', 'The specified upload does not exist.', 404);
+      const body = Buffer.from(input['Body'] as Uint8Array);
+      parts.set(input['PartNumber'] as number, body);
+      return { ETag: `"${md5(body)}"` };
+    },
+    CompleteMultipartUpload: (input) => {
+      const parts = this.#uploads.get(input['UploadId'] as string);
+      if (!parts) throw s3Error('NoSuchUpload', 'The specified upload does not exist.', 404);
+      const listed = (input['MultipartUpload'] as { Parts: { PartNumber: number }[] }).Parts;
+      this.objects.set(`${String(input['Bucket'])}/${String(input['Key'])}`, Buffer.concat(listed.map((p) => parts.get(p.PartNumber)!)));
+      this.#uploads.delete(input['UploadId'] as string);
+      return {};
+    },
+    AbortMultipartUpload: (input) => {
+      this.#uploads.delete(input['UploadId'] as string);
+      return {};
+    },
+    GetObject: (input) => {
+      const body = this.objects.get(`${String(input['Bucket'])}/${String(input['Key'])}`);
+      if (!body) throw s3Error('NoSuchKey', 'The specified key does not exist.', 404);
+      return { ContentLength: body.length, Body: Readable.from([body]) };
+    },
+    DeleteObject: (input) => {
+      this.objects.delete(`${String(input['Bucket'])}/${String(input['Key'])}`);
+      return {};
+    },
+  };
+
+  get openUploads(): number {
+    return this.#uploads.size;
+  }
+}
+
+function s3Error(code: string, message: string, status: number): S3ServiceException {
+  return new S3ServiceException({ name: code, $fault: 'client', $metadata: { httpStatusCode: status }, message });
+}
+
+function md5(b: Buffer): string {
+  return createHash('md5').update(b).digest('hex');
+}
+
+function tagsOf(input: Record<string, unknown>): Map<string, string> {
+  const tags = new Map<string, string>();
+  for (const spec of (input['TagSpecifications'] as TagSpecification[] | undefined) ?? []) for (const t of spec.Tags ?? []) tags.set(t.Key!, t.Value ?? '');
+  return tags;
+}
+
+function matchInstance(i: Instance, f: Filter): boolean {
+  return matchTagged(i.Tags, f, {
+    'instance-id': i.InstanceId,
+    'instance-state-name': i.State?.Name,
+    'availability-zone': i.Placement?.AvailabilityZone,
+    'instance-type': i.InstanceType,
+    'client-token': i.ClientToken,
+  });
+}
+
+/** EC2 filter semantics: `tag:Key` matches tag values, other names the given fields; `*` is a wildcard; values are OR'ed. */
+function matchTagged(tags: readonly Tag[] | undefined, f: Filter, fields: Record<string, string | undefined>): boolean {
+  const values = f.Values ?? [];
+  const actual = f.Name?.startsWith('tag:') ? tags?.find((t) => t.Key === f.Name!.slice(4))?.Value : fields[f.Name ?? ''];
+  if (actual === undefined) return false;
+  return values.some((v) => (v.includes('*') ? new RegExp(`^${v.split('*').map(escape).join('.*')}$`).test(actual) : v === actual));
+}
+
+function escape(s: string): string {
+  return s.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+}
