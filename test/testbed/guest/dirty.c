@@ -14,6 +14,9 @@
  * Counters are written to a status file once a second for tests to read back.
  *
  * Usage: nc-dirty [-c CONF] [-s STATUS] [-p PIDFILE]
+ *        nc-dirty -r MIB     write MIB MiB of incompressible random bytes to stdout and
+ *                            exit (the guest's disk writes: /dev/urandom manages only
+ *                            ~2 MiB/s under TCG, this PRNG is far faster)
  *   CONF keys: mib=N rate=PAGES_PER_SEC content=random|compressible
  *   rate=0 stops writing (the working set is kept); mib=0 frees it.
  *
@@ -94,11 +97,26 @@ int main(int argc, char **argv) {
     const char *status = "/run/nc-dirty.status";
     const char *pidfile = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "c:s:p:")) != -1) {
-        if (opt == 'c') conf = optarg;
+    long stream_mib = -1;
+    while ((opt = getopt(argc, argv, "c:s:p:r:")) != -1) {
+        if (opt == 'r') stream_mib = atol(optarg);
+        else if (opt == 'c') conf = optarg;
         else if (opt == 's') status = optarg;
         else if (opt == 'p') pidfile = optarg;
-        else { fprintf(stderr, "usage: %s [-c conf] [-s status] [-p pidfile]\n", argv[0]); return 2; }
+        else { fprintf(stderr, "usage: %s [-c conf] [-s status] [-p pidfile] | -r MIB\n", argv[0]); return 2; }
+    }
+    if (stream_mib >= 0) {
+        /* Seeded from the kernel so two writes never produce the same blocks. */
+        FILE *u = fopen("/dev/urandom", "r");
+        if (!u || fread(&rng_state, sizeof rng_state, 1, u) != 1) rng_state ^= (uint64_t)time(NULL);
+        if (u) fclose(u);
+        rng_state |= 1;
+        static uint64_t chunk[(1 << 20) / sizeof(uint64_t)];
+        for (long m = 0; m < stream_mib; m++) {
+            for (size_t i = 0; i < sizeof chunk / sizeof chunk[0]; i++) chunk[i] = xorshift64();
+            if (fwrite(chunk, sizeof chunk, 1, stdout) != 1) return 1;
+        }
+        return fflush(stdout) == 0 ? 0 : 1;
     }
     if (pidfile) {
         FILE *f = fopen(pidfile, "w");
