@@ -7,6 +7,7 @@ import { destroyCommand } from './commands/destroy.js';
 import { drainCommand, migrateCommand } from './commands/migrate.js';
 import { planCommand } from './commands/plan.js';
 import { schemaCommand } from './commands/schema.js';
+import { registerSnapshotCommands } from './commands/snapshot.js';
 import { statusCommand } from './commands/status.js';
 
 const CLIENT_CODES = new Set(['InvalidSpec', 'InvalidInput', 'Conflict', 'Unsupported', 'NotFound']);
@@ -67,6 +68,8 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
   policyFlags(common(program.command('drain <host>').description('move every VM of the fleet off a host')))
     .addOption(concurrency)
     .action((host: string, opts: Record<string, unknown>, cmd: Command) => run((o) => drainCommand(io, host, o as never))(opts, cmd));
+
+  registerSnapshotCommands(program, io, common, run);
 
   program
     .command('schema')

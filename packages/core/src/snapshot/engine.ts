@@ -15,6 +15,7 @@ import {
 } from '../provider/Provider.js';
 import type { ProviderSet } from '../provider/registry.js';
 import { naturalCompare } from '../reconcile/plan.js';
+import { formatBytes } from '../migration/model.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { CalendarCache } from './calendar.js';
 import { byVm, timeOf } from './chain.js';
@@ -335,7 +336,7 @@ async function verifyOne(ops: SnapshotOps, snapshot: SnapshotRecord, options: Sn
         : restored.digest === undefined
           ? { at: at(), ok: false, method: 'checksum', detail: 'the provider read no digest back from the restored disk' }
           : restored.digest === snapshot.digest
-            ? { at: at(), ok: true, method: 'checksum', detail: `restored ${restored.bytesWritten} bytes into ${restored.vm.name}; digest matches (${short(snapshot.digest)})` }
+            ? { at: at(), ok: true, method: 'checksum', detail: `restored ${formatBytes(restored.bytesWritten)} into ${restored.vm.name}; digest matches (${short(snapshot.digest)})` }
             : { at: at(), ok: false, method: 'checksum', detail: `digest mismatch: recorded ${short(snapshot.digest)}, restored ${short(restored.digest)}` };
   } catch (thrown) {
     const error = toNovaCronError(thrown, { provider: snapshot.provider, vm: snapshot.vm, operation: 'restore' });
