@@ -496,6 +496,12 @@ start_host() {
     nsenter -t "$pid" -n -m -u -- "$SELF" __start-daemons "$name" 9>&-
   else
     log "$name: starting"
+    # A host whose holder died may still have daemons (and guests) running in its
+    # netns, on its old mounts: stop them, or two libvirtds would share one state dir.
+    if [ -e "/run/netns/$name" ]; then
+      stop_host "$name"
+      ensure_host_netns "$name"
+    fi
     rm -f "$h/pids/ready" "$h/pids/holder.pid"
     mkdir -p /run/libvirt # mount point for the per-host /run/libvirt
     setsid ip netns exec "$name" unshare -m -u --propagation private \
