@@ -60,6 +60,9 @@ const LABEL_SCRATCH = 'novacron.io/scratch';
  * snapshots survive restarts like the rest of the datacenter.
  */
 export class SimDisks {
+  /** Parent id → child ids, built on first use; every snapshot write goes through #put/#remove to keep it true. */
+  #children: Map<string, Set<string>> | undefined;
+
   constructor(private readonly host: SimDiskHost) {}
 
   // ---- the provider contract ---------------------------------------------------------
@@ -106,7 +109,7 @@ export class SimDisks {
     };
     // Recorded before any block moves: an interruption leaves an incomplete snapshot that
     // blocks pruning and that the next call with this id redoes.
-    this.host.world.put('snapshots', id, base);
+    this.#put(base);
     try {
       for (let done = 0; done < storedBlocks; done += CHUNK_BLOCKS) {
         await stage('copy');
@@ -114,7 +117,7 @@ export class SimDisks {
       }
       await stage('commit');
     } catch (error) {
-      if (!(error instanceof SimulatedCrash)) this.host.world.put('snapshots', id, { ...base, error: error instanceof Error ? error.message : String(error) });
+      if (!(error instanceof SimulatedCrash)) this.#put({ ...base, error: error instanceof Error ? error.message : String(error) });
       throw error;
     }
     const complete: SimSnapshot = {
@@ -125,7 +128,7 @@ export class SimDisks {
       sizeBytes: sizeOf(storedBlocks),
       digest: digestOf(disk),
     };
-    this.host.world.put('snapshots', id, complete);
+    this.#put(complete);
     ctx.onProgress?.({ operation: 'snapshot', phase: 'done', fraction: 1 });
     return this.#toRecord(complete);
   }
@@ -218,7 +221,7 @@ export class SimDisks {
     const stage = await this.#enter('deleteSnapshot', ctx);
     const snapshot = this.host.world.get('snapshots', id);
     if (!snapshot) return;
-    const children = [...this.host.world.values('snapshots')].filter((s) => s.parent === id);
+    const children = this.#childrenOf(id);
     for (const child of children) {
       // The child takes the deleted snapshot's blocks it does not override, and its parent;
       // it is rewritten before the parent goes, so a crash between leaves both restorable.
@@ -233,10 +236,10 @@ export class SimDisks {
         storedBlocks,
         sizeBytes: sizeOf(storedBlocks),
       };
-      this.host.world.put('snapshots', child.id, merged);
+      this.#put(merged);
       await stage('merge');
     }
-    this.host.world.delete('snapshots', id);
+    this.#remove(id);
   }
 
   async recordVerification(id: string, verification: SnapshotVerification, ctx: OperationContext = {}): Promise<SnapshotRecord> {
@@ -244,7 +247,7 @@ export class SimDisks {
     const snapshot = this.host.world.get('snapshots', id);
     if (!snapshot) throw new NotFoundError(`snapshot "${id}" does not exist`, { context: { provider: this.host.name, operation: 'recordVerification' } });
     const updated: SimSnapshot = { ...snapshot, verified: verification };
-    this.host.world.put('snapshots', id, updated);
+    this.#put(updated);
     return this.#toRecord(updated);
   }
 
@@ -322,7 +325,7 @@ export class SimDisks {
     const s = this.host.world.get('snapshots', snapshotId);
     if (!s || s.runs.length === 0) throw new NotFoundError(`snapshot "${snapshotId}" has no stored blocks to corrupt`);
     const [start, , token] = s.runs[0]!;
-    this.host.world.put('snapshots', snapshotId, { ...s, runs: overlay(s.runs, [[start, 1, token + 1]]) });
+    this.#put({ ...s, runs: overlay(s.runs, [[start, 1, token + 1]]) });
   }
 
   /** Bytes the store holds across all snapshots. */
@@ -333,6 +336,44 @@ export class SimDisks {
   }
 
   // ---- internals ----------------------------------------------------------------------
+
+  #index(): Map<string, Set<string>> {
+    if (!this.#children) {
+      this.#children = new Map();
+      for (const s of this.host.world.values('snapshots')) if (s.parent !== undefined) this.#link(s.parent, s.id);
+    }
+    return this.#children;
+  }
+
+  #link(parent: string, child: string): void {
+    const set = this.#children!.get(parent);
+    if (set) set.add(child);
+    else this.#children!.set(parent, new Set([child]));
+  }
+
+  #unlink(parent: string | undefined, child: string): void {
+    if (parent === undefined) return;
+    const set = this.#children!.get(parent);
+    set?.delete(child);
+    if (set?.size === 0) this.#children!.delete(parent);
+  }
+
+  #put(snapshot: SimSnapshot): void {
+    this.#index();
+    this.#unlink(this.host.world.get('snapshots', snapshot.id)?.parent, snapshot.id);
+    if (snapshot.parent !== undefined) this.#link(snapshot.parent, snapshot.id);
+    this.host.world.put('snapshots', snapshot.id, snapshot);
+  }
+
+  #remove(id: string): void {
+    this.#index();
+    this.#unlink(this.host.world.get('snapshots', id)?.parent, id);
+    this.host.world.delete('snapshots', id);
+  }
+
+  #childrenOf(id: string): SimSnapshot[] {
+    return [...(this.#index().get(id) ?? [])].map((c) => this.host.world.get('snapshots', c)).filter((s): s is SimSnapshot => s !== undefined);
+  }
 
   async #enter(operation: string, ctx: OperationContext, vm?: string) {
     const call = this.host.faults.call(operation);

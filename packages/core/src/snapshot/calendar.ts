@@ -18,8 +18,20 @@ const DAY_MS = 86_400_000;
 /** Reads local wall-clock fields; one formatter per zone, made by the caller's `CalendarCache`. */
 export class CalendarCache {
   readonly #formatters = new Map<string, Intl.DateTimeFormat>();
+  /** Zone offsets (and their changes) fall on quarter hours since the 1970s, so every instant of a quarter hour reads the same local hour. */
+  readonly #quarters = new Map<string, LocalTime>();
 
   local(at: number, timeZone: string): LocalTime {
+    const key = `${timeZone}\u0000${Math.floor(at / 900_000)}`;
+    const known = this.#quarters.get(key);
+    if (known) return known;
+    const fields = this.#read(at, timeZone);
+    if (this.#quarters.size > 100_000) this.#quarters.clear();
+    this.#quarters.set(key, fields);
+    return fields;
+  }
+
+  #read(at: number, timeZone: string): LocalTime {
     let format = this.#formatters.get(timeZone);
     if (!format) {
       format = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric' });

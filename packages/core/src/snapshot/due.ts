@@ -67,6 +67,8 @@ export function dueSnapshots(
   const due: DueSnapshot[] = [];
   const notDue: NotDue[] = [];
   const skipped: { vm: string; group: string; reason: string }[] = [];
+  // Slots depend on the group only: asked of croner once per group, not per VM.
+  const slots = new Map<string, { slot: number | undefined; next: number | undefined }>();
   for (const vm of vms) {
     const policy = fleet.groups[vm.group]?.snapshots;
     const schedule = schedules.get(vm.group);
@@ -76,8 +78,9 @@ export function dueSnapshots(
       skipped.push({ vm: vm.name, group: vm.group, reason: `provider "${vm.provider}" does not offer snapshots` });
       continue;
     }
-    const slot = schedule.latestAtOrBefore(now);
-    const next = schedule.nextAfter(now);
+    let cached = slots.get(vm.group);
+    if (!cached) slots.set(vm.group, (cached = { slot: schedule.latestAtOrBefore(now), next: schedule.nextAfter(now) }));
+    const { slot, next } = cached;
     if (slot === undefined) {
       notDue.push({ vm, next, reason: 'the schedule has not fired yet' });
       continue;
