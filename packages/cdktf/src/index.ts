@@ -5,3 +5,4 @@ export { renderUserData, renderMetaData } from './cloudInit.js';
 export { AWS_TAG, awsTags, gceLabels, libvirtMetadata, LIBVIRT_METADATA_NS } from './ownership.js';
 export { validateSynth, loadSchemas, type SchemaProblem, type ProviderSchemas } from './validate/schemaValidator.js';
 export type { SynthesizedVm, TargetOptions } from './targets/types.js';
+export type { Host, FleetSpecInput, InstanceType } from '@novacron/core';

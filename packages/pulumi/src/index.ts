@@ -7,3 +7,4 @@ export { skeletonOf, isPlain, type FleetSpecArgs, type GroupSpecArgs, type DeepI
 export { createVmProvider, vmProvider, type LoadHandlers } from './provider/vmProvider.js';
 export { classifyVmChange, CHANGE_CLASSES, type ChangeClass, type VmChange, type VmAction } from './runtime/changes.js';
 export type { VmInputs, VmOutputs, VmLastChange } from './runtime/vmInputs.js';
+export type { Host, FleetSpecInput, Capabilities } from '@novacron/core';
