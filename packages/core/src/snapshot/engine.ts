@@ -364,11 +364,14 @@ async function observeSnapshots(fleet: FleetSpec, providers: ProviderSet, option
   const stack = options.middleware === false ? undefined : (options.middleware ?? defaultMiddlewareStack({ retry: { clock }, breaker: { clock } }));
   const ops = new Map<string, SnapshotOps>();
   const capabilities = new Map<string, Capabilities>();
+  const listers: Provider[] = [];
   for (const name of Object.keys(fleet.providers)) {
     const raw = providers.get(name);
     capabilities.set(name, raw.capabilities);
-    if (!supports(raw, 'snapshots')) continue;
     const wrapped = stack ? stack.wrap(raw) : raw;
+    // VMs of every provider are listed, so a group on one without snapshots is reported, not silently passed over.
+    listers.push(wrapped);
+    if (!supports(raw, 'snapshots')) continue;
     if (!supports(wrapped, 'snapshots')) {
       throw new UnsupportedError(`provider "${name}" declares snapshots but lacks snapshot operations`, { context: { provider: name } });
     }
@@ -388,13 +391,11 @@ async function observeSnapshots(fleet: FleetSpec, providers: ProviderSet, option
     });
   }
   const ctx = ctxOf(options);
-  const results = await Promise.all(
-    [...ops.values()].map(async (o) => ({
-      vms: withVms ? await o.provider.list(fleet.name, ctx) : [],
-      records: await o.listSnapshots(fleet.name, ctx),
-    })),
-  );
-  return { vms: results.flatMap((r) => r.vms), records: results.flatMap((r) => r.records), ops, capabilities };
+  const [vms, records] = await Promise.all([
+    withVms ? Promise.all(listers.map((p) => p.list(fleet.name, ctx))) : [],
+    Promise.all([...ops.values()].map((o) => o.listSnapshots(fleet.name, ctx))),
+  ]);
+  return { vms: vms.flat(), records: records.flat(), ops, capabilities };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FleetSpecError, parseFleet, parseFleetText } from '../index.js';
+import { parseFleet, parseFleetText, type FleetSpecError } from '../index.js';
 import { checkCron, checkTimeZone, parseSchedule } from './schedule.js';
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
