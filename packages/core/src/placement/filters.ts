@@ -1,75 +1,203 @@
-import type { Host, Resources } from '../model/records.js';
-import type { PlacementVm } from './types.js';
+import type { PlacementRules } from '../model/fleet.js';
+import type { Host } from '../model/records.js';
+import { DIMS, DIM_RULES, EPS } from './dims.js';
+import type { CompiledGroup } from './problem.js';
+import type { SolverState } from './state.js';
 
-/** What a filter may look at besides the VM and the host: the allocation so far. */
-export interface FilterState {
-  /** Resources in use on each host (host.allocated plus what this placement added). */
-  used(host: Host): Resources;
-  /** How many VMs of a group are on a host. */
-  groupCountOnHost(group: string, host: Host): number;
-  /** Free capacity after overcommit, per dimension. */
-  capacity(host: Host): Resources;
-}
-
-/** A hard rule. Named, so an explanation can say how many hosts each one ruled out. */
-export interface PlacementFilter {
+/**
+ * The hard rules of placement, as a registry of named rules. A rule's name is the key an
+ * explanation counts hosts under ("memory: 812 hosts too small; zone: 120 hosts in another
+ * zone"); the registry's order is the order a host is checked in, and a host is counted under
+ * the first rule it fails.
+ *
+ * Host rules depend only on the host and the group's rules, so the solver applies them once
+ * per group to build its candidate list. VM rules depend on what is placed already; the
+ * solver's inner loop checks capacity inline (it rules out most hosts) and runs the other
+ * VM rules that apply to the group from this registry.
+ */
+export interface HostRule {
   readonly name: string;
-  /** True when the host may take the VM. */
-  accepts(vm: PlacementVm, host: Host, state: FilterState): boolean;
+  /** Completes "N hosts …" in explanations. */
+  readonly phrase: string;
+  rejects(host: Host, rules: PlacementRules): boolean;
 }
 
-const fits = (dimension: keyof Resources): PlacementFilter => ({
-  name: dimension === 'memoryMiB' ? 'memory' : dimension === 'diskGiB' ? 'disk' : dimension,
-  accepts(vm, host, state) {
-    if (host.instanceTypes) return true; // elastic: the instance-type rule decides
-    return state.used(host)[dimension] + vm.resources[dimension] <= state.capacity(host)[dimension];
-  },
-});
+export interface VmRule {
+  readonly name: string;
+  readonly phrase: string;
+  /** False when the rule cannot rule anything out for the group, so the solver skips it. */
+  applies(group: CompiledGroup): boolean;
+  /** True when host `h` may not take VM `v` given what `state` holds. */
+  rejects(state: SolverState, v: number, h: number): boolean;
+}
 
-/** The hard rules of placement v0, in the order explanations list them. */
-export const FILTERS: readonly PlacementFilter[] = [
-  { name: 'state', accepts: (_vm, host) => host.state === 'up' },
-  { name: 'provider', accepts: (vm, host) => !vm.rules?.providers || vm.rules.providers.includes(host.provider) },
-  { name: 'zone', accepts: (vm, host) => !vm.rules?.zones || vm.rules.zones.includes(host.zone) },
-  { name: 'region', accepts: (vm, host) => !vm.rules?.regions || (host.region !== undefined && vm.rules.regions.includes(host.region)) },
+const hostState = (state: Host['state'], phrase: string): HostRule => ({ name: state, phrase, rejects: (host) => host.state === state });
+
+export const HOST_RULES: readonly HostRule[] = [
+  hostState('down', 'down'),
+  hostState('maintenance', 'in maintenance'),
+  hostState('draining', 'draining'),
+  { name: 'provider', phrase: 'of another provider', rejects: (host, rules) => rules.providers !== undefined && !rules.providers.includes(host.provider) },
+  {
+    name: 'region',
+    phrase: 'in another region',
+    rejects: (host, rules) => rules.regions !== undefined && (host.region === undefined || !rules.regions.includes(host.region)),
+  },
+  { name: 'zone', phrase: 'in another zone', rejects: (host, rules) => rules.zones !== undefined && !rules.zones.includes(host.zone) },
   {
     name: 'labels',
-    accepts: (vm, host) => !vm.rules?.hostLabels || Object.entries(vm.rules.hostLabels).every(([k, v]) => host.labels[k] === v),
-  },
-  fits('cpu'),
-  fits('memoryMiB'),
-  fits('diskGiB'),
-  fits('gpu'),
-  {
-    name: 'instance-type',
-    accepts: (vm, host) =>
-      !host.instanceTypes ||
-      host.instanceTypes.some((t) => t.cpu >= vm.resources.cpu && t.memoryMiB >= vm.resources.memoryMiB && (t.gpu ?? 0) >= vm.resources.gpu),
+    phrase: 'without the required labels',
+    rejects: (host, rules) => rules.hostLabels !== undefined && Object.entries(rules.hostLabels).some(([k, v]) => host.labels[k] !== v),
   },
   {
-    name: 'max-per-host',
-    accepts: (vm, host, state) => vm.rules?.maxPerHost === undefined || state.groupCountOnHost(vm.group, host) < vm.rules.maxPerHost,
-  },
-  {
-    name: 'anti-affinity',
-    accepts: (vm, host, state) => vm.rules?.antiAffinity !== 'host' || host.instanceTypes !== undefined || state.groupCountOnHost(vm.group, host) === 0,
+    name: 'spread',
+    phrase: 'without the spread key',
+    rejects: (host, rules) => rules.spread !== undefined && topologyValue(host, rules.spread.key ?? 'zone') === undefined,
   },
 ];
 
-/** Counts, for a VM that fits nowhere, how many hosts each rule ruled out (first failing rule per host). */
-export function explainRejection(vm: PlacementVm, hosts: readonly Host[], state: FilterState, filters = FILTERS): Record<string, number> {
+/** The first host rule that rules a host out for a group, or undefined. */
+export function staticRejection(host: Host, rules: PlacementRules): string | undefined {
+  if (host.state === 'up' && !hasHostRules(rules)) return undefined;
+  return HOST_RULES.find((rule) => rule.rejects(host, rules))?.name;
+}
+
+function hasHostRules(rules: PlacementRules): boolean {
+  return rules.providers !== undefined || rules.regions !== undefined || rules.zones !== undefined || rules.hostLabels !== undefined || rules.spread !== undefined;
+}
+
+/** The value of a topology key on a host: `zone`, `region`, `host`, `provider`, or a host label. */
+export function topologyValue(host: Host, key: string): string | undefined {
+  switch (key) {
+    case 'zone':
+      return host.zone;
+    case 'region':
+      return host.region;
+    case 'host':
+      return host.id;
+    case 'provider':
+      return host.provider;
+    default:
+      return host.labels[key];
+  }
+}
+
+const capacity = (d: number): VmRule => ({
+  name: DIM_RULES[d]!,
+  phrase: 'short of it',
+  applies: () => true,
+  rejects(state, v, h) {
+    const p = state.p;
+    if (p.elastic[h]) return false;
+    return state.used[h * DIMS + d]! + p.req[v * DIMS + d]! > p.cap[h * DIMS + d]! + EPS;
+  },
+});
+
+/** Separation rules at host scope do not apply on elastic hosts: there every VM gets an instance of its own. */
+export const VM_RULES: readonly VmRule[] = [
+  {
+    name: 'instance-type',
+    phrase: 'selling no instance type it fits',
+    applies: () => true,
+    rejects: (state, v, h) => state.p.elastic[h] === 1 && state.elasticPrice(v, h) === undefined,
+  },
+  capacity(0),
+  capacity(1),
+  capacity(2),
+  capacity(3),
+  {
+    name: 'max-per-host',
+    phrase: 'holding maxPerHost of its group',
+    applies: (g) => g.maxPerHost < Infinity,
+    rejects(state, v, h) {
+      const g = state.p.groups[state.p.vmGroup[v]!]!;
+      return state.p.elastic[h] === 0 && state.hostCount[g.index]![h]! >= g.maxPerHost;
+    },
+  },
+  {
+    name: 'anti-affinity',
+    phrase: 'holding a VM of its group',
+    applies: (g) => g.antiHost || g.antiZone,
+    rejects(state, v, h) {
+      const p = state.p;
+      const g = p.groups[p.vmGroup[v]!]!;
+      if (g.antiZone) return state.zoneCount[g.index]![p.zoneOf[h]!]! > 0;
+      return p.elastic[h] === 0 && state.hostCount[g.index]![h]! > 0;
+    },
+  },
+  {
+    name: 'avoid-groups',
+    phrase: 'holding a group it avoids',
+    applies: (g) => g.avoidHost.length + g.avoidZone.length > 0,
+    rejects(state, v, h) {
+      const p = state.p;
+      const g = p.groups[p.vmGroup[v]!]!;
+      const z = p.zoneOf[h]!;
+      for (const a of g.avoidZone) if (state.zoneCount[a]![z]! > 0) return true;
+      if (p.elastic[h]) return false;
+      for (const a of g.avoidHost) if (state.hostCount[a]![h]! > 0) return true;
+      return false;
+    },
+  },
+  {
+    name: 'with-groups',
+    phrase: 'without the groups it must run with',
+    applies: (g) => g.withHost.length + g.withZone.length > 0,
+    rejects(state, v, h) {
+      const p = state.p;
+      const g = p.vmGroup[v]!;
+      const z = p.zoneOf[h]!;
+      const group = p.groups[g]!;
+      // A group that names itself keeps together: its first VM anchors the rest.
+      for (const t of group.withHost) if (state.hostCount[t]![h] === 0 && (t !== g || state.total[g]! > 0)) return true;
+      for (const t of group.withZone) if (state.zoneCount[t]![z] === 0 && (t !== g || state.total[g]! > 0)) return true;
+      return false;
+    },
+  },
+  {
+    name: 'spread',
+    phrase: 'where it would skew the spread',
+    applies: (g) => g.spread !== undefined,
+    rejects(state, v, h) {
+      const g = state.p.groups[state.p.vmGroup[v]!]!;
+      const counter = state.spread[g.index]!;
+      return counter.cnt[g.spread!.domainOf[h]!]! + 1 - counter.min > g.spread!.maxSkew;
+    },
+  },
+];
+
+const PHRASES = new Map<string, string>([...HOST_RULES, ...VM_RULES].map((r) => [r.name, r.phrase]));
+PHRASES.set('cpu', 'short of cpu');
+PHRASES.set('memory', 'short of memory');
+PHRASES.set('disk', 'short of disk');
+PHRASES.set('gpu', 'short of gpus');
+
+/** The VM rules that apply to a group, minus capacity (the solver checks that inline). */
+export function dynamicRulesFor(group: CompiledGroup): readonly VmRule[] {
+  return VM_RULES.filter((rule) => rule.name !== 'instance-type' && !DIM_RULES.includes(rule.name as (typeof DIM_RULES)[number]) && rule.applies(group));
+}
+
+/**
+ * For a VM that fits nowhere: how many hosts each rule ruled out, each host counted under the
+ * first rule it fails, in the state the search ended in.
+ */
+export function explainRejection(state: SolverState, v: number): Record<string, number> {
+  const p = state.p;
+  const group = p.groups[p.vmGroup[v]!]!;
+  const rules = VM_RULES.filter((rule) => rule.applies(group));
   const reasons: Record<string, number> = {};
-  for (const host of hosts) {
-    const failed = filters.find((f) => !f.accepts(vm, host, state));
-    if (failed) reasons[failed.name] = (reasons[failed.name] ?? 0) + 1;
+  for (let h = 0; h < p.H; h++) {
+    const failed = staticRejection(p.hosts[h]!, group.rules) ?? rules.find((rule) => rule.rejects(state, v, h))?.name;
+    if (failed) reasons[failed] = (reasons[failed] ?? 0) + 1;
   }
   return reasons;
 }
 
+/** "no host can take it (memory: 812 hosts short of memory; zone: 120 hosts in another zone)". */
 export function describeReasons(reasons: Readonly<Record<string, number>>, hostCount: number): string {
   if (hostCount === 0) return 'no hosts in the inventory';
   const parts = Object.entries(reasons)
-    .sort((a, b) => b[1] - a[1])
-    .map(([rule, n]) => `${rule}: ${n} ${n === 1 ? 'host' : 'hosts'}`);
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    .map(([rule, n]) => `${rule}: ${n} ${n === 1 ? 'host' : 'hosts'} ${PHRASES.get(rule) ?? ''}`.trimEnd());
   return `no host can take it (${parts.join('; ')})`;
 }

@@ -1,4 +1,5 @@
 export * from './types.js';
 export * from './capacity.js';
 export * from './filters.js';
+export * from './scorers.js';
 export * from './place.js';

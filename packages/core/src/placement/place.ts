@@ -1,96 +1,80 @@
-import { InvalidInputError } from '../errors/errors.js';
-import type { Host } from '../model/records.js';
-import { cheapestFit } from './capacity.js';
-import { describeReasons, explainRejection, FILTERS } from './filters.js';
-import { AllocationState } from './state.js';
-import type { PlacementObjectives, PlacementRequest, PlacementResult, PlacementVm, UnplacedVm, VmExplanation } from './types.js';
+import { describeReasons, explainRejection } from './filters.js';
+import { compileProblem, type Problem } from './problem.js';
+import { objectivesOf } from './objectives.js';
+import { paretoAlternatives } from './pareto.js';
+import { HostScorer, resolveWeights } from './scorers.js';
+import { solve, type SolveOutcome } from './solver.js';
+import { SCORER_NAMES, type PlacementRequest, type PlacementResult, type UnplacedVm, type VmExplanation, type Weights } from './types.js';
 
 /**
- * Placement v0: the capacity and rule filters, then first-fit decreasing (largest VMs
- * first, each on the first host in id order that takes it). Deterministic: the same
- * request gives the same result. The weighted multi-objective engine replaces the solver
- * behind this same interface.
+ * Decides where each VM runs: the hard rules (filters), the weighted soft rules (scorers),
+ * a greedy pass and local search (solver), then Pareto alternatives and an explanation for
+ * every VM. Existing VMs never move. Deterministic: the same request gives the same result.
+ *
+ * @throws InvalidInputError naming the host, VM or group when the request is inconsistent
+ *   (duplicate ids, negative sizes, rules naming missing groups, rules no placement can meet).
  */
 export function place(request: PlacementRequest): PlacementResult {
-  validateRequest(request);
-  const hosts = [...request.hosts].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  const state = new AllocationState(hosts, request.existing);
-  const vms = [...request.vms].sort(largestFirst);
+  const problem = compileProblem(request);
+  const weights = resolveWeights(request.weights);
+  const effort = request.effort ?? 1;
+  const outcome = solve(problem, weights, effort);
+  const result = toResult(problem, outcome, weights);
+  const alternatives = request.alternatives === false || problem.V === 0 ? [] : paretoAlternatives(problem, weights, effort, result);
+  return { ...result, alternatives };
+}
 
+function toResult(p: Problem, outcome: SolveOutcome, weights: Weights): Omit<PlacementResult, 'alternatives'> {
+  const s = outcome.state;
   const assignments: Record<string, string> = {};
   const instanceTypes: Record<string, string> = {};
   const explanations: Record<string, VmExplanation> = {};
-  const unplaced: UnplacedVm[] = [];
-  let elasticCost = 0;
-
-  for (const vm of vms) {
-    const host = hosts.find((h) => quickFits(vm, h, state) && FILTERS.every((f) => f.accepts(vm, h, state)));
-    if (!host) {
-      const reasons = explainRejection(vm, hosts, state);
-      unplaced.push({ id: vm.id, reasons, message: describeReasons(reasons, hosts.length) });
-      continue;
-    }
-    state.add(host, vm.group, vm.resources);
+  const parts = new Float64Array(SCORER_NAMES.length);
+  const scorer = new HostScorer(s, weights);
+  // In id order, so the JSON of a result reads the same on every run.
+  for (const v of p.byId) {
+    const h = s.assign[v]!;
+    if (h < 0) continue;
+    const vm = p.vms[v]!;
+    const host = p.hosts[h]!;
     assignments[vm.id] = host.id;
-    const type = host.instanceTypes ? cheapestFit(host.instanceTypes, vm.resources) : undefined;
-    if (type) {
-      instanceTypes[vm.id] = type.name;
-      elasticCost += type.pricePerHour;
-    }
+    const type = p.classes[p.vmClass[v]!]!.elasticType.get(h);
+    if (type) instanceTypes[vm.id] = type.name;
+    // Scores as of now, with the VM taken off its host: what the host offers it in the final placement.
+    const { total, alone } = s.without(v, () => {
+      scorer.prepare(v);
+      return scorer.score(h, parts);
+    });
+    const addsCost = type ? type.pricePerHour : alone ? host.pricePerHour : 0;
+    const group = p.groups[p.vmGroup[v]!]!;
+    const scores: Record<string, number> = {};
+    SCORER_NAMES.forEach((name, i) => {
+      if (name === 'preferLabels' && !group.preferScore) return;
+      if (name === 'locality' && group.near.length === 0) return;
+      scores[name] = round(parts[i]!);
+    });
+    scores['total'] = round(total);
+    scores['costPerHour'] = round(addsCost);
+    const eligible = outcome.eligible[v]!;
     explanations[vm.id] = {
       host: host.id,
-      reason: 'first host in order with room that meets every rule (first-fit decreasing)',
-      scores: type ? { costPerHour: type.pricePerHour } : {},
+      reason:
+        outcome.notes.get(v) ??
+        (eligible < 0
+          ? 'filled host by host: this host packed the most for its cost when opened, and this VM fitted its free room best'
+          : `highest weighted score of the ${eligible} ${eligible === 1 ? 'host' : 'hosts'} that met every rule${type ? `; cheapest fitting type ${type.name}` : ''}`),
+      scores,
       ...(type ? { instanceType: type.name } : {}),
+      ...(eligible >= 0 ? { eligibleHosts: eligible } : {}),
     };
   }
-  unplaced.sort((a, b) => (a.id < b.id ? -1 : 1));
-  return { assignments, instanceTypes, unplaced, explanations, objectives: objectives(hosts, state, elasticCost), alternatives: [] };
-}
-
-/** The cheap capacity check first, so most non-fitting hosts are passed over without the full rule chain. */
-function quickFits(vm: PlacementVm, host: Host, state: AllocationState): boolean {
-  if (host.instanceTypes) return true;
-  const used = state.used(host);
-  const cap = state.capacity(host);
-  return used.memoryMiB + vm.resources.memoryMiB <= cap.memoryMiB && used.cpu + vm.resources.cpu <= cap.cpu;
-}
-
-function largestFirst(a: PlacementVm, b: PlacementVm): number {
-  return (
-    b.resources.memoryMiB - a.resources.memoryMiB ||
-    b.resources.cpu - a.resources.cpu ||
-    b.resources.diskGiB - a.resources.diskGiB ||
-    (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
-  );
-}
-
-function objectives(hosts: readonly Host[], state: AllocationState, elasticCost: number): PlacementObjectives {
-  let activeHosts = 0;
-  let cost = elasticCost;
-  const utilisation: number[] = [];
-  for (const host of hosts) {
-    if (host.instanceTypes || !state.isActive(host)) continue;
-    activeHosts++;
-    cost += host.pricePerHour;
-    utilisation.push(state.used(host).memoryMiB / Math.max(1, state.capacity(host).memoryMiB));
-  }
-  const mean = utilisation.reduce((s, u) => s + u, 0) / Math.max(1, utilisation.length);
-  const variance = utilisation.reduce((s, u) => s + (u - mean) ** 2, 0) / Math.max(1, utilisation.length);
-  return { activeHosts, costPerHour: round(cost), imbalance: round(Math.sqrt(variance)) };
+  const unplaced: UnplacedVm[] = outcome.unplaced
+    .map((v) => {
+      const reasons = explainRejection(s, v);
+      return { id: p.vms[v]!.id, reasons, message: describeReasons(reasons, p.H) };
+    })
+    .sort((a, b) => (a.id < b.id ? -1 : 1));
+  return { assignments, instanceTypes, unplaced, explanations, objectives: objectivesOf(s), weights };
 }
 
 const round = (n: number) => Math.round(n * 10_000) / 10_000;
-
-function validateRequest(request: PlacementRequest): void {
-  const seen = new Set<string>();
-  for (const host of request.hosts) {
-    if (seen.has(host.id)) throw new InvalidInputError(`duplicate host id "${host.id}" in the inventory`);
-    seen.add(host.id);
-  }
-  const vmIds = new Set<string>();
-  for (const vm of request.vms) {
-    if (vmIds.has(vm.id)) throw new InvalidInputError(`duplicate VM id "${vm.id}" in the placement request`);
-    vmIds.add(vm.id);
-  }
-}

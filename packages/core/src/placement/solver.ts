@@ -1,0 +1,781 @@
+import { DIMS, EPS } from './dims.js';
+import { fillGreedy } from './fill.js';
+import { dynamicRulesFor, type VmRule } from './filters.js';
+import type { Problem } from './problem.js';
+import { seededRandom } from './random.js';
+import { HostScorer } from './scorers.js';
+import { SolverState } from './state.js';
+import type { Weights } from './types.js';
+
+/**
+ * The solver: a greedy pass, then local search, then a repair pass.
+ *
+ * 1. Greedy, best-fit decreasing by weighted score: VMs in order of their dominant share of
+ *    an average host (largest first, groups that must run with others after those others),
+ *    each on the host with the highest weighted score among those that meet every hard rule.
+ *    Empty hosts that are alike are scored once, so a mostly empty inventory costs little.
+ * 2. Local search, each move kept only when it lowers the weighted objective (each objective
+ *    relative to its greedy value, so weights compare like with like):
+ *    - empty a host: move all its VMs onto other active hosts; when some do not fit, swap
+ *      them with smaller VMs there, sending those on instead (the pool grows lighter each
+ *      swap, so it ends). This is what turns a near-optimal packing into an optimal one.
+ *    - trade a host for a cheaper empty one that holds all its VMs;
+ *    - move a VM from the fullest host to the one it evens out most.
+ *    The budget is a count of host evaluations, not a time, so a seed gives one answer on
+ *    every machine.
+ * 3. Repair: VMs the greedy pass could not place are tried again on the improved state.
+ *
+ * Every move checks the same hard rules as the greedy pass; rules that removing a VM can
+ * break (run-with, spread) are re-checked over everything a compound move touched, and the
+ * move is undone when any fails.
+ */
+export interface SolveOutcome {
+  readonly state: SolverState;
+  readonly unplaced: readonly number[];
+  /** Hosts that met every hard rule for each VM when it was placed. */
+  readonly eligible: Int32Array;
+  /** Why the local search moved a VM, by VM index. */
+  readonly notes: ReadonlyMap<number, string>;
+  readonly evaluations: number;
+}
+
+/** Failed attempts in a row after which emptying hosts stops for the round. */
+const EMPTY_MISSES = 24;
+
+/** Hosts a badly shaped host looks at for a swap partner, per reshaping pass. */
+const RESHAPE_PARTNERS = 48;
+
+/** Above this many classes (group and shape) the host-by-host fill would be slow; VMs are placed one by one instead. */
+const FILL_MAX_CLASSES = 2000;
+
+/** Weights that only pack (cost, consolidation) and do not spread (balance, headroom). */
+export function consolidating(w: Weights): boolean {
+  return w.balance + w.headroom === 0 && w.cost + w.consolidation > 0;
+}
+
+/** Host evaluations the local search may spend at effort 1: about a quarter of a second at 10,000 VMs on this kind of machine. */
+export const SEARCH_BUDGET = 6_000_000;
+
+export function solve(p: Problem, w: Weights, effort = 1): SolveOutcome {
+  const state = new SolverState(p);
+  const dynamic = p.groups.map((g) => dynamicRulesFor(g));
+  const eligible = new Int32Array(p.V);
+  const order = greedyOrder(p);
+  let unplaced: number[];
+  if (consolidating(w) && p.classes.length <= FILL_MAX_CLASSES) {
+    // Filled host by host; the item-by-item pass then tries what is left (elastic hosts, say).
+    eligible.fill(-1);
+    const left = new Set(fillGreedy(state, w, dynamic));
+    unplaced = left.size ? greedy(state, order.filter((v) => left.has(v)), w, dynamic, eligible) : [];
+  } else {
+    unplaced = greedy(state, order, w, dynamic, eligible);
+  }
+  const notes = new Map<number, string>();
+  const search = new LocalSearch(state, w, dynamic, Math.round(SEARCH_BUDGET * Math.max(0, effort)), notes, p.seed);
+  if (effort > 0 && p.V > 0) search.run();
+  const still = unplaced.length ? greedy(state, unplaced, w, dynamic, eligible) : [];
+  return { state, unplaced: still, eligible, notes, evaluations: search.spent };
+}
+
+/** Largest first by dominant share of an average usable host; groups after the groups they must run with. */
+export function greedyOrder(p: Problem): number[] {
+  const avg = [0, 0, 0, 0];
+  let n = 0;
+  for (let h = 0; h < p.H; h++) {
+    if (p.elastic[h] || !p.up[h]) continue;
+    n++;
+    for (let d = 0; d < DIMS; d++) avg[d]! += p.cap[h * DIMS + d]!;
+  }
+  const inv = avg.map((a) => (n > 0 && a > 0 ? n / a : 0));
+  const size = new Float64Array(p.V);
+  for (let v = 0; v < p.V; v++) {
+    let max = 0;
+    let sum = 0;
+    for (let d = 0; d < DIMS; d++) {
+      const s = p.req[v * DIMS + d]! * inv[d]!;
+      if (s > max) max = s;
+      sum += s;
+    }
+    size[v] = max + 0.1 * sum;
+  }
+  const order = Array.from({ length: p.V }, (_, v) => v);
+  order.sort((a, b) => {
+    const la = p.groups[p.vmGroup[a]!]!.layer;
+    const lb = p.groups[p.vmGroup[b]!]!.layer;
+    if (la !== lb) return la - lb;
+    if (size[a] !== size[b]) return size[b]! - size[a]!;
+    return p.vmClass[a]! - p.vmClass[b]! || p.idRank[a]! - p.idRank[b]!;
+  });
+  return order;
+}
+
+/**
+ * Places VMs in the given order on their best-scoring feasible host; returns those that fit
+ * nowhere.
+ *
+ * VMs of one class (group and shape) come in runs, and while a run lasts only the host that
+ * took the last VM changes (and, for rules read per zone, its zone), so the scores of all
+ * other hosts are kept from the run's first VM: each further VM costs one scan of a float
+ * array. The spread rule is checked during the scan, since a skew's minimum can rise and
+ * make a host acceptable again.
+ */
+function greedy(s: SolverState, order: readonly number[], w: Weights, dynamic: readonly (readonly VmRule[])[], eligibleOut: Int32Array): number[] {
+  const p = s.p;
+  const seen = new Int32Array(p.hostClasses).fill(-1);
+  const classScore = new Float64Array(p.hostClasses);
+  const used = s.used;
+  const cap = p.cap;
+  const req = p.req;
+  const active = s.active;
+  const scorer = new HostScorer(s, w);
+  const cached = dynamic.map((rules) => rules.filter((rule) => rule.name !== 'spread'));
+  const volatile = p.groups.map((g) => g.withHost.includes(g.index) || g.near.includes(g.index));
+  const zoneSensitive = p.groups.map((g) => g.antiZone || g.withZone.includes(g.index) || g.avoidZone.includes(g.index));
+  const cache = new Float64Array(p.H).fill(-Infinity);
+  const unplaced: number[] = [];
+  let runClass = -1;
+  let last = -1;
+  let stamp = 0;
+
+  // The score of the VM the scorer is prepared for on host h, or -Infinity when h may not take it.
+  const evaluate = (v: number, h: number, rules: readonly VmRule[]): number => {
+    if (p.elastic[h]) {
+      if (!p.classes[p.vmClass[v]!]!.elasticType.has(h)) return -Infinity;
+    } else {
+      const o = h * DIMS;
+      const r = v * DIMS;
+      if (
+        used[o]! + req[r]! > cap[o]! + EPS ||
+        used[o + 1]! + req[r + 1]! > cap[o + 1]! + EPS ||
+        used[o + 2]! + req[r + 2]! > cap[o + 2]! + EPS ||
+        used[o + 3]! + req[r + 3]! > cap[o + 3]! + EPS
+      ) {
+        return -Infinity;
+      }
+    }
+    if (rules.length > 0 && rejectedBy(rules, s, v, h)) return -Infinity;
+    return scorer.score(h);
+  };
+
+  for (let i = 0; i < order.length; i++) {
+    const v = order[i]!;
+    const g = p.vmGroup[v]!;
+    const group = p.groups[g]!;
+    const rules = cached[g]!;
+    const cands = group.candidates;
+    const cls = p.vmClass[v]!;
+    scorer.prepare(v);
+    if (cls !== runClass || volatile[g]) {
+      // A new run: score every candidate; empty hosts that are alike are scored once.
+      runClass = cls;
+      stamp++;
+      for (let c = 0; c < cands.length; c++) {
+        const h = cands[c]!;
+        if (active[h] === 0) {
+          const k = p.hostClass[h]!;
+          if (seen[k] !== stamp) {
+            seen[k] = stamp;
+            classScore[k] = evaluate(v, h, rules);
+          }
+          cache[h] = classScore[k]!;
+        } else cache[h] = evaluate(v, h, rules);
+      }
+    } else if (last >= 0) {
+      if (zoneSensitive[g]) {
+        const z = p.zoneOf[last]!;
+        for (let c = 0; c < cands.length; c++) if (p.zoneOf[cands[c]!] === z) cache[cands[c]!] = evaluate(v, cands[c]!, rules);
+      } else cache[last] = evaluate(v, last, rules);
+    }
+    const counter = group.spread ? s.spread[g]! : undefined;
+    const domainOf = group.spread?.domainOf;
+    const limit = (group.spread?.maxSkew ?? 0) + (counter?.min ?? 0) - 1;
+    let best = -Infinity;
+    let bestHost = -1;
+    let eligible = 0;
+    for (let c = 0; c < cands.length; c++) {
+      const h = cands[c]!;
+      const score = cache[h]!;
+      if (score === -Infinity) continue;
+      if (counter && counter.cnt[domainOf![h]!]! > limit) continue;
+      eligible++;
+      if (score > best + 1e-12) {
+        best = score;
+        bestHost = h;
+      }
+    }
+    eligibleOut[v] = eligible;
+    if (bestHost < 0) {
+      unplaced.push(v);
+      last = -1;
+    } else {
+      s.add(v, bestHost);
+      last = bestHost;
+    }
+  }
+  return unplaced;
+}
+
+function rejectedBy(rules: readonly VmRule[], s: SolverState, v: number, h: number): boolean {
+  for (let k = 0; k < rules.length; k++) if (rules[k]!.rejects(s, v, h)) return true;
+  return false;
+}
+
+/** One entry per state change, so a compound move can be undone: VM `v` was on `from` (-1: nowhere) before it. */
+interface LogEntry {
+  readonly v: number;
+  readonly from: number;
+}
+
+class LocalSearch {
+  readonly #s: SolverState;
+  readonly #p: Problem;
+  readonly #w: Weights;
+  readonly #dynamic: readonly (readonly VmRule[])[];
+  readonly #budget: number;
+  readonly #notes: Map<number, string>;
+  readonly #random: () => number;
+  readonly #scorer: HostScorer;
+  spent = 0;
+  /** Objective scales: each objective's value after the greedy pass (floored), so they weigh alike. */
+  #ref = { cost: 1, active: 1, imbalance: 0.01, head: 0.01, prefer: 1 };
+  readonly #size: Float64Array;
+  /** VMs the search leaves where they are: those whose locality it does not model. */
+  readonly #pinned: Uint8Array;
+  #log: LogEntry[] = [];
+  readonly #touchedHosts = new Set<number>();
+
+  constructor(s: SolverState, w: Weights, dynamic: readonly (readonly VmRule[])[], budget: number, notes: Map<number, string>, seed: number) {
+    this.#s = s;
+    this.#p = s.p;
+    this.#w = w;
+    this.#dynamic = dynamic;
+    this.#budget = budget;
+    this.#notes = notes;
+    this.#random = seededRandom(seed + 1);
+    this.#scorer = new HostScorer(s, w);
+    const p = s.p;
+    this.#size = new Float64Array(p.V);
+    const order = greedyOrder(p);
+    order.forEach((v, rank) => (this.#size[v] = p.V - rank)); // larger VMs rank first
+    this.#pinned = new Uint8Array(p.V);
+    if (w.locality > 0) for (let v = 0; v < p.V; v++) if (p.groups[p.vmGroup[v]!]!.near.length) this.#pinned[v] = 1;
+  }
+
+  run(): void {
+    const s = this.#s;
+    this.#ref = {
+      cost: Math.max(s.cost(), 1e-6),
+      active: Math.max(s.activeFixed, 1),
+      imbalance: Math.max(s.imbalance(), 0.01),
+      head: Math.max(s.head, 0.01),
+      prefer: Math.max(s.prefMiss, 1),
+    };
+    const w = this.#w;
+    const consolidating = w.cost + w.consolidation > 0;
+    const evening = w.balance + w.headroom > 0;
+    for (let round = 0; round < 4 && this.spent < this.#budget; round++) {
+      let improved = false;
+      if (consolidating) improved = this.#reshape() || improved;
+      if (consolidating) improved = this.#emptyHosts() || improved;
+      if (consolidating) improved = this.#tradeHosts() || improved;
+      if (evening) improved = this.#evenOut() || improved;
+      if (!improved) break;
+    }
+  }
+
+  /** The weighted objective the search lowers. */
+  #objective(): number {
+    const s = this.#s;
+    const w = this.#w;
+    const r = this.#ref;
+    return (
+      (w.cost * s.cost()) / r.cost +
+      (w.consolidation * s.activeFixed) / r.active +
+      (w.balance * s.imbalance()) / r.imbalance +
+      (w.headroom * s.head) / r.head +
+      (w.preferLabels * s.prefMiss) / r.prefer
+    );
+  }
+
+  // ── moves ───────────────────────────────────────────────────────────────────
+
+  #add(v: number, h: number): void {
+    this.#log.push({ v, from: -1 });
+    this.#s.add(v, h);
+    this.#touchedHosts.add(h);
+  }
+
+  #remove(v: number): void {
+    const h = this.#s.assign[v]!;
+    this.#log.push({ v, from: h });
+    this.#s.remove(v);
+    this.#touchedHosts.add(h);
+  }
+
+  /** Starts a (possibly nested) compound move; returns the point to undo to. */
+  #begin(): number {
+    if (this.#log.length === 0) this.#touchedHosts.clear();
+    return this.#log.length;
+  }
+
+  #undo(to = 0): void {
+    const s = this.#s;
+    for (let i = this.#log.length - 1; i >= to; i--) {
+      const { v, from } = this.#log[i]!;
+      if (s.assign[v]! >= 0) s.remove(v);
+      if (from >= 0) s.add(v, from);
+    }
+    this.#log.length = to;
+  }
+
+  /** Keeps a compound move: an outer one may still undo it. */
+  #commit(at: number): void {
+    if (at === 0) this.#log = [];
+  }
+
+  /** Whether host h may take VM v now: capacity, instance type and every rule that applies. */
+  #allowed(v: number, h: number): boolean {
+    this.spent++;
+    const s = this.#s;
+    if (this.#p.elastic[h]) {
+      if (s.elasticPrice(v, h) === undefined) return false;
+    } else if (!s.fits(v, h)) return false;
+    const rules = this.#dynamic[this.#p.vmGroup[v]!]!;
+    return rules.length === 0 || !rejectedBy(rules, s, v, h);
+  }
+
+  /** The best-scoring active fixed host other than `exclude` that may take v, or -1. */
+  #bestActive(v: number, exclude: number, exclude2 = -1): number {
+    const p = this.#p;
+    const s = this.#s;
+    const cands = p.groups[p.vmGroup[v]!]!.candidates;
+    let best = -Infinity;
+    let bestHost = -1;
+    this.#scorer.prepare(v);
+    for (let c = 0; c < cands.length; c++) {
+      const h = cands[c]!;
+      if (h === exclude || h === exclude2 || p.elastic[h] || s.active[h] === 0) continue;
+      if (!this.#allowed(v, h)) continue;
+      const score = this.#scorer.score(h);
+      if (score > best + 1e-12) {
+        best = score;
+        bestHost = h;
+      }
+    }
+    return bestHost;
+  }
+
+  /**
+   * Rules that removing a VM can break (a run-with group losing its anchor, a spread skewing)
+   * over everything the current compound move touched.
+   */
+  #stillValid(): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    const zones = new Set<number>();
+    for (const h of this.#touchedHosts) zones.add(p.zoneOf[h]!);
+    for (const g of p.groups) {
+      if (g.withHost.length) {
+        for (const h of this.#touchedHosts) {
+          const mine = s.hostCount[g.index]![h]!;
+          if (mine === 0) continue;
+          for (const t of g.withHost) {
+            if (t === g.index ? mine === 1 && s.total[t]! > 1 : s.hostCount[t]![h] === 0) return false;
+          }
+        }
+      }
+      if (g.withZone.length) {
+        for (const z of zones) {
+          const mine = s.zoneCount[g.index]![z]!;
+          if (mine === 0) continue;
+          for (const t of g.withZone) {
+            if (t === g.index ? mine === 1 && s.total[t]! > 1 : s.zoneCount[t]![z] === 0) return false;
+          }
+        }
+      }
+      const counter = s.spread[g.index];
+      if (counter && counter.max - counter.min > Math.max(g.spread!.maxSkew, this.#initialSkew(g.index))) return false;
+    }
+    return true;
+  }
+
+  readonly #skew = new Map<number, number>();
+  #initialSkew(g: number): number {
+    // Existing VMs may already skew a spread beyond maxSkew; the search must not make it worse.
+    let skew = this.#skew.get(g);
+    if (skew === undefined) {
+      const spread = this.#p.groups[g]!.spread!;
+      const ex = this.#p.existingHost[g];
+      const cnt = new Int32Array(spread.names.length);
+      if (ex) for (let h = 0; h < this.#p.H; h++) if (ex[h] && spread.domainOf[h]! >= 0) cnt[spread.domainOf[h]!]! += ex[h]!;
+      let min = Infinity;
+      let max = 0;
+      for (let d = 0; d < cnt.length; d++) {
+        if (!spread.eligible[d]) continue;
+        min = Math.min(min, cnt[d]!);
+        max = Math.max(max, cnt[d]!);
+      }
+      skew = Number.isFinite(min) ? max - min : 0;
+      this.#skew.set(g, skew);
+    }
+    return skew;
+  }
+
+  #movable(h: number): boolean {
+    const p = this.#p;
+    if (p.elastic[h] || p.baseActive[h]) return false;
+    for (const v of this.#s.hostVms[h]!) if (this.#pinned[v]) return false;
+    return true;
+  }
+
+  /** Sum over dimensions of a host's used fraction: how loaded it is. */
+  #load(h: number): number {
+    const o = h * DIMS;
+    let sum = 0;
+    for (let d = 0; d < DIMS; d++) sum += this.#s.used[o + d]! * this.#p.invCap[o + d]!;
+    return sum;
+  }
+
+  /** Tries to empty the lightest active hosts, one at a time; true when any was emptied. */
+  #emptyHosts(): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    let any = false;
+    const failed = new Set<number>();
+    for (;;) {
+      if (this.spent >= this.#budget) return any;
+      const hosts: number[] = [];
+      for (let h = 0; h < p.H; h++) if (s.hostVms[h]!.length > 0 && !failed.has(h) && this.#movable(h)) hosts.push(h);
+      if (hosts.length < 2) return any;
+      const load = new Map(hosts.map((h) => [h, this.#load(h)]));
+      hosts.sort((a, b) => load.get(a)! - load.get(b)! || p.price[b]! - p.price[a]! || a - b);
+      let emptied = false;
+      let misses = 0;
+      for (const e of hosts) {
+        if (this.spent >= this.#budget) return any;
+        if (!this.#roomElsewhere(e)) {
+          failed.add(e);
+          continue;
+        }
+        if (this.#tryEmpty(e)) {
+          any = emptied = true;
+          break;
+        }
+        failed.add(e);
+        // The lightest hosts are the likeliest to empty; after a run of failures the rest are fuller still.
+        if (++misses >= EMPTY_MISSES) return any;
+      }
+      if (!emptied) return any;
+    }
+  }
+
+  /** A quick necessary test: the other active hosts have as much free room in total as host e holds. */
+  #roomElsewhere(e: number): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    const need = [0, 0, 0, 0];
+    for (const v of s.hostVms[e]!) for (let d = 0; d < DIMS; d++) need[d]! += p.req[v * DIMS + d]!;
+    const free = [0, 0, 0, 0];
+    for (let h = 0; h < p.H; h++) {
+      if (h === e || p.elastic[h] || !p.up[h] || !s.isActive(h)) continue;
+      for (let d = 0; d < DIMS; d++) free[d]! += Math.max(0, p.cap[h * DIMS + d]! - s.used[h * DIMS + d]!);
+    }
+    return need.every((n, d) => n <= free[d]! + EPS);
+  }
+
+  #tryEmpty(e: number): boolean {
+    const s = this.#s;
+    const before = this.#objective();
+    const at = this.#begin();
+    const pool = [...s.hostVms[e]!].sort((a, b) => this.#size[b]! - this.#size[a]!);
+    for (const v of pool) this.#remove(v);
+    const left: number[] = [];
+    for (const v of pool) {
+      const h = this.#bestActive(v, e);
+      if (h >= 0) this.#add(v, h);
+      else left.push(v);
+    }
+    if (left.length > 0) this.#swapIn(left, e);
+    if (left.length > 0 || !this.#stillValid() || this.#objective() >= before - 1e-9) {
+      this.#undo(at);
+      return false;
+    }
+    const name = this.#p.hosts[e]!.id;
+    for (let i = at; i < this.#log.length; i++) if (this.#log[i]!.from === e) this.#notes.set(this.#log[i]!.v, `moved by the local search to empty ${name}`);
+    this.#commit(at);
+    return true;
+  }
+
+  /**
+   * Places the VMs left over from emptying host e by swapping each with a smaller VM on an
+   * active host, which then goes elsewhere or joins the pool. The pool's total size drops
+   * with every swap, so this ends.
+   */
+  #swapIn(left: number[], e: number): void {
+    const p = this.#p;
+    const s = this.#s;
+    let progress = true;
+    while (left.length > 0 && progress && this.spent < this.#budget) {
+      progress = false;
+      left.sort((a, b) => this.#size[b]! - this.#size[a]!);
+      outer: for (let k = 0; k < left.length; k++) {
+        const big = left[k]!;
+        const cands = p.groups[p.vmGroup[big]!]!.candidates;
+        const start = Math.floor(this.#random() * cands.length);
+        for (let c = 0; c < cands.length; c++) {
+          if (this.spent >= this.#budget) return;
+          const b = cands[(start + c) % cands.length]!;
+          if (b === e || p.elastic[b] || !s.isActive(b)) continue;
+          const onB = s.hostVms[b]!;
+          for (let j = 0; j < onB.length; j++) {
+            const small = onB[j]!;
+            if (this.#pinned[small] || this.#p.vmClass[small] === this.#p.vmClass[big]) continue;
+            this.spent++;
+            if (!this.#fitsAfterSwap(b, small, big)) continue;
+            this.#remove(small);
+            if (!this.#allowed(big, b)) {
+              this.#add(small, b);
+              continue;
+            }
+            this.#add(big, b);
+            // The VM swapped out goes to another active host, or (only when it is smaller, so
+            // the pool keeps getting lighter) back to the pool.
+            const h = this.#bestActive(small, e, b);
+            if (h >= 0) this.#add(small, h);
+            else if (this.#size[small]! < this.#size[big]!) left.push(small);
+            else {
+              this.#remove(big);
+              this.#add(small, b);
+              continue;
+            }
+            left.splice(left.indexOf(big), 1);
+            progress = true;
+            break outer;
+          }
+        }
+      }
+    }
+  }
+
+  #fitsAfterSwap(b: number, out: number, into: number): boolean {
+    const p = this.#p;
+    const o = b * DIMS;
+    for (let d = 0; d < DIMS; d++) {
+      if (this.#s.used[o + d]! - p.req[out * DIMS + d]! + p.req[into * DIMS + d]! > p.cap[o + d]! + EPS) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Trades an active host for an empty one that holds all its VMs: a cheaper one (cost), or
+   * a bigger one whose extra room then lets the lightest hosts be emptied (hosts). The trade
+   * is kept only when the whole compound move lowers the objective.
+   */
+  #tradeHosts(): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    let any = false;
+    const hosts: number[] = [];
+    for (let h = 0; h < p.H; h++) if (s.hostVms[h]!.length > 0 && this.#movable(h)) hosts.push(h);
+    // Expensive first (cost), then small first (the ones worth trading up).
+    hosts.sort((a, b) => p.price[b]! - p.price[a]! || p.sizeRel[a]! - p.sizeRel[b]! || a - b);
+    const seen = new Set<number>();
+    for (const e of hosts) {
+      if (this.spent >= this.#budget) break;
+      if (s.hostVms[e]!.length === 0) continue;
+      seen.clear();
+      const vms = [...s.hostVms[e]!].sort((a, b) => this.#size[b]! - this.#size[a]!);
+      const cands = p.groups[p.vmGroup[vms[0]!]!]!.candidates;
+      for (let c = 0; c < cands.length; c++) {
+        const g = cands[c]!;
+        if (g === e || p.elastic[g] || !s.isEmpty(g)) continue;
+        const cheaper = p.price[g]! < p.price[e]!;
+        const bigger = this.#w.consolidation > 0 && this.#dominates(g, e);
+        if (!cheaper && !bigger) continue;
+        const cls = p.hostClass[g]!;
+        if (seen.has(cls)) continue;
+        seen.add(cls);
+        if (this.spent >= this.#budget) break;
+        const before = this.#objective();
+        const at = this.#begin();
+        let ok = true;
+        for (const v of vms) {
+          this.#remove(v);
+          if (!this.#allowed(v, g)) {
+            ok = false;
+            break;
+          }
+          this.#add(v, g);
+        }
+        if (ok && bigger) this.#emptyLightest(3, g);
+        if (ok && this.#stillValid() && this.#objective() < before - 1e-9) {
+          const name = p.hosts[e]!.id;
+          for (const v of vms) this.#notes.set(v, `moved by the local search off ${name} to ${cheaper ? 'a cheaper' : 'a bigger'} host`);
+          this.#commit(at);
+          any = true;
+          break;
+        }
+        this.#undo(at);
+      }
+    }
+    return any;
+  }
+
+  /** Tries to empty up to `count` of the lightest active hosts (not `keep`). */
+  #emptyLightest(count: number, keep: number): void {
+    const p = this.#p;
+    const s = this.#s;
+    const hosts: number[] = [];
+    for (let h = 0; h < p.H; h++) if (h !== keep && s.hostVms[h]!.length > 0 && this.#movable(h)) hosts.push(h);
+    const load = new Map(hosts.map((h) => [h, this.#load(h)]));
+    hosts.sort((a, b) => load.get(a)! - load.get(b)! || a - b);
+    let tried = 0;
+    for (const h of hosts) {
+      if (tried >= count || this.spent >= this.#budget) break;
+      if (!this.#roomElsewhere(h)) continue;
+      tried++;
+      this.#tryEmpty(h);
+    }
+  }
+
+  /** Host a has at least host b's capacity in cpu, memory and disk, and more in one. */
+  #dominates(a: number, b: number): boolean {
+    const p = this.#p;
+    let more = false;
+    for (let d = 0; d < 3; d++) {
+      const ca = p.cap[a * DIMS + d]!;
+      const cb = p.cap[b * DIMS + d]!;
+      if (ca < cb - EPS) return false;
+      if (ca > cb + EPS) more = true;
+    }
+    return more;
+  }
+
+  /**
+   * Swaps VMs between active hosts so each host's free room has a usable shape: a host with
+   * free memory but no free cpu can take nothing. A swap is kept when the room both hosts
+   * can offer a typical VM grows (the smaller of free / typical over the dimensions), which
+   * leaves the host count as it is but lets the next round empty hosts. True when any swap
+   * was made.
+   */
+  #reshape(): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    const typical = [0, 0, 0, 0];
+    for (let v = 0; v < p.V; v++) for (let d = 0; d < DIMS; d++) typical[d]! += p.req[v * DIMS + d]! / p.V;
+    const room = (h: number, outV: number, inV: number): number => {
+      let min = Infinity;
+      for (let d = 0; d < DIMS; d++) {
+        if (typical[d]! <= 0 || p.cap[h * DIMS + d]! <= 0) continue;
+        const free = p.cap[h * DIMS + d]! - s.used[h * DIMS + d]! + (outV >= 0 ? p.req[outV * DIMS + d]! : 0) - (inV >= 0 ? p.req[inV * DIMS + d]! : 0);
+        min = Math.min(min, free / typical[d]!);
+      }
+      return min;
+    };
+    const hosts: number[] = [];
+    for (let h = 0; h < p.H; h++) if (s.hostVms[h]!.length > 0 && this.#movable(h)) hosts.push(h);
+    let swaps = 0;
+    for (const a of hosts) {
+      if (this.spent >= this.#budget) break;
+      const roomA = room(a, -1, -1);
+      // Only hosts whose free room is badly shaped: plenty in some dimension, little in another.
+      let slack = 0;
+      for (let d = 0; d < DIMS; d++) if (typical[d]! > 0 && p.cap[a * DIMS + d]! > 0) slack = Math.max(slack, (p.cap[a * DIMS + d]! - s.used[a * DIMS + d]!) / typical[d]!);
+      if (slack < roomA + 2) continue;
+      const start = Math.floor(this.#random() * hosts.length);
+      let done = false;
+      for (let t = 0; t < Math.min(hosts.length, RESHAPE_PARTNERS) && !done; t++) {
+        const b = hosts[(start + t) % hosts.length]!;
+        if (b === a) continue;
+        const roomB = room(b, -1, -1);
+        for (const i of s.hostVms[a]!) {
+          if (done || this.#pinned[i]) continue;
+          for (const j of s.hostVms[b]!) {
+            if (this.#pinned[j] || p.vmClass[i] === p.vmClass[j]) continue;
+            this.spent++;
+            if (!this.#fitsAfterSwap(a, i, j) || !this.#fitsAfterSwap(b, j, i)) continue;
+            const gain = Math.min(room(a, i, j), 1e6) + Math.min(room(b, j, i), 1e6) - Math.min(roomA, 1e6) - Math.min(roomB, 1e6);
+            if (gain <= 1e-9) continue;
+            const before = this.#objective();
+            const at = this.#begin();
+            this.#remove(i);
+            this.#remove(j);
+            if (this.#allowed(j, a)) {
+              this.#add(j, a);
+              if (this.#allowed(i, b)) {
+                this.#add(i, b);
+                if (this.#stillValid() && this.#objective() <= before + 1e-9) {
+                  this.#commit(at);
+                  swaps++;
+                  done = true;
+                  break;
+                }
+              }
+            }
+            this.#undo(at);
+          }
+        }
+      }
+    }
+    return swaps > 0;
+  }
+
+  /** Moves VMs off the fullest hosts while that lowers the objective. */
+  #evenOut(): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    let any = false;
+    const stuck = new Uint8Array(p.H);
+    for (;;) {
+      if (this.spent >= this.#budget) return any;
+      let hot = -1;
+      for (let h = 0; h < p.H; h++) {
+        if (stuck[h] || p.elastic[h] || !p.up[h] || s.hostVms[h]!.length === 0) continue;
+        if (hot < 0 || s.util[h]! > s.util[hot]!) hot = h;
+      }
+      if (hot < 0) return any;
+      let moved = false;
+      const vms = [...s.hostVms[hot]!].sort((a, b) => this.#size[b]! - this.#size[a]!);
+      for (const v of vms) {
+        if (this.#pinned[v]) continue;
+        const target = this.#coolest(v, hot);
+        if (target < 0) continue;
+        const before = this.#objective();
+        const at = this.#begin();
+        this.#remove(v);
+        this.#add(v, target);
+        if (this.#stillValid() && this.#objective() < before - 1e-9) {
+          this.#notes.set(v, `moved by the local search off ${p.hosts[hot]!.id}, the fullest host, to even out load`);
+          this.#commit(at);
+          moved = any = true;
+          break;
+        }
+        this.#undo(at);
+      }
+      if (!moved) stuck[hot] = 1;
+    }
+  }
+
+  /** The usable fixed host with the lowest utilisation after taking v, other than `from`. */
+  #coolest(v: number, from: number): number {
+    const p = this.#p;
+    const s = this.#s;
+    const cands = p.groups[p.vmGroup[v]!]!.candidates;
+    let best = Infinity;
+    let bestHost = -1;
+    const r = v * DIMS;
+    for (let c = 0; c < cands.length; c++) {
+      const h = cands[c]!;
+      if (h === from || p.elastic[h]) continue;
+      if (!this.#allowed(v, h)) continue;
+      const o = h * DIMS;
+      let u = 0;
+      for (let d = 0; d < DIMS; d++) u = Math.max(u, (s.used[o + d]! + p.req[r + d]!) * p.invCap[o + d]!);
+      if (u < best - 1e-12) {
+        best = u;
+        bestHost = h;
+      }
+    }
+    return best < s.util[from]! ? bestHost : -1;
+  }
+}
