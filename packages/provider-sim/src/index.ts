@@ -7,6 +7,9 @@ export { SimProvider, type SimProviderOptions } from './SimProvider.js';
 export { FaultInjector, SimulatedCrash, faultRule, type FaultRule } from './faults.js';
 export { World, type SimHost, type SimVm, type SimVolume } from './world.js';
 export { WorldStore } from './store.js';
+export { SimDisks, DISK_WRITE_FRACTION, MANIFEST_BYTES, MANIFEST_BYTES_PER_BLOCK } from './snapshots.js';
+export { BLOCK_BYTES, type Run, type Runs } from './blocks.js';
+export type { SimDisk, SimSnapshot } from './world.js';
 
 /** The state directory: the config's, else NOVACRON_STATE_DIR, else `.novacron/` in the working directory. */
 export function simStateDir(config: SimProviderConfig, cwd: string, env: Readonly<Record<string, string | undefined>>): string {
