@@ -52,7 +52,11 @@ export interface TestbedHost {
 }
 
 export interface TestbedGuest {
+  /** Kernel for <os><kernel>: the uncompressed PVH-bootable ELF when available (boots ~2x faster under TCG). */
   kernel: string;
+  /** The distribution's bzImage, the same kernel compressed. */
+  kernelBzImage: string;
+  kernelBoot: 'pvh' | 'bzimage';
   initrd: string;
   kernelVersion: string;
   /** Base kernel command line; append `nc.name=... nc.dirty_mib=...` etc. */

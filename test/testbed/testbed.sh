@@ -164,10 +164,29 @@ guest_kernel_version() {
   echo "$v"
 }
 
+# The uncompressed ELF kernel inside a bzImage. QEMU boots it through the PVH entry
+# point, skipping the real-mode setup and the in-guest decompression that take about
+# 3.5 s of a 6 s boot under TCG (measured: marker after 2.9 s instead of 6.4 s).
+extract_vmlinux() {
+  local z off notes
+  for z in 'xz:\xfd7zXZ\x00' 'zstd:\x28\xb5\x2f\xfd' 'gzip:\x1f\x8b\x08'; do
+    command -v "${z%%:*}" >/dev/null || continue
+    off=$(LC_ALL=C grep -obUaP "${z#*:}" "$1" | head -n 1 | cut -d: -f1) || true
+    [ -n "$off" ] || continue
+    # The payload is followed by other data: the decompressor complains, the output is fine.
+    tail -c +"$((off + 1))" "$1" | "${z%%:*}" -dc >"$2" 2>/dev/null || true
+    notes=$(readelf -n "$2" 2>/dev/null) || true
+    # Xen note 0x12 = XEN_ELFNOTE_PHYS32_ENTRY, the PVH entry point QEMU needs.
+    [[ $notes == *"(0x00000012)"* ]] && return 0
+  done
+  rm -f "$2"
+  return 1
+}
+
 build_guest() {
   local g=$TB_DIR/guest kver stamp b m f
   kver=$(guest_kernel_version)
-  stamp=$( (echo "${GUEST_MODULES[*]}"; cat "$SRC_DIR"/guest/init "$SRC_DIR"/guest/udhcpc.sh "$SRC_DIR"/guest/*.c \
+  stamp=$( (echo "${GUEST_MODULES[*]}"; declare -f build_guest extract_vmlinux; cat "$SRC_DIR"/guest/init "$SRC_DIR"/guest/udhcpc.sh "$SRC_DIR"/guest/*.c \
     "$SRC_DIR"/guest/cgi-bin/* /bin/busybox) | sha256sum | cut -c1-16)-$kver
   if [ "$(cat "$g/.stamp" 2>/dev/null)" = "$stamp" ] && [ -f "$g/initrd.img" ] \
     && [ -f "$g/vmlinuz" ] && [ -f "$g/nc-tiny-base.qcow2" ]; then
@@ -205,6 +224,12 @@ build_guest() {
   (cd "$b/root" && find . | cpio -o -H newc --quiet | gzip -6) >"$b/initrd.img"
   install -m 644 "$b/initrd.img" "$g/initrd.img"
   install -m 644 "/boot/vmlinuz-$kver" "$g/vmlinuz"
+  if extract_vmlinux "$g/vmlinuz" "$b/vmlinux"; then
+    install -m 644 "$b/vmlinux" "$g/vmlinux"
+  else
+    log "no PVH-bootable kernel inside the bzImage; guests boot the bzImage (slower)"
+    rm -f "$g/vmlinux"
+  fi
 
   # "The image installed on each host": 64 MiB qcow2 whose MiB 1 is all 0x4e ('N'),
   # so restore tests can compare a known range (guest: /cgi-bin/diskhash?offset=1&mib=1).
@@ -220,6 +245,10 @@ build_guest() {
 
 # A KVM guest was seen hanging in firmware on this kind of machine (missing CPUID
 # features under nested virtualisation), so trust a real boot, not the /dev/kvm node.
+guest_kernel() {
+  if [ -f "$TB_DIR/guest/vmlinux" ]; then echo "$TB_DIR/guest/vmlinux"; else echo "$TB_DIR/guest/vmlinuz"; fi
+}
+
 probe_accel() {
   local g=$TB_DIR/guest out rc
   if [ -f "$TB_DIR/accel" ]; then return 0; fi
@@ -232,7 +261,7 @@ probe_accel() {
   log "probing KVM with a 15 s boot of the tiny guest"
   rc=0
   timeout 15 qemu-system-x86_64 -accel kvm -m 256 -smp 1 -display none -no-reboot \
-    -nodefaults -serial "file:$out" -kernel "$g/vmlinuz" -initrd "$g/initrd.img" \
+    -nodefaults -serial "file:$out" -kernel "$(guest_kernel)" -initrd "$g/initrd.img" \
     -append "$CMDLINE_BASE nc.net=none nc.name=kvm-probe" >"$TB_DIR/kvm-probe.qemu.log" 2>&1 &
   local qpid=$!
   local i
@@ -503,7 +532,11 @@ start_host() {
       ensure_host_netns "$name"
     fi
     rm -f "$h/pids/ready" "$h/pids/holder.pid"
-    mkdir -p /run/libvirt # mount point for the per-host /run/libvirt
+    if [ ! -d /run/libvirt ]; then
+      # Mount point for the per-host /run/libvirt; `down` removes it again if empty.
+      mkdir -p /run/libvirt
+      echo /run/libvirt >>"$TB_DIR/created-dirs"
+    fi
     setsid ip netns exec "$name" unshare -m -u --propagation private \
       "$SELF" __host-init "$name" </dev/null >>"$h/log/holder.log" 2>&1 9>&- &
     for i in $(seq 300); do
@@ -605,7 +638,7 @@ write_state() {
     --arg dir "$TB_DIR" --arg accel "$accel" --arg domtype "$domtype" --arg note "$kvm_note" \
     --arg key "$key" --arg kh "$kh" --arg khh "$TB_DIR/keys/known_hosts.hashed" \
     --arg bin "$TB_DIR/bin/ssh" --arg script "$SELF" \
-    --arg kernel "$g/vmlinuz" --arg initrd "$g/initrd.img" --arg cmdline "$CMDLINE_BASE" \
+    --arg kernel "$(guest_kernel)" --arg bz "$g/vmlinuz" --arg initrd "$g/initrd.img" --arg cmdline "$CMDLINE_BASE" \
     --arg marker "$MARKER" --arg basesha "$(head -c 1048576 /dev/zero | tr '\0' 'N' | sha256sum | cut -d' ' -f1)" \
     --arg kver "$(guest_kernel_version)" \
     --argjson hosts "$hosts_json" --argjson shaping "$shaping" \
@@ -616,7 +649,8 @@ write_state() {
       bridge: { name: "ncbr0", address: "10.77.0.1", cidr: "10.77.0.0/24" },
       shaping: $shaping,
       guest: {
-        kernel: $kernel, initrd: $initrd, kernelVersion: $kver, cmdlineBase: $cmdline,
+        kernel: $kernel, kernelBzImage: $bz, initrd: $initrd, kernelVersion: $kver,
+        kernelBoot: (if $kernel == $bz then "bzimage" else "pvh" end), cmdlineBase: $cmdline,
         marker: $marker, ipMarker: "NOVACRON-GUEST-IP=",
         serialLogPattern: "/var/log/libvirt/qemu/{domain}-serial.log",
         baseVolume: "nc-tiny-base.qcow2", baseVolumeBytes: 67108864,
@@ -750,6 +784,10 @@ cmd_down() {
     fi
   done
   if [ -f "$TB_DIR/bridge.created" ]; then ip link del "$BRIDGE" 2>/dev/null || true; fi
+  if [ -f "$TB_DIR/created-dirs" ]; then
+    local d
+    while read -r d; do rmdir "$d" 2>/dev/null || true; done <"$TB_DIR/created-dirs"
+  fi
   rm -rf "$TB_DIR"
   log "down"
 }
