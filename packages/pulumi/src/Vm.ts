@@ -1,5 +1,5 @@
 import * as pulumi from '@pulumi/pulumi';
-import type { CloudInit, MigrationPolicy, ProviderConfig, Resources, SnapshotPolicy, Capabilities } from '@novacron/core';
+import type { Capabilities, CloudInit, GroupSpec, MigrationPolicy, ProviderConfig, Resources, SnapshotPolicy } from '@novacron/core';
 import { vmProvider } from './provider/vmProvider.js';
 import type { VmLastChange } from './runtime/vmInputs.js';
 
@@ -25,6 +25,8 @@ export interface VmArgs {
   readonly workload?: pulumi.Input<{ workingSetMiB?: number; dirtyRateMiBps?: number } | undefined>;
   readonly migration: pulumi.Input<MigrationPolicy>;
   readonly snapshots?: pulumi.Input<SnapshotPolicy | undefined>;
+  /** The group's policy for changes to running VMs. */
+  readonly changes?: pulumi.Input<GroupSpec['changes'] | undefined>;
   readonly capabilities?: pulumi.Input<Capabilities | undefined>;
   /** Environment entries the provider reads credentials from. Kept as a secret. */
   readonly credentials?: pulumi.Input<Record<string, pulumi.Input<string>>>;

@@ -127,6 +127,7 @@ export class VmFleet extends pulumi.ComponentResource {
             workload: spec.apply((g) => workloadOf(g)),
             migration: spec.apply((g) => g.migration),
             snapshots: spec.apply((g) => g.snapshots),
+            changes: spec.apply((g) => g.changes),
             capabilities: pulumi.all([this.placement, placed]).apply(([l, p]) => l.capabilities[p.provider]),
             ...(credentials ? { credentials } : {}),
           },

@@ -41,9 +41,11 @@ describe('classifyVmChange', () => {
     ['another image', next({ image: 'debian-13' }), full, 'replace', ['image']],
     ['another provider', { ...base, providerName: 'cloud', host: 'cloud/us-east-1a' }, full, 'replace', ['providerName']],
     ['another name', { ...base, index: 1, vmName: 'shop-web-1' }, full, 'replace', ['index', 'vmName']],
+    ['a bigger disk and another image', next({ image: 'debian-13', resources: { cpu: 2, memoryMiB: 4096, diskGiB: 40, gpu: 0 } }), full, 'replace', ['image']],
     ['cloud-init, replace on change', next({ cloudInit: { userData: 'x', onChange: 'replace' } }), full, 'replace', ['cloudInit']],
     ['cloud-init, reboot on change', next({ cloudInit: { userData: 'x', onChange: 'reboot' } }), full, 'reboot', []],
-    ['cloud-init, ignored', next({ cloudInit: { userData: 'x', onChange: 'ignore' } }), full, 'in-place', []],
+    ['cloud-init, ignored (as the core plans it)', next({ cloudInit: { userData: 'x', onChange: 'ignore' } }), full, 'none', []],
+    ['a new instance type on a cloud zone', { ...base, instanceType: 't3.large' }, full, 'none', []],
     ['an image not known yet (preview)', { ...base, image: UNKNOWN }, full, 'replace', ['image']],
   ];
   it.each(cases)('%s', (_name, news, capabilities, expected, replaces) => {
@@ -56,18 +58,31 @@ describe('classifyVmChange', () => {
   it('does every action of a change that migrates and resizes, in order', () => {
     const change = classifyVmChange({ ...base, state: 'stopped' }, next({ host: 'lab/host-2', resources: { cpu: 4, memoryMiB: 4096, diskGiB: 20, gpu: 0 } }), full);
     expect(change.class).toBe('migrate');
-    expect(change.actions).toEqual(['migrate', 'resize-live', 'start']);
+    expect(change.actions).toEqual(['migrate', 'update', 'start']);
     expect(change.migrationMode).toBe('live');
     expect(change.reasons).toEqual([
-      'resize: cpu 2 → 4 (hot-plugged)',
+      'cpu 2 → 4 [hot-plug: cpu is added to the running guest]',
       'moves from lab/host-1 to lab/host-2 (live migration)',
       'the VM is stopped; it is started',
     ]);
   });
 
-  it('on a cloud zone, a size the provider reports differently is not a resize unless the spec changed', () => {
-    const cloud = { ...base, instanceType: 't3.medium', resources: { cpu: 2, memoryMiB: 4096, diskGiB: 20, gpu: 0 } };
-    expect(classifyVmChange(cloud, { ...cloud, resources: { cpu: 2, memoryMiB: 3072, diskGiB: 20, gpu: 0 } }, full).class).toBe('none');
-    expect(classifyVmChange(cloud, { ...cloud, specHash: 'h2', instanceType: 't3.large', resources: { cpu: 2, memoryMiB: 8192, diskGiB: 20, gpu: 0 } }, full).class).toBe('reboot');
+  it('classifies field changes exactly as the core planner does', () => {
+    const grown = next({ resources: { cpu: 4, memoryMiB: 8192, diskGiB: 20, gpu: 0 } });
+    const change = classifyVmChange(base, grown, full);
+    expect(change.fields.map((f) => [f.field, f.class])).toEqual([
+      ['cpu', 'hot-plug'],
+      ['memory', 'hot-plug'],
+    ]);
+  });
+
+  it('holds a reboot the group does not allow', () => {
+    const change = classifyVmChange(base, next({ resources: { cpu: 1, memoryMiB: 4096, diskGiB: 20, gpu: 0 }, changes: { allowReboot: false, fallbackToReplace: false } }), full);
+    expect(change).toMatchObject({ class: 'reboot', held: 'needs a reboot and groups.web.changes.allowReboot is false' });
+  });
+
+  it('changes instance type on a cloud zone with a stop and start', () => {
+    const cloud = { ...base, instanceType: 't3.medium' };
+    expect(classifyVmChange(cloud, { ...cloud, instanceType: 't3.large' }, full)).toMatchObject({ class: 'reboot', actions: ['update'] });
   });
 });

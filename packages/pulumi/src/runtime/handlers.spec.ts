@@ -64,7 +64,7 @@ describe('the Vm provider methods against the sim provider', () => {
     expect((await simVm(fleet, 'shop-web-1'))?.resources).toMatchObject({ cpu: 4, memoryMiB: 8192 });
 
     const smaller = inputs('shop-web-1', { resources: { ...outs.resources, cpu: 1 }, specHash: 'smaller' });
-    expect(classifyVmChange(grown.outs, smaller as Partial<VmInputs>, outs.capabilities)).toMatchObject({ class: 'reboot', actions: ['resize-reboot'] });
+    expect(classifyVmChange(grown.outs, smaller as Partial<VmInputs>, outs.capabilities)).toMatchObject({ class: 'reboot', actions: ['update'] });
     const shrunk = await handlers.update('shop-web-1', grown.outs as unknown as Record<string, unknown>, smaller);
     expect(shrunk.outs.resources.cpu).toBe(1);
   });
@@ -117,7 +117,7 @@ describe('the Vm provider methods against the sim provider', () => {
     const refreshed = read.props as VmOutputs;
     const change = classifyVmChange(refreshed, want as Partial<VmInputs>, refreshed.capabilities);
     expect(change.class).toBe('reboot');
-    expect(change.actions).toEqual(['resize-reboot', 'start']);
+    expect(change.actions).toEqual(['update', 'start']);
     expect((await handlers.diff(id, refreshed as unknown as Record<string, unknown>, want)).changes).toBe(true);
 
     const fixed = await handlers.update(id, refreshed as unknown as Record<string, unknown>, want);
@@ -155,5 +155,18 @@ describe('the Vm provider methods against the sim provider', () => {
     const want = inputs('shop-db-0');
     const { outs } = await handlers.create(want);
     expect(await handlers.diff('shop-db-0', outs as unknown as Record<string, unknown>, want)).toMatchObject({ changes: false, replaces: [] });
+  });
+
+  it('holds a change that needs a reboot the group does not allow, and reports a failed cheap path without replacing', async () => {
+    const { fleet, handlers, inputs } = await setUp();
+    const { outs } = await handlers.create(inputs('shop-web-0'));
+    const strict = { allowReboot: false, fallbackToReplace: false };
+    const smaller = inputs('shop-web-0', { resources: { ...outs.resources, cpu: 1 }, specHash: 'smaller', changes: strict });
+    await expect(handlers.update('shop-web-0', outs as unknown as Record<string, unknown>, smaller)).rejects.toThrow(/needs a reboot and groups\.web\.changes\.allowReboot is false/);
+    expect((await simVm(fleet, 'shop-web-0'))?.resources.cpu).toBe(2);
+
+    const huge = inputs('shop-web-0', { resources: { ...outs.resources, cpu: 1000 }, specHash: 'huge' });
+    await expect(handlers.update('shop-web-0', outs as unknown as Record<string, unknown>, huge)).rejects.toThrow(/hot-plug change failed .*the VM was not replaced/);
+    expect((await simVm(fleet, 'shop-web-0'))?.id).toBe(outs.vmId);
   });
 });

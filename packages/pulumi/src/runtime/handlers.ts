@@ -1,5 +1,6 @@
 import {
   NovaCronError,
+  toNovaCronError,
   UnsupportedError,
   type Capabilities,
   type CreateVmRequest,
@@ -119,6 +120,12 @@ export function createVmHandlers(options: HandlerOptions): VmHandlers {
           hint: 'run `pulumi up` again so the engine replaces it',
         });
       }
+      if (change.held) {
+        throw new NovaCronError('Conflict', 'client', `VM "${vm.vmName}" was not changed: ${change.held} (${change.reasons.join('; ')})`, {
+          context: { provider: vm.providerName, vm: vm.vmName, operation: 'update' },
+          hint: `set groups.${vm.group}.changes.allowReboot: true, or make the change at a time a reboot is fine`,
+        });
+      }
       return sessions.use(target(vm), async (provider) => {
         const current = await find(provider, vm);
         if (!current) {
@@ -150,17 +157,47 @@ export function createVmHandlers(options: HandlerOptions): VmHandlers {
         const mode = change.migrationMode ?? 'live';
         return (await provider.migrate(ref, { toHost: vm.host, mode, policy: { ...vm.migration, mode } }, ctx)).vm;
       }
-      case 'resize-live':
-      case 'resize-reboot': {
-        if (sameResources(record.resources, vm.resources) && record.specHash === vm.specHash) return record;
-        if (!provider.resize) throw new UnsupportedError(`provider "${provider.name}" cannot resize`, { context: { provider: provider.name, vm: vm.vmName } });
-        return provider.resize(ref, { resources: vm.resources, specHash: vm.specHash, allowReboot: action === 'resize-reboot' }, ctx);
-      }
-      case 'restart':
-        await provider.stop(ref, {}, ctx);
-        return provider.start(ref, ctx);
+      case 'update':
+        return updateOrFallBack(provider, vm, record, ref, change);
       case 'start':
         return record.state === 'running' ? record : provider.start(ref, ctx);
+    }
+  }
+
+  /**
+   * The cheap path (in place, hot-plug, reboot) through the provider's `resize`, as the core's
+   * apply makes an update step; when it fails, the VM is replaced only if the group allows it.
+   */
+  async function updateOrFallBack(provider: Provider, vm: VmInputs, record: VmRecord, ref: VmRef, change: VmChange): Promise<VmRecord> {
+    const fields = new Set(change.fields.map((f) => f.field));
+    const cloudInitReboot = change.fields.some((f) => f.field === 'cloudInit' && f.class === 'reboot');
+    try {
+      if (!provider.resize) throw new UnsupportedError(`provider "${provider.name}" cannot change a VM in place`, { context: { provider: provider.name, vm: vm.vmName } });
+      return await provider.resize(
+        ref,
+        {
+          resources: vm.resources,
+          specHash: vm.specHash,
+          allowReboot: vm.changes?.allowReboot ?? true,
+          ...(fields.has('labels') ? { labels: vm.labels } : {}),
+          ...(fields.has('cloudInit') && vm.cloudInit ? { cloudInit: vm.cloudInit } : {}),
+          ...(cloudInitReboot ? { reboot: true } : {}),
+          ...(vm.instanceType ? { instanceType: vm.instanceType } : {}),
+        },
+        ctx,
+      );
+    } catch (thrown) {
+      const error = toNovaCronError(thrown, { provider: vm.providerName, vm: vm.vmName, operation: change.class });
+      if (error.code === 'Aborted' || error.retryable) throw error;
+      if (!vm.changes?.fallbackToReplace) {
+        throw new NovaCronError(error.code, error.fault, `${change.class} change failed (${error.message}); the VM was not replaced`, {
+          context: error.context,
+          hint: `set groups.${vm.group}.changes.fallbackToReplace: true to replace the VM when this happens`,
+          cause: error,
+        });
+      }
+      await provider.delete({ ...ref, host: record.host }, ctx);
+      return createVm(provider, vm);
     }
   }
 }
@@ -200,6 +237,8 @@ function outputsOf(vm: VmInputs, record: VmRecord, lastChange: VmLastChange | un
     host: record.host,
     resources: record.resources,
     image: record.image,
+    labels: record.labels,
+    specHash: record.specHash,
     ...(record.instanceType ? { instanceType: record.instanceType } : {}),
     vmId: record.id,
     zone: record.zone,
@@ -209,6 +248,3 @@ function outputsOf(vm: VmInputs, record: VmRecord, lastChange: VmLastChange | un
   };
 }
 
-function sameResources(a: VmRecord['resources'], b: VmRecord['resources']): boolean {
-  return a.cpu === b.cpu && a.memoryMiB === b.memoryMiB && a.diskGiB === b.diskGiB && a.gpu === b.gpu;
-}

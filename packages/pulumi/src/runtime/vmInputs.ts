@@ -11,6 +11,7 @@ import {
   vmName,
   type Capabilities,
   type CloudInit,
+  type GroupSpec,
   type MigrationPolicy,
   type ProviderConfig,
   type Resources,
@@ -60,6 +61,8 @@ export const vmInputs = z
     workload: z.strictObject({ workingSetMiB: z.number().min(0).optional(), dirtyRateMiBps: z.number().min(0).optional() }).optional(),
     migration: migrationPolicy,
     snapshots: snapshotPolicy.optional(),
+    /** The group's policy for changes to running VMs (reboots allowed, fallback to replace). */
+    changes: groupSpec.shape.changes.optional(),
     /** What the provider could do when the fleet was planned; read from the provider when absent. */
     capabilities: capabilities.optional(),
     /** Environment entries the provider reads credentials from. Always a secret. */
@@ -91,6 +94,7 @@ export interface VmInputs {
   readonly workload?: { readonly workingSetMiB?: number; readonly dirtyRateMiBps?: number };
   readonly migration: MigrationPolicy;
   readonly snapshots?: SnapshotPolicy;
+  readonly changes?: GroupSpec['changes'];
   readonly capabilities?: Partial<Capabilities>;
   readonly credentials?: Readonly<Record<string, string>>;
 }
@@ -127,6 +131,7 @@ function specPath(vm: Partial<VmInputs>, path: readonly PropertyKey[]): string |
       return `groups.${group}.${String(head)}${path.length > 1 ? `.${path.slice(1).map(String).join('.')}` : ''}`;
     case 'migration':
     case 'snapshots':
+    case 'changes':
       return `groups.${group}.${String(head)}${path.length > 1 ? `.${path.slice(1).map(String).join('.')}` : ''}`;
     case 'providerConfig':
       return `providers.${provider}${path.length > 1 ? `.${path.slice(1).map(String).join('.')}` : ''}`;

@@ -76,6 +76,7 @@ export function vmInputsOf(fleet: FleetSpec, layout: FleetLayout, vm: string): V
     ...(group.cloudInit ? { cloudInit: group.cloudInit } : {}),
     migration: group.migration,
     ...(group.snapshots ? { snapshots: group.snapshots } : {}),
+    changes: group.changes,
     ...(layout.capabilities[placed.provider] ? { capabilities: layout.capabilities[placed.provider] } : {}),
   };
 }
