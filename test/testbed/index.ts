@@ -47,7 +47,12 @@ export interface TestbedHost {
   netns: string;
   veth: { host: string; bridgeSide: string };
   guestNetwork: { name: string; bridge: string; gateway: string; cidr: string; dhcpRange: [string, string] };
-  resources: { cpus: number; memoryKiB: number; cpuModel: string };
+  /**
+   * What libvirt reports. All hosts share this machine, so each "has" all of it.
+   * memoryKiB is `virsh nodeinfo` (sum of NUMA nodes, may undercount on VMs with
+   * hot-plugged memory); memoryTotalKiB is `virsh nodememstats` total.
+   */
+  resources: { cpus: number; memoryKiB: number; memoryTotalKiB: number; cpuModel: string };
   dirs: TestbedHostDirs;
 }
 

@@ -65,7 +65,7 @@ need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (try: sudo $0 $*)"; 
 # ---------------------------------------------------------------- process helpers
 
 pid_alive() { [ -n "${1:-}" ] && [ -d "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
-read_pid() { [ -f "$1" ] && tr -dc '0-9' <"$1" || true; }
+read_pid() { if [ -f "$1" ]; then tr -dc '0-9' <"$1"; fi; }
 netns_inode() { stat -L -c %i "/run/netns/$1" 2>/dev/null || true; }
 pid_netns_inode() { stat -L -c %i "/proc/$1/ns/net" 2>/dev/null || true; }
 
@@ -107,7 +107,9 @@ kill_pids() {
     [ "$left" -eq 0 ] && return 0
     sleep 0.1
   done
-  for pid in "${mine[@]}"; do pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in "${mine[@]}"; do
+    if pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  done
 }
 
 # ---------------------------------------------------------------- packages
@@ -250,7 +252,7 @@ guest_kernel() {
 }
 
 probe_accel() {
-  local g=$TB_DIR/guest out rc
+  local g=$TB_DIR/guest out
   if [ -f "$TB_DIR/accel" ]; then return 0; fi
   if [ ! -c /dev/kvm ]; then
     echo "tcg no-/dev/kvm" >"$TB_DIR/accel"
@@ -259,7 +261,6 @@ probe_accel() {
   out=$TB_DIR/kvm-probe.log
   rm -f "$out"
   log "probing KVM with a 15 s boot of the tiny guest"
-  rc=0
   timeout 15 qemu-system-x86_64 -accel kvm -m 256 -smp 1 -display none -no-reboot \
     -nodefaults -serial "file:$out" -kernel "$(guest_kernel)" -initrd "$g/initrd.img" \
     -append "$CMDLINE_BASE nc.net=none nc.name=kvm-probe" >"$TB_DIR/kvm-probe.qemu.log" 2>&1 &
@@ -276,7 +277,7 @@ probe_accel() {
     echo "tcg kvm-probe-no-marker-in-15s" >"$TB_DIR/accel"
   fi
   kill "$qpid" 2>/dev/null || true
-  wait "$qpid" 2>/dev/null || rc=$?
+  wait "$qpid" 2>/dev/null || true
   log "accelerator: $(cat "$TB_DIR/accel")"
   return 0
 }
@@ -496,6 +497,9 @@ EOF
   read_pid "$h/run/network/$GUEST_NET.pid" >"$h/pids/dnsmasq.pid"
   # Facts libvirt reports for this host, for the state file.
   virsh_in "$name" nodeinfo >"$h/nodeinfo.txt"
+  # nodeinfo sums NUMA node memory, which can be less than the total (hot-plugged
+  # memory outside node 0 on this kind of VM); nodememstats has the real total.
+  virsh_in "$name" nodememstats >"$h/nodememstats.txt"
 }
 
 host_healthy() {
@@ -587,7 +591,7 @@ stop_host() {
 # ---------------------------------------------------------------- state.json
 
 write_state() {
-  local accel domtype name h hosts_json='[]' cpus mem model kvm_note shaping
+  local accel domtype name h hosts_json='[]' cpus mem memtotal model kvm_note shaping
   accel=$(cut -d' ' -f1 "$TB_DIR/accel")
   kvm_note=$(cut -d' ' -f2- "$TB_DIR/accel")
   if [ "$accel" = kvm ]; then domtype=kvm; else domtype=qemu; fi
@@ -595,9 +599,14 @@ write_state() {
   local key=$TB_DIR/keys/id_ed25519 kh=$TB_DIR/keys/known_hosts
   for name in "${HOSTS[@]}"; do
     h=$(host_dir "$name")
+    local f
+    for f in nodeinfo nodememstats; do
+      [ -s "$h/$f.txt" ] || virsh_in "$name" "$f" >"$h/$f.txt" || true
+    done
     cpus=$(sed -n 's/^CPU(s): *//p' "$h/nodeinfo.txt")
     mem=$(sed -n 's/^Memory size: *\([0-9]*\) KiB/\1/p' "$h/nodeinfo.txt")
     model=$(sed -n 's/^CPU model: *//p' "$h/nodeinfo.txt")
+    memtotal=$(sed -n 's/^total *: *\([0-9]*\) KiB/\1/p' "$h/nodememstats.txt")
     local ip
     ip=$(host_ip "$name")
     hosts_json=$(jq -c \
@@ -612,7 +621,8 @@ write_state() {
       --argjson sshd "$(read_pid "$h/pids/sshd.pid")" \
       --arg dnsmasq "$(read_pid "$h/pids/dnsmasq.pid")" \
       --arg uuid "$(sed -n 's/^host_uuid = "\(.*\)"/\1/p' "$h/etc-libvirt/libvirtd.conf")" \
-      --argjson cpus "${cpus:-0}" --argjson mem "${mem:-0}" --arg model "$model" \
+      --argjson cpus "${cpus:-0}" --argjson mem "${mem:-0}" --argjson memtotal "${memtotal:-0}" \
+      --arg model "$model" \
       --arg h "$h" --arg vb "$(veth_br "$name")" \
       --arg dstart "$(dhcp_start "$name")" --arg dend "$(dhcp_end "$name")" \
       '. + [{
@@ -626,7 +636,7 @@ write_state() {
         netns: $name, veth: { host: "eth0", bridgeSide: $vb },
         guestNetwork: { name: "novacron", bridge: "ncvbr0", gateway: "192.168.122.1",
                         cidr: "192.168.122.0/24", dhcpRange: [$dstart, $dend] },
-        resources: { cpus: $cpus, memoryKiB: $mem, cpuModel: $model },
+        resources: { cpus: $cpus, memoryKiB: $mem, memoryTotalKiB: $memtotal, cpuModel: $model },
         dirs: { root: $h,
                 "/etc/libvirt": ($h + "/etc-libvirt"), "/var/lib/libvirt": ($h + "/lib"),
                 "/run/libvirt": ($h + "/run"), "/var/log/libvirt": ($h + "/log"),

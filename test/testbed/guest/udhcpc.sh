@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2154 # interface, ip, mask, router come from udhcpc
 # busybox udhcpc event script: apply the lease and remember the address for /init
 # and the HTTP identity page.
 case "$1" in

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Shared by the guest's CGI endpoints (sourced, not served).
 # Query values are restricted to digits or a fixed word list before use.
 printf 'Content-Type: text/plain\r\n\r\n'
