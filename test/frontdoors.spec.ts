@@ -108,7 +108,8 @@ describe('the same fleet, the same placement, from every front door', () => {
       groups: {
         db: { count: 3, cpu: 8, memory: '48GiB', image: 'debian-12', placement: { providers: ['lab'], hostLabels: { ssd: 'true' }, maxPerHost: 1 } },
         web: { count: 5, cpu: 2, memory: '4GiB', image: 'debian-12' },
-        batch: { count: 4, cpu: 4, memory: '16GiB', image: 'debian-12', placement: { providers: ['east', 'west'] } },
+        batch: { count: 4, cpu: 4, memory: '16GiB', image: 'debian-12', placement: { providers: ['east'] } },
+        edge: { count: 2, cpu: 2, memory: '2GiB', image: 'debian-12', placement: { providers: ['west'] } },
       },
     };
     const inventory: Host[] = [
@@ -120,7 +121,7 @@ describe('the same fleet, the same placement, from every front door', () => {
       cloudZone('west', 'europe-west1-b', [{ name: 'e2-medium', cpu: 2, memoryMiB: 4096, pricePerHour: 0.0335 }, { name: 'e2-standard-4', cpu: 4, memoryMiB: 16384, pricePerHour: 0.134 }]),
     ];
     const fromSdk = (await sdk(spec, inventory)).assignments;
-    expect(Object.keys(fromSdk)).toHaveLength(12);
+    expect(Object.keys(fromSdk)).toHaveLength(14);
     expect(new Set(Object.values(fromSdk).map((h) => h.split('/')[0]))).toEqual(new Set(['lab', 'east', 'west']));
     expect(await viaPulumi('multi', spec, inventory)).toEqual(fromSdk);
     expect(viaCdktf(spec, inventory)).toEqual(fromSdk);

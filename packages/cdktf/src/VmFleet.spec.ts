@@ -41,7 +41,7 @@ describe('VmFleet (CDKTF)', () => {
     const { json } = synth({ spec: kvmFleet(), inventory: kvmInventory() });
     expect(json).toHaveProviderWithProperties(LibvirtProvider, { alias: 'lab-hv1', uri: 'qemu+ssh://root@10.0.0.11/system?keyfile=%2Fhome%2Fops%2F.ssh%2Fid_ed25519&knownhosts=%2Fhome%2Fops%2F.ssh%2Fknown_hosts' });
     expect(json).toHaveProviderWithProperties(LibvirtProvider, { alias: 'lab-hv2', uri: expect.stringMatching(/^qemu\+ssh:\/\/root@10\.0\.0\.12:2222\/system\?/) });
-    // A host that relies on ~/.ssh/config goes through the system ssh.
+    // A host behind a jump host goes through the system ssh (and its ProxyJump).
     expect(json).toHaveProviderWithProperties(LibvirtProvider, { alias: 'lab-hv3', uri: expect.stringMatching(/^qemu\+sshcmd:\/\/root@hv3\.lab\/system/) });
     expect(JSON.parse(json).terraform.required_providers.libvirt).toEqual({ source: 'registry.terraform.io/dmacvicar/libvirt', version: '~> 0.9.1' });
   });

@@ -24,8 +24,12 @@ export const libvirtTarget: Target<KvmProviderConfig> = ({ scope, fleet, provide
     ]),
   );
   for (const host of config.hosts) {
-    if ({ ...config.ssh, ...host.ssh }.passwordEnv) {
+    const ssh = { ...config.ssh, ...host.ssh };
+    if (ssh.passwordEnv) {
       Annotations.of(scope).addWarning(`host "${host.name}": terraform-provider-libvirt takes no SSH password; give it a key (ssh.identityFile) or an agent`);
+    }
+    if (ssh.jumpHost) {
+      Annotations.of(scope).addInfo(`host "${host.name}" is reached through ${ssh.jumpHost}: the URI uses qemu+sshcmd, so put "ProxyJump ${ssh.jumpHost}" for ${host.address} in ~/.ssh/config where terraform runs`);
     }
   }
   const bases = new Map<string, Volume>();

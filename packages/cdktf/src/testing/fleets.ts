@@ -56,7 +56,7 @@ export function kvmFleet(overrides: Partial<FleetSpecInput> = {}): FleetSpecInpu
         hosts: [
           { name: 'hv1', address: '10.0.0.11', zone: 'rack-1' },
           { name: 'hv2', address: '10.0.0.12', zone: 'rack-1', ssh: { port: 2222 } },
-          { name: 'hv3', address: 'hv3.lab', zone: 'rack-2', ssh: { config: true } },
+          { name: 'hv3', address: 'hv3.lab', zone: 'rack-2', ssh: { jumpHost: 'bastion.lab' } },
         ],
         images: {
           'debian-12': { url: 'https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2' },
