@@ -88,6 +88,7 @@ cleanup() {
       virsh_on "$h" vol-delete "$v" default >/dev/null 2>&1 || true
     done
   done
+  rm -f "$TB_DIR/$PREFIX"-*
 }
 trap cleanup EXIT
 cleanup
