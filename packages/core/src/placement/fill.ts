@@ -53,12 +53,9 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
   // filled evenly in the dimensions that bind, and plentiful ones (disk, often) do not steer.
   const scarcity = avg.map((a, d) => (a > 0 ? demand[d]! / a : 0));
   const meanPrice = usable > 0 && priceSum > 0 ? priceSum / usable : 1;
+  const preferShare = w.preferLabels / (w.preferLabels + w.cost + w.consolidation || 1);
 
-  const candidate = p.groups.map((g) => {
-    const mark = new Uint8Array(p.H);
-    for (const h of g.candidates) mark[h] = 1;
-    return mark;
-  });
+  const candidate = p.groups.map((g) => g.isCandidate);
   const dead = new Int32Array(K).fill(-1);
   let stamp = 0;
 
@@ -131,7 +128,10 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
       waiting--;
       s.add(v, h);
       placed.push(v);
-      packed += volume[k]!;
+      // A VM on a host without its preferred labels counts for less, as much less as the
+      // weights value preferences against packing.
+      const prefer = p.groups[p.classes[k]!.group]!.preferScore;
+      packed += prefer ? volume[k]! * (1 - preferShare * (1 - prefer[h]!)) : volume[k]!;
     }
     if (!keep) {
       for (let i = placed.length - 1; i >= 0; i--) {

@@ -1,5 +1,10 @@
 export * from './types.js';
-export * from './capacity.js';
-export * from './filters.js';
-export * from './scorers.js';
-export * from './place.js';
+export { cheapestFit, effectiveCapacity } from './capacity.js';
+export { describeReasons, topologyValue, HOST_RULES } from './filters.js';
+export type { HostRule } from './filters.js';
+export { DEFAULT_WEIGHTS, HEADROOM_TARGET, resolveWeights } from './scorers.js';
+export { place } from './place.js';
+export { rebalance } from './rebalance.js';
+export type { Migration, RebalanceRequest, RebalanceResult, RebalanceTarget, RunningVm } from './rebalance.js';
+export { validatePlacement } from './validate.js';
+export type { PlacementViolation } from './validate.js';

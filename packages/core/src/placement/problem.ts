@@ -41,6 +41,8 @@ export interface CompiledGroup {
   readonly spread: SpreadDomains | undefined;
   /** Hosts that pass the static rules, in search order. */
   readonly candidates: Int32Array;
+  /** 1 for each host in `candidates`. */
+  readonly isCandidate: Uint8Array;
   /** Score 0..1 of each host for the preferred labels, when the group prefers any. */
   readonly preferScore: Float64Array | undefined;
   /** True when some rule besides capacity depends on what else is placed. */
@@ -184,9 +186,15 @@ export function compileProblem(request: PlacementRequest): Problem {
     }
     return g;
   };
+  // Indexes independent of input order (groups by name, VMs by id), so the order of a
+  // request's lists never changes a placement.
+  const byId = Int32Array.from({ length: V }, (_, v) => v).sort((a, b) => (vms[a]!.id < vms[b]!.id ? -1 : vms[a]!.id > vms[b]!.id ? 1 : 0));
+  const idRank = new Int32Array(V);
+  byId.forEach((v, rank) => (idRank[v] = rank));
+  for (const name of [...new Set([...vms.map((vm) => vm.group), ...existing.map((e) => e.group), ...Object.keys(request.groupRules ?? {})])].sort()) addGroup(name);
   const vmGroup = new Int32Array(V);
   const req = new Float64Array(V * DIMS);
-  for (let v = 0; v < V; v++) {
+  for (const v of byId) {
     const vm = vms[v]!;
     checkVm(vm);
     const g = addGroup(vm.group);
@@ -263,7 +271,8 @@ export function compileProblem(request: PlacementRequest): Problem {
       (scope === 'host' ? withHost : withZone)[g]!.add(t);
       (scope === 'host' ? anchorsHost : anchorsZone)[t]!.add(g);
       const total = existingTotal[t]! + groupSize[t]!;
-      if (total === 0) {
+      // Only a group with VMs to place needs its rule met.
+      if (total === 0 && groupSize[g]! > 0) {
         throw new InvalidInputError(`group "${groupNames[g]}" must run with group "${ref.group}" (${scope}), which has no VMs, running or to place`, {
           context: { path: `${groupNames[g]}.withGroups` },
           hint: `remove the rule or give group "${ref.group}" VMs`,
@@ -322,6 +331,11 @@ export function compileProblem(request: PlacementRequest): Problem {
       prefer,
       spread,
       candidates: Int32Array.from(spreadCandidates),
+      isCandidate: (() => {
+        const mark = new Uint8Array(H);
+        for (const h of spreadCandidates) mark[h] = 1;
+        return mark;
+      })(),
       preferScore: prefer.length ? Float64Array.from(hosts, (host) => prefer.filter(([k, v]) => host.labels[k] === v).length / prefer.length) : undefined,
       dynamic: groupDynamic,
       layer: layers[g]!,
@@ -354,7 +368,7 @@ export function compileProblem(request: PlacementRequest): Problem {
   const classIndex = new Map<string, number>();
   const classes: VmClass[] = [];
   const vmClass = new Int32Array(V);
-  for (let v = 0; v < V; v++) {
+  for (const v of byId) {
     const g = vmGroup[v]!;
     const key = `${g}|${req[v * DIMS]}|${req[v * DIMS + 1]}|${req[v * DIMS + 2]}|${req[v * DIMS + 3]}`;
     let c = classIndex.get(key);
@@ -380,10 +394,6 @@ export function compileProblem(request: PlacementRequest): Problem {
     }
     vmClass[v] = c;
   }
-
-  const byId = Int32Array.from({ length: V }, (_, v) => v).sort((a, b) => (vms[a]!.id < vms[b]!.id ? -1 : vms[a]!.id > vms[b]!.id ? 1 : 0));
-  const idRank = new Int32Array(V);
-  byId.forEach((v, rank) => (idRank[v] = rank));
 
   return {
     byId, idRank, hosts, H, hostIndex, elastic, up, cap, invCap, base, baseActive, price, zoneOf, zones, hostClass, hostClasses: classKey.size, sizeRel, maxCap: Float64Array.from(maxCap), order,

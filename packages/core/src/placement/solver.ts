@@ -1,5 +1,6 @@
 import { DIMS, EPS } from './dims.js';
 import { fillGreedy } from './fill.js';
+import { allowedOn, currentSkews, rulesHold } from './moves.js';
 import { dynamicRulesFor, type VmRule } from './filters.js';
 import type { Problem } from './problem.js';
 import { seededRandom } from './random.js';
@@ -129,8 +130,10 @@ function greedy(s: SolverState, order: readonly number[], w: Weights, dynamic: r
   const active = s.active;
   const scorer = new HostScorer(s, w);
   const cached = dynamic.map((rules) => rules.filter((rule) => rule.name !== 'spread'));
-  const volatile = p.groups.map((g) => g.withHost.includes(g.index) || g.near.includes(g.index));
-  const zoneSensitive = p.groups.map((g) => g.antiZone || g.withZone.includes(g.index) || g.avoidZone.includes(g.index));
+  // A group that keeps itself together rules out every other host (or zone) once its first VM
+  // lands, and one near itself rescores every host: their runs rescore every host each time.
+  const volatile = p.groups.map((g) => g.withHost.includes(g.index) || g.withZone.includes(g.index) || g.near.includes(g.index));
+  const zoneSensitive = p.groups.map((g) => g.antiZone || g.avoidZone.includes(g.index));
   const cache = new Float64Array(p.H).fill(-Infinity);
   const unplaced: number[] = [];
   let runClass = -1;
@@ -242,6 +245,7 @@ class LocalSearch {
   /** VMs the search leaves where they are: those whose locality it does not model. */
   readonly #pinned: Uint8Array;
   #log: LogEntry[] = [];
+  #allowedSkew: (group: number) => number = () => Infinity;
   readonly #touchedHosts = new Set<number>();
 
   constructor(s: SolverState, w: Weights, dynamic: readonly (readonly VmRule[])[], budget: number, notes: Map<number, string>, seed: number) {
@@ -258,11 +262,19 @@ class LocalSearch {
     const order = greedyOrder(p);
     order.forEach((v, rank) => (this.#size[v] = p.V - rank)); // larger VMs rank first
     this.#pinned = new Uint8Array(p.V);
-    if (w.locality > 0) for (let v = 0; v < p.V; v++) if (p.groups[p.vmGroup[v]!]!.near.length) this.#pinned[v] = 1;
+    if (w.locality > 0) {
+      // Locality is not in the search's objective: VMs that want to be near others, and the
+      // ones they want to be near, stay where the greedy pass put them.
+      const near = new Set<number>();
+      for (const g of p.groups) if (g.near.length) [g.index, ...g.near].forEach((x) => near.add(x));
+      for (let v = 0; v < p.V; v++) if (near.has(p.vmGroup[v]!)) this.#pinned[v] = 1;
+    }
   }
 
   run(): void {
     const s = this.#s;
+    // Greedy placement keeps every spread within its maxSkew unless the VMs already running skew it more.
+    this.#allowedSkew = currentSkews(s);
     this.#ref = {
       cost: Math.max(s.cost(), 1e-6),
       active: Math.max(s.activeFixed, 1),
@@ -333,15 +345,9 @@ class LocalSearch {
     if (at === 0) this.#log = [];
   }
 
-  /** Whether host h may take VM v now: capacity, instance type and every rule that applies. */
   #allowed(v: number, h: number): boolean {
     this.spent++;
-    const s = this.#s;
-    if (this.#p.elastic[h]) {
-      if (s.elasticPrice(v, h) === undefined) return false;
-    } else if (!s.fits(v, h)) return false;
-    const rules = this.#dynamic[this.#p.vmGroup[v]!]!;
-    return rules.length === 0 || !rejectedBy(rules, s, v, h);
+    return allowedOn(this.#s, this.#dynamic, v, h);
   }
 
   /** The best-scoring active fixed host other than `exclude` that may take v, or -1. */
@@ -365,60 +371,8 @@ class LocalSearch {
     return bestHost;
   }
 
-  /**
-   * Rules that removing a VM can break (a run-with group losing its anchor, a spread skewing)
-   * over everything the current compound move touched.
-   */
   #stillValid(): boolean {
-    const p = this.#p;
-    const s = this.#s;
-    const zones = new Set<number>();
-    for (const h of this.#touchedHosts) zones.add(p.zoneOf[h]!);
-    for (const g of p.groups) {
-      if (g.withHost.length) {
-        for (const h of this.#touchedHosts) {
-          const mine = s.hostCount[g.index]![h]!;
-          if (mine === 0) continue;
-          for (const t of g.withHost) {
-            if (t === g.index ? mine === 1 && s.total[t]! > 1 : s.hostCount[t]![h] === 0) return false;
-          }
-        }
-      }
-      if (g.withZone.length) {
-        for (const z of zones) {
-          const mine = s.zoneCount[g.index]![z]!;
-          if (mine === 0) continue;
-          for (const t of g.withZone) {
-            if (t === g.index ? mine === 1 && s.total[t]! > 1 : s.zoneCount[t]![z] === 0) return false;
-          }
-        }
-      }
-      const counter = s.spread[g.index];
-      if (counter && counter.max - counter.min > Math.max(g.spread!.maxSkew, this.#initialSkew(g.index))) return false;
-    }
-    return true;
-  }
-
-  readonly #skew = new Map<number, number>();
-  #initialSkew(g: number): number {
-    // Existing VMs may already skew a spread beyond maxSkew; the search must not make it worse.
-    let skew = this.#skew.get(g);
-    if (skew === undefined) {
-      const spread = this.#p.groups[g]!.spread!;
-      const ex = this.#p.existingHost[g];
-      const cnt = new Int32Array(spread.names.length);
-      if (ex) for (let h = 0; h < this.#p.H; h++) if (ex[h] && spread.domainOf[h]! >= 0) cnt[spread.domainOf[h]!]! += ex[h]!;
-      let min = Infinity;
-      let max = 0;
-      for (let d = 0; d < cnt.length; d++) {
-        if (!spread.eligible[d]) continue;
-        min = Math.min(min, cnt[d]!);
-        max = Math.max(max, cnt[d]!);
-      }
-      skew = Number.isFinite(min) ? max - min : 0;
-      this.#skew.set(g, skew);
-    }
-    return skew;
+    return rulesHold(this.#s, this.#touchedHosts, this.#allowedSkew);
   }
 
   #movable(h: number): boolean {

@@ -1,0 +1,322 @@
+import { describe, expect, it } from 'vitest';
+import { host, heterogeneous, knownOptimum } from '../../../../bench/placement/instances.ts';
+import { InvalidInputError, NovaCronError } from '../errors/index.js';
+import type { PlacementRules } from '../model/fleet.js';
+import type { Host } from '../model/records.js';
+import { place } from './place.js';
+import type { PlacementRequest, PlacementResult, PlacementVm } from './types.js';
+import { validatePlacement } from './validate.js';
+
+const GiB = 1024;
+
+function vm(id: string, group: string, size: [cpu: number, memoryGiB: number, diskGiB?: number, gpu?: number] = [2, 4], rules?: PlacementRules): PlacementVm {
+  const [cpu, mem, disk = 10, gpu = 0] = size;
+  return { id, group, resources: { cpu, memoryMiB: mem * GiB, diskGiB: disk, gpu }, ...(rules ? { rules } : {}) };
+}
+
+function hosts(n: number, patch: (i: number) => Partial<Host> & { cpu?: number; memoryMiB?: number } = () => ({})): Host[] {
+  return Array.from({ length: n }, (_, i) => host(`h${i}`, patch(i)));
+}
+
+/** Places, and checks the result with the independent validator before any test looks at it. */
+function placed(request: PlacementRequest): PlacementResult {
+  const result = place(request);
+  expect(validatePlacement(request, result)).toEqual([]);
+  return result;
+}
+
+const byHost = (r: PlacementResult) => {
+  const out: Record<string, string[]> = {};
+  for (const [v, h] of Object.entries(r.assignments)) (out[h] ??= []).push(v);
+  return out;
+};
+
+describe('place: hard rules', () => {
+  it('honours capacity in every dimension, with per-host overcommit', () => {
+    const hs = [host('a', { cpu: 5, memoryMiB: 64 * GiB, overcommit: { cpu: 2, memory: 1, disk: 1 } }), host('b', { cpu: 64, memoryMiB: 8 * GiB })];
+    const vms = [vm('v1', 'g', [8, 16]), vm('v2', 'g', [1, 16]), vm('v3', 'g', [1, 4])];
+    // a has 10 cpu after overcommit: v1 and v2 fit there (9 cpu, 32 GiB); v3 goes where memory is left.
+    expect(placed({ hosts: hs, vms }).assignments).toMatchObject({ v1: 'a', v2: 'a' });
+    const noOvercommit = placed({ hosts: [{ ...hs[0]!, overcommit: { cpu: 1, memory: 1, disk: 1 } }, hs[1]!], vms: [vms[0]!] });
+    expect(noOvercommit.unplaced[0]!.reasons).toEqual({ cpu: 1, memory: 1 });
+    const big = placed({ hosts: hs, vms: [vm('huge', 'g', [2, 128])] });
+    expect(big.unplaced).toEqual([expect.objectContaining({ id: 'huge', reasons: { memory: 2 } })]);
+  });
+
+  it('counts gpus and disk like cpu and memory', () => {
+    const hs = [host('plain'), host('gpu', { gpu: 2 })];
+    const r = placed({ hosts: hs, vms: [vm('t1', 'train', [4, 8, 10, 1]), vm('t2', 'train', [4, 8, 10, 1]), vm('t3', 'train', [4, 8, 10, 1])] });
+    expect(new Set(Object.values(r.assignments))).toEqual(new Set(['gpu']));
+    expect(r.unplaced[0]).toMatchObject({ id: expect.stringMatching(/^t/), reasons: { gpu: 2 } });
+    const disk = placed({ hosts: [host('small', { diskGiB: 50 })], vms: [vm('d', 'g', [1, 1, 60])] });
+    expect(disk.unplaced[0]!.reasons).toEqual({ disk: 1 });
+  });
+
+  it('keeps VMs off hosts in maintenance, draining or down, and says so', () => {
+    const hs = [host('m', { state: 'maintenance' }), host('d', { state: 'draining' }), host('x', { state: 'down' }), host('ok', { cpu: 2 })];
+    const r = placed({ hosts: hs, vms: [vm('a', 'g', [2, 4]), vm('b', 'g', [2, 4])] });
+    expect(Object.values(r.assignments)).toEqual(['ok']);
+    expect(r.unplaced[0]!.reasons).toEqual({ maintenance: 1, draining: 1, down: 1, cpu: 1 });
+    expect(r.unplaced[0]!.message).toBe('no host can take it (cpu: 1 host short of cpu; down: 1 host down; draining: 1 host draining; maintenance: 1 host in maintenance)');
+  });
+
+  it('restricts to zones, regions, providers and required labels', () => {
+    const hs = [
+      host('a', { zone: 'z1', region: 'eu', provider: 'lab', labels: { ssd: 'true' } }),
+      host('b', { zone: 'z2', region: 'eu', provider: 'lab', labels: {} }),
+      host('c', { zone: 'z2', region: 'us', provider: 'lab', labels: { ssd: 'true' } }),
+      host('d', { zone: 'z2', region: 'eu', provider: 'other', labels: { ssd: 'true' } }),
+      host('e', { zone: 'z2', region: 'eu', provider: 'lab', labels: { ssd: 'true' } }),
+    ];
+    const rules: PlacementRules = { zones: ['z2'], regions: ['eu'], providers: ['lab'], hostLabels: { ssd: 'true' } };
+    const r = placed({ hosts: hs, vms: [vm('v', 'g', [2, 4], rules), vm('w', 'g', [40, 4], rules)] });
+    expect(r.assignments['v']).toBe('e');
+    expect(r.unplaced[0]!.reasons).toEqual({ zone: 1, region: 1, provider: 1, labels: 1, cpu: 1 });
+  });
+
+  it('keeps anti-affine VMs on different hosts, or in different zones', () => {
+    const hs = hosts(4, (i) => ({ zone: `z${i % 2}` }));
+    const host_ = placed({ hosts: hs, vms: [1, 2, 3, 4, 5].map((i) => vm(`db${i}`, 'db', [1, 1], { antiAffinity: 'host' })) });
+    expect(new Set(Object.values(host_.assignments)).size).toBe(4);
+    expect(host_.unplaced[0]!.reasons).toEqual({ 'anti-affinity': 4 });
+    const zone = placed({ hosts: hs, vms: [1, 2, 3].map((i) => vm(`q${i}`, 'q', [1, 1], { antiAffinity: 'zone' })) });
+    expect(Object.keys(zone.assignments)).toHaveLength(2);
+    expect(zone.unplaced[0]!.reasons).toEqual({ 'anti-affinity': 4 });
+  });
+
+  it('caps VMs of a group per host', () => {
+    const r = placed({ hosts: hosts(2), vms: [1, 2, 3, 4, 5].map((i) => vm(`w${i}`, 'web', [1, 1], { maxPerHost: 2 })) });
+    expect(Object.values(byHost(r)).map((l) => l.length)).toEqual([2, 2]);
+    expect(r.unplaced[0]!.reasons).toEqual({ 'max-per-host': 2 });
+  });
+
+  it('keeps avoided groups apart, both ways, and runs groups with the ones they must', () => {
+    const hs = hosts(4, (i) => ({ zone: `z${Math.floor(i / 2)}` }));
+    const request: PlacementRequest = {
+      hosts: hs,
+      vms: [
+        vm('db1', 'db', [8, 16]),
+        vm('db2', 'db', [8, 16]),
+        vm('noisy1', 'noisy', [2, 4], { avoidGroups: [{ group: 'db', scope: 'host' }] }),
+        vm('cache1', 'cache', [2, 4], { withGroups: [{ group: 'db', scope: 'host' }] }),
+        vm('cache2', 'cache', [2, 4], { withGroups: [{ group: 'db', scope: 'host' }] }),
+        vm('zonal', 'zonal', [2, 4], { withGroups: [{ group: 'db', scope: 'zone' }], avoidGroups: [{ group: 'db', scope: 'host' }] }),
+      ],
+    };
+    const r = placed(request);
+    const dbHosts = new Set([r.assignments['db1'], r.assignments['db2']]);
+    expect(dbHosts.has(r.assignments['noisy1']!)).toBe(false);
+    expect(dbHosts.has(r.assignments['cache1']!)).toBe(true);
+    expect(dbHosts.has(r.assignments['zonal']!)).toBe(false);
+    const dbZones = new Set([...dbHosts].map((h) => hs.find((x) => x.id === h)!.zone));
+    expect(dbZones.has(hs.find((x) => x.id === r.assignments['zonal'])!.zone)).toBe(true);
+  });
+
+  it('keeps a group that names itself together, its first VM anchoring the rest', () => {
+    const r = placed({ hosts: hosts(3), vms: [1, 2, 3].map((i) => vm(`t${i}`, 'together', [2, 4], { withGroups: [{ group: 'together', scope: 'host' }] })) });
+    expect(new Set(Object.values(r.assignments)).size).toBe(1);
+  });
+
+  it('spreads over a topology key within maxSkew, zone or host label', () => {
+    const hs = hosts(6, (i) => ({ zone: `z${i % 3}`, cpu: 64, memoryMiB: 256 * GiB, labels: { rack: `r${i % 2}` } }));
+    const zones = placed({ hosts: hs, vms: Array.from({ length: 9 }, (_, i) => vm(`w${i}`, 'web', [1, 1], { spread: { key: 'zone', maxSkew: 1 } })) });
+    const perZone = new Map<string, number>();
+    for (const h of Object.values(zones.assignments)) {
+      const z = hs.find((x) => x.id === h)!.zone;
+      perZone.set(z, (perZone.get(z) ?? 0) + 1);
+    }
+    expect([...perZone.values()]).toEqual([3, 3, 3]);
+    const racks = placed({ hosts: hs, vms: Array.from({ length: 5 }, (_, i) => vm(`r${i}`, 'r', [1, 1], { spread: { key: 'rack', maxSkew: 1 } })) });
+    const perRack = new Map<string, number>();
+    for (const h of Object.values(racks.assignments)) perRack.set(hs.find((x) => x.id === h)!.labels['rack']!, (perRack.get(hs.find((x) => x.id === h)!.labels['rack']!) ?? 0) + 1);
+    expect([...perRack.values()].sort()).toEqual([2, 3]);
+  });
+
+  it('counts hosts without the spread key as ruled out by the spread', () => {
+    const hs = [host('labelled', { labels: { rack: 'r1' } }), host('bare')];
+    const r = placed({ hosts: hs, vms: [vm('a', 'g', [64, 1], { spread: { key: 'rack', maxSkew: 1 } })] });
+    expect(r.unplaced[0]!.reasons).toEqual({ spread: 1, cpu: 1 });
+  });
+
+  it('puts VMs on elastic hosts with the cheapest instance type they fit', () => {
+    const cloud: Host = {
+      ...host('aws/eu-west-1a', { provider: 'aws', zone: 'eu-west-1a' }),
+      instanceTypes: [
+        { name: 'm7i.large', cpu: 2, memoryMiB: 8 * GiB, pricePerHour: 0.1 },
+        { name: 'm7i.xlarge', cpu: 4, memoryMiB: 16 * GiB, pricePerHour: 0.2 },
+        { name: 'r7i.large', cpu: 2, memoryMiB: 16 * GiB, pricePerHour: 0.15 },
+      ],
+    };
+    const r = placed({ hosts: [cloud], vms: [vm('a', 'g', [2, 4]), vm('b', 'g', [2, 12]), vm('c', 'g', [8, 4])] });
+    expect(r.instanceTypes).toEqual({ a: 'm7i.large', b: 'r7i.large' });
+    expect(r.unplaced[0]).toMatchObject({ id: 'c', reasons: { 'instance-type': 1 } });
+    expect(r.objectives.costPerHour).toBe(0.25);
+    expect(r.explanations['b']).toMatchObject({ instanceType: 'r7i.large', scores: { costPerHour: 0.15 } });
+  });
+});
+
+describe('place: soft rules and weights', () => {
+  const request = (weights?: PlacementRequest['weights']): PlacementRequest => ({
+    hosts: hosts(6, (i) => ({ pricePerHour: i < 3 ? 2 : 1 })),
+    vms: Array.from({ length: 12 }, (_, i) => vm(`v${String(i).padStart(2, '0')}`, 'g', [4, 8])),
+    ...(weights ? { weights } : {}),
+  });
+
+  it('consolidates onto the fewest, cheapest hosts by default', () => {
+    const r = placed(request());
+    expect(r.objectives.activeHosts).toBe(2); // 12 × 4 cpu on 32-cpu hosts
+    expect(new Set(Object.values(r.assignments))).toEqual(new Set(['h3', 'h4']));
+    expect(r.objectives.costPerHour).toBe(2);
+  });
+
+  it('spreads when balance is weighted', () => {
+    const r = placed(request({ balance: 1 }));
+    expect(r.objectives.activeHosts).toBe(6);
+    expect(r.objectives.imbalance).toBe(0);
+  });
+
+  it('keeps headroom on every host when headroom is weighted', () => {
+    const r = placed(request({ headroom: 1, consolidation: 0.1 }));
+    expect(r.objectives.peakUtilisation).toBeLessThanOrEqual(0.8);
+  });
+
+  it('prefers hosts with preferred labels, without requiring them', () => {
+    const hs = [host('plain', { cpu: 64 }), host('fast', { labels: { ssd: 'true' }, cpu: 8 })];
+    const rules: PlacementRules = { preferLabels: { ssd: 'true' } };
+    const r = placed({ hosts: hs, vms: [vm('a', 'g', [4, 4], rules), vm('b', 'g', [4, 4], rules), vm('c', 'g', [4, 4], rules)], weights: { preferLabels: 1, balance: 0.1 } });
+    expect(Object.values(r.assignments).filter((h) => h === 'fast')).toHaveLength(2);
+    expect(r.objectives.preferenceMisses).toBe(1);
+    expect(r.explanations['c']!.scores['preferLabels']).toBe(0);
+  });
+
+  it('runs near the groups named in `near` when locality is weighted', () => {
+    const hs = hosts(4, (i) => ({ zone: `z${i}` }));
+    const r = placed({
+      hosts: hs,
+      vms: [vm('db', 'db', [16, 64]), vm('app', 'app', [2, 4], { near: ['db'] })],
+      weights: { locality: 1, balance: 0.5 },
+    });
+    expect(r.assignments['app']).toBe(r.assignments['db']);
+    expect(r.explanations['app']!.scores['locality']).toBe(1);
+  });
+
+  it('trades cost against balance as weighted: the weights decide', () => {
+    const cheap = placed(request({ cost: 1 }));
+    const even = placed(request({ cost: 0.1, balance: 1 }));
+    expect(cheap.objectives.costPerHour).toBeLessThan(even.objectives.costPerHour);
+    expect(even.objectives.imbalance).toBeLessThan(cheap.objectives.imbalance);
+  });
+});
+
+describe('place: alternatives', () => {
+  it('returns Pareto-optimal alternatives with their objectives, none dominated', () => {
+    const inst = heterogeneous(40, 300, 3);
+    const r = placed(inst.request);
+    expect(r.alternatives.length).toBeGreaterThan(0);
+    const vectors = [r.objectives, ...r.alternatives.map((a) => a.objectives)].map((o) => [o.unplaced ?? 0, o.costPerHour, o.activeHosts, o.imbalance, o.peakUtilisation ?? 0]);
+    for (const [i, a] of vectors.entries()) {
+      for (const [j, b] of vectors.entries()) {
+        if (i === j || j === 0) continue;
+        const dominated = a.every((x, k) => x <= b[k]!) && a.some((x, k) => x < b[k]!);
+        expect(dominated, `alternative ${j} is dominated by ${i}`).toBe(false);
+      }
+    }
+    for (const alt of r.alternatives) {
+      expect(alt.label).toMatch(/cheapest|fewest hosts|most balanced|most headroom/);
+      expect(validatePlacement(inst.request, { assignments: alt.assignments, unplaced: [], ...(alt.instanceTypes ? { instanceTypes: alt.instanceTypes } : {}) }).filter((v) => v.rule !== 'accounting')).toEqual([]);
+    }
+  });
+
+  it('skips them when asked', () => {
+    expect(place({ ...heterogeneous(10, 50).request, alternatives: false }).alternatives).toEqual([]);
+  });
+});
+
+describe('place: explanations', () => {
+  it('gives each placed VM its host and scores, and each unplaced VM the hosts each rule ruled out', () => {
+    const hs = [...hosts(3, () => ({ memoryMiB: 16 * GiB })), host('other', { zone: 'z9', memoryMiB: 256 * GiB })];
+    const r = placed({ hosts: hs, vms: [vm('small', 'g', [2, 4]), vm('big', 'big', [2, 64], { zones: ['z1'] })] });
+    expect(r.explanations['small']).toMatchObject({ host: expect.any(String), scores: { cost: expect.any(Number), consolidation: expect.any(Number), total: expect.any(Number), costPerHour: 1 } });
+    expect(r.unplaced).toEqual([{ id: 'big', reasons: { zone: 1, memory: 3 }, message: 'no host can take it (memory: 3 hosts short of memory; zone: 1 host in another zone)' }]);
+  });
+
+  it('never drops a VM: each is placed or unplaced with reasons that count every host once', () => {
+    const inst = heterogeneous(20, 400, 5); // more VMs than fit
+    const r = placed(inst.request);
+    expect(Object.keys(r.assignments).length + r.unplaced.length).toBe(400);
+    expect(r.unplaced.length).toBeGreaterThan(0);
+    for (const u of r.unplaced) expect(Object.values(u.reasons).reduce((s, n) => s + n, 0)).toBe(20);
+  });
+});
+
+describe('place: incremental and deterministic', () => {
+  it('never moves running VMs, and counts them for every rule', () => {
+    const hs = hosts(3).map((h, i) => (i === 0 ? { ...h, allocated: { cpu: 30, memoryMiB: 8 * GiB, diskGiB: 10, gpu: 0 } } : h));
+    const r = placed({
+      hosts: hs,
+      existing: [{ id: 'old-db', group: 'db', host: 'h0' }],
+      vms: [vm('db2', 'db', [2, 4], { antiAffinity: 'host' }), vm('db3', 'db', [2, 4], { antiAffinity: 'host' })],
+    });
+    expect(r.assignments).not.toHaveProperty('old-db');
+    expect(Object.values(r.assignments).sort()).toEqual(['h1', 'h2']);
+  });
+
+  it('gives the same placement for the same input and seed, and may differ for another seed', () => {
+    const inst = heterogeneous(30, 200, 9);
+    const a = place({ ...inst.request, seed: 7 });
+    const b = place({ ...inst.request, seed: 7, vms: [...inst.request.vms].reverse(), hosts: [...inst.request.hosts].reverse() });
+    expect(JSON.stringify(b)).toBe(JSON.stringify(a));
+  });
+
+  it('finds the optimum of an exactly filled instance', () => {
+    const inst = knownOptimum(6, 1);
+    expect(placed(inst.request).objectives.activeHosts).toBe(6);
+  });
+});
+
+describe('place: bad input', () => {
+  const hs = hosts(2);
+  const error = (request: PlacementRequest) => {
+    try {
+      place(request);
+    } catch (thrown) {
+      expect(NovaCronError.isInstance(thrown)).toBe(true);
+      expect(thrown).toBeInstanceOf(InvalidInputError);
+      return (thrown as InvalidInputError).message;
+    }
+    throw new Error('expected an error');
+  };
+
+  it('names duplicate ids and negative sizes', () => {
+    expect(error({ hosts: [...hs, host('h0')], vms: [] })).toBe('duplicate host id "h0" in the inventory');
+    expect(error({ hosts: hs, vms: [vm('a', 'g'), vm('a', 'g')] })).toBe('duplicate VM id "a" in the placement request');
+    expect(error({ hosts: [host('neg', { cpu: -4 })], vms: [] })).toBe('host "neg": capacity.cpu is -4; it must be a finite number, 0 or more');
+    expect(error({ hosts: hs, vms: [{ id: 'nan', group: 'g', resources: { cpu: Number.NaN, memoryMiB: 1, diskGiB: 1, gpu: 0 } }] })).toBe(
+      'VM "nan": cpu is NaN; it must be a finite number, 0 or more',
+    );
+    expect(error({ hosts: hs, vms: [vm('a', 'g')], existing: [{ id: 'a', group: 'g', host: 'h0' }] })).toBe('VM "a" is both running and to be placed');
+  });
+
+  it('names rules that name missing groups, and rules no placement can meet', () => {
+    expect(error({ hosts: hs, vms: [vm('a', 'web', [1, 1], { avoidGroups: [{ group: 'dbb', scope: 'host' }] })] })).toMatch(/^group "web": avoidGroups names group "dbb", which has no VMs/);
+    expect(error({ hosts: hs, vms: [vm('a', 'web', [1, 1], { withGroups: [{ group: 'db', scope: 'zone' }] })], groupRules: { db: {} } })).toBe(
+      'group "web" must run with group "db" (zone), which has no VMs, running or to place',
+    );
+    expect(
+      error({
+        hosts: hs,
+        vms: [vm('a', 'a', [1, 1], { withGroups: [{ group: 'b', scope: 'zone' }] }), vm('b', 'b', [1, 1], { withGroups: [{ group: 'a', scope: 'zone' }] })],
+      }),
+    ).toBe('withGroups rules form a cycle (a → b → a); no group can be placed first');
+    expect(error({ hosts: hs, vms: [vm('a', 'a', [1, 1], { withGroups: [{ group: 'b', scope: 'host' }], avoidGroups: [{ group: 'b', scope: 'host' }] }), vm('b', 'b')] })).toBe(
+      'group "a" both requires and avoids group "b"; no placement can meet both',
+    );
+    expect(error({ hosts: hs, vms: [vm('a', 'g', [1, 1], { zones: ['z1'] }), vm('b', 'g', [1, 1], { zones: ['z2'] })] })).toBe(
+      'VMs "a" and "b" of group "g" carry different placement rules',
+    );
+  });
+
+  it('reports an empty inventory as unplaced, not as an error', () => {
+    expect(place({ hosts: [], vms: [vm('a', 'g')] }).unplaced).toEqual([{ id: 'a', reasons: {}, message: 'no hosts in the inventory' }]);
+  });
+});
