@@ -40,4 +40,10 @@ describe('examples/cdktf', () => {
     expect(validateSynth(doc, loadSchemas())).toEqual([]);
     expect(Object.keys(doc['resource']!).sort()).toEqual(['aws_instance', 'libvirt_cloudinit_disk', 'libvirt_domain', 'libvirt_volume']);
   }, 180_000);
+
+  it('is the complete program docs/cdktf.md shows', () => {
+    const docs = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'cdktf.md'), 'utf8');
+    const block = /```ts examples\/cdktf\/main\.ts\n([\s\S]*?)```/.exec(docs)?.[1];
+    expect(block).toBe(readFileSync(join(import.meta.dirname, 'main.ts'), 'utf8'));
+  });
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
@@ -88,5 +88,11 @@ describe('examples/pulumi under mocks', () => {
       [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig,
       value: { NOVACRON_SSH_PASSWORD_HV1: 'hunter2', NOVACRON_SSH_PASSWORD_HV2: 'hunter2', NOVACRON_SSH_PASSWORD_HV3: 'hunter2' },
     });
+  });
+
+  it('is the complete program docs/pulumi.md shows', () => {
+    const docs = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'pulumi.md'), 'utf8');
+    const block = /```ts examples\/pulumi\/index\.ts\n([\s\S]*?)```/.exec(docs)?.[1];
+    expect(block).toBe(readFileSync(join(import.meta.dirname, 'index.ts'), 'utf8'));
   });
 });
