@@ -15,6 +15,9 @@ export type LoadHandlers = (token: object) => Promise<VmHandlers>;
 export function createVmProvider(load: LoadHandlers): pulumi.dynamic.ResourceProvider {
   const token = {};
   return {
+    async configure(req) {
+      await (await load(token)).configure(req.config);
+    },
     async check(olds, news) {
       const result = await (await load(token)).check(olds, news);
       return { inputs: result.inputs, failures: [...result.failures] };

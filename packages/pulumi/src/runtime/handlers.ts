@@ -10,7 +10,7 @@ import {
   type VmRef,
 } from '@novacron/core';
 import { classifyVmChange, needsCapabilities, type VmChange } from './changes.js';
-import type { ProviderSessions, ProviderTarget } from './sessions.js';
+import type { ConfigSource, ProviderSessions, ProviderTarget } from './sessions.js';
 import { checkVmInputs, parseVmInputs, type CheckFailure, type VmInputs, type VmLastChange, type VmOutputs } from './vmInputs.js';
 
 type Props = Record<string, unknown>;
@@ -39,6 +39,8 @@ export interface DiffResult {
  * - `delete` succeeds when the VM is already gone.
  */
 export interface VmHandlers {
+  /** Takes the stack's configuration (Pulumi calls this once per provider process). */
+  configure(config: ConfigSource): Promise<void>;
   check(olds: Props, news: Props): Promise<CheckResult>;
   diff(id: string, olds: Props, news: Props): Promise<DiffResult>;
   create(inputs: Props): Promise<{ id: string; outs: VmOutputs }>;
@@ -49,6 +51,8 @@ export interface VmHandlers {
 
 export interface HandlerOptions {
   readonly sessions: ProviderSessions;
+  /** Where `configure` keeps the stack's configuration for the sessions to read. */
+  readonly configHolder?: { config?: ConfigSource };
   /** Clock for the `lastChange.at` stamp. */
   readonly now?: () => Date;
   readonly ctx?: OperationContext;
@@ -78,6 +82,10 @@ export function createVmHandlers(options: HandlerOptions): VmHandlers {
   const createVm = async (provider: Provider, vm: VmInputs): Promise<VmRecord> => provider.create(createRequest(vm), ctx);
 
   return {
+    async configure(config) {
+      if (options.configHolder) options.configHolder.config = config;
+    },
+
     async check(_olds, news) {
       return checkVmInputs(news);
     },

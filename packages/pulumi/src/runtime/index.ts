@@ -4,10 +4,10 @@
  * a credential lives here, never in the serialized closure.
  */
 import { createVmHandlers, type VmHandlers } from './handlers.js';
-import { ProviderSessions } from './sessions.js';
+import { ProviderSessions, type ConfigSource } from './sessions.js';
 
 export { createVmHandlers, type VmHandlers, type HandlerOptions, type CheckResult, type DiffResult } from './handlers.js';
-export { ProviderSessions, createRegistry, type ProviderTarget, type SessionOptions } from './sessions.js';
+export { ProviderSessions, createRegistry, credentialVariables, CONFIG_NAMESPACE, type ProviderTarget, type SessionOptions, type ConfigSource } from './sessions.js';
 export { classifyVmChange, needsCapabilities, CHANGE_CLASSES, CHANGE_RULES, type ChangeClass, type VmChange, type VmAction } from './changes.js';
 export { checkVmInputs, parseVmInputs, vmInputs, isUnknown, UNKNOWN, type VmInputs, type VmOutputs, type VmLastChange, type CheckFailure } from './vmInputs.js';
 
@@ -20,7 +20,8 @@ const byToken = new WeakMap<object, VmHandlers>();
 export function handlersFor(token: object): VmHandlers {
   let handlers = byToken.get(token);
   if (!handlers) {
-    handlers = createVmHandlers({ sessions: new ProviderSessions() });
+    const configHolder: { config?: ConfigSource } = {};
+    handlers = createVmHandlers({ sessions: new ProviderSessions({ config: () => configHolder.config }), configHolder });
     byToken.set(token, handlers);
   }
   return handlers;

@@ -18,6 +18,21 @@ export interface ProviderTarget {
   readonly credentials?: Readonly<Record<string, string>>;
 }
 
+/** Pulumi configuration as a dynamic provider's `configure` receives it. */
+export interface ConfigSource {
+  get(key: string): string | undefined;
+}
+
+/** The Pulumi config namespace whose keys name environment variables for the providers. */
+export const CONFIG_NAMESPACE = 'novacron';
+
+/** Environment variables a provider config reads credentials from (a KVM host's `passwordEnv`). */
+export function credentialVariables(config: ProviderConfig): string[] {
+  if (config.type !== 'kvm') return [];
+  const names = [config.ssh?.passwordEnv, ...config.hosts.map((h) => h.ssh?.passwordEnv)];
+  return [...new Set(names.filter((n): n is string => typeof n === 'string'))];
+}
+
 export interface SessionOptions {
   readonly registry?: ProviderRegistry;
   readonly cwd?: string;
@@ -26,6 +41,11 @@ export interface SessionOptions {
   readonly clock?: Clock;
   /** Retries, breaker and tracing around every provider call, as in `apply`. */
   readonly resilience?: ResilienceOptions;
+  /**
+   * The stack's configuration, once Pulumi has configured the provider: a key
+   * `novacron:<VARIABLE>` supplies a variable a provider config names (a `passwordEnv`).
+   */
+  readonly config?: () => ConfigSource | undefined;
 }
 
 interface Entry {
@@ -88,9 +108,17 @@ export class ProviderSessions {
   async #open(key: string, target: ProviderTarget): Promise<{ raw: Provider; wrapped: Provider }> {
     await this.#closing.get(key);
     const clock = this.#options.clock ?? systemClock;
+    // Credentials are read here, in the process that makes the call: the environment, then
+    // the stack's configuration, then the VM's own (secret) credentials.
+    const config = this.#options.config?.();
+    const fromConfig = Object.fromEntries(
+      credentialVariables(target.config)
+        .map((name) => [name, config?.get(`${CONFIG_NAMESPACE}:${name}`)] as const)
+        .filter((entry): entry is readonly [string, string] => entry[1] !== undefined),
+    );
     const environment: ProviderEnvironment = {
       cwd: this.#options.cwd ?? process.cwd(),
-      env: { ...(this.#options.env ?? process.env), ...target.credentials },
+      env: { ...(this.#options.env ?? process.env), ...fromConfig, ...target.credentials },
       clock,
     };
     const module = await this.#registry.module(target.config.type);
