@@ -27,7 +27,7 @@ const REUSE_TOLERANCE = 0.01;
 /** How strongly a fill avoids skewing a host's use of its dimensions (see `pickClass`). */
 const SKEW_PENALTY = 2;
 
-export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readonly VmRule[])[]): number[] {
+export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readonly VmRule[])[], random?: () => number): number[] {
   const p = s.p;
   const K = p.classes.length;
   const queue: number[][] = Array.from({ length: K }, () => []);
@@ -56,6 +56,7 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
   const preferShare = w.preferLabels / (w.preferLabels + w.cost + w.consolidation || 1);
 
   const candidate = p.groups.map((g) => g.isCandidate);
+  const scarce = p.classes.map((c) => 1 + 0.5 * (1 - Math.min(1, p.groups[c.group]!.candidates.length / Math.max(1, usable))));
   const dead = new Int32Array(K).fill(-1);
   let stamp = 0;
 
@@ -104,7 +105,9 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
       let rejected = false;
       for (let i = 0; i < rules.length && !rejected; i++) rejected = rules[i]!.rejects(s, v, h);
       if (rejected) continue;
-      let value = sum - SKEW_PENALTY * (high - low);
+      // VMs with few hosts to go to are worth more where they can go: the rest can go elsewhere.
+      let value = (sum - SKEW_PENALTY * (high - low)) * scarce[k]!;
+      if (random) value *= 0.9 + 0.2 * random(); // another start of a multi-start search
       const prefer = p.groups[cls.group]!.preferScore;
       if (prefer && w.preferLabels > 0 && prefer[h]! < 1) value -= Math.abs(value) * 0.5 * (1 - prefer[h]!);
       if (value > bestValue + 1e-12) {
@@ -185,7 +188,7 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
     if (lastKind >= 0) {
       const h = firstEmpty(lastKind);
       if (h >= 0) {
-        const value = fill(h, false) / per(h);
+        const value = (fill(h, false) / per(h)) * (random ? 0.95 + 0.1 * random() : 1);
         if (value >= lastBest * (1 - REUSE_TOLERANCE) && value > 0) {
           best = h;
           bestValue = value;
@@ -197,7 +200,7 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
         const h = firstEmpty(kind);
         if (h < 0) continue;
         const packed = fill(h, false);
-        const value = packed / per(h);
+        const value = (packed / per(h)) * (random ? 0.95 + 0.1 * random() : 1);
         if (packed > 0 && value > bestValue * (1 + 1e-12)) {
           bestValue = value;
           best = h;

@@ -54,32 +54,87 @@ export function consolidating(w: Weights): boolean {
   return w.balance + w.headroom === 0 && w.cost + w.consolidation > 0;
 }
 
+/** The least budget any instance gets (small ones finish well within it). */
+const MIN_BUDGET = 200_000;
+
 /** Host evaluations the local search may spend at effort 1: about a quarter of a second at 10,000 VMs on this kind of machine. */
 export const SEARCH_BUDGET = 6_000_000;
 
 export function solve(p: Problem, w: Weights, effort = 1): SolveOutcome {
+  const budget = Math.round(Math.min(SEARCH_BUDGET, Math.max(MIN_BUDGET, 10 * p.V * p.H)) * Math.max(0, effort));
+  // Small instances can afford several starts (each greedy pass slightly perturbed, by the
+  // seed): the best one is kept. Large ones spend the whole budget on one search.
+  const size = p.V * p.H;
+  const starts = effort <= 0 ? 1 : size <= 2e4 ? 8 : size <= 2e5 ? 3 : 1;
+  let best: SolveOutcome | undefined;
+  let bestKey: [number, number] = [Infinity, Infinity];
+  let refs: ObjectiveRefs | undefined;
+  for (let k = 0; k < starts; k++) {
+    const outcome = solveOnce(p, w, effort, Math.floor(budget / starts), k === 0 ? undefined : seededRandom(p.seed * 7919 + k));
+    refs ??= objectiveRefs(outcome.state);
+    const key: [number, number] = [outcome.unplaced.length, weightedObjective(outcome.state, w, refs)];
+    if (key[0] < bestKey[0] || (key[0] === bestKey[0] && key[1] < bestKey[1] - 1e-9)) {
+      best = outcome;
+      bestKey = key;
+    }
+  }
+  return best!;
+}
+
+function solveOnce(p: Problem, w: Weights, effort: number, budget: number, random: (() => number) | undefined): SolveOutcome {
   const state = new SolverState(p);
   const dynamic = p.groups.map((g) => dynamicRulesFor(g));
   const eligible = new Int32Array(p.V);
-  const order = greedyOrder(p);
+  const order = greedyOrder(p, random);
   let unplaced: number[];
   if (consolidating(w) && p.classes.length <= FILL_MAX_CLASSES) {
     // Filled host by host; the item-by-item pass then tries what is left (elastic hosts, say).
     eligible.fill(-1);
-    const left = new Set(fillGreedy(state, w, dynamic));
+    const left = new Set(fillGreedy(state, w, dynamic, random));
     unplaced = left.size ? greedy(state, order.filter((v) => left.has(v)), w, dynamic, eligible) : [];
   } else {
     unplaced = greedy(state, order, w, dynamic, eligible);
   }
   const notes = new Map<number, string>();
-  const search = new LocalSearch(state, w, dynamic, Math.round(SEARCH_BUDGET * Math.max(0, effort)), notes, p.seed);
+  const search = new LocalSearch(state, w, dynamic, budget, notes, p.seed + (random ? Math.floor(random() * 1e6) : 0));
   if (effort > 0 && p.V > 0) search.run();
-  const still = unplaced.length ? greedy(state, unplaced, w, dynamic, eligible) : [];
+  let still = unplaced.length ? greedy(state, unplaced, w, dynamic, eligible) : [];
+  if (still.length && effort > 0) still = search.makeRoom(still);
   return { state, unplaced: still, eligible, notes, evaluations: search.spent };
 }
 
+interface ObjectiveRefs {
+  readonly cost: number;
+  readonly active: number;
+  readonly imbalance: number;
+  readonly head: number;
+  readonly prefer: number;
+}
+
+/** Each objective's scale: its value in a reference placement (floored), so weights compare like with like. */
+function objectiveRefs(s: SolverState): ObjectiveRefs {
+  return {
+    cost: Math.max(s.cost(), 1e-6),
+    active: Math.max(s.activeFixed, 1),
+    imbalance: Math.max(s.imbalance(), 0.01),
+    head: Math.max(s.head, 0.01),
+    prefer: Math.max(s.prefMiss, 1),
+  };
+}
+
+/** The weighted objective (lower is better), each part relative to `refs`. */
+function weightedObjective(s: SolverState, w: Weights, r: ObjectiveRefs): number {
+  return (
+    (w.cost * s.cost()) / r.cost +
+    (w.consolidation * s.activeFixed) / r.active +
+    (w.balance * s.imbalance()) / r.imbalance +
+    (w.headroom * s.head) / r.head +
+    (w.preferLabels * s.prefMiss) / r.prefer
+  );
+}
+
 /** Largest first by dominant share of an average usable host; groups after the groups they must run with. */
-export function greedyOrder(p: Problem): number[] {
+export function greedyOrder(p: Problem, random?: () => number): number[] {
   const avg = [0, 0, 0, 0];
   let n = 0;
   for (let h = 0; h < p.H; h++) {
@@ -97,7 +152,9 @@ export function greedyOrder(p: Problem): number[] {
       if (s > max) max = s;
       sum += s;
     }
-    size[v] = max + 0.1 * sum;
+    // Largest first, and VMs with few hosts to go to before those that can go anywhere.
+    const scarce = 1 + 0.5 * (1 - Math.min(1, p.groups[p.vmGroup[v]!]!.candidates.length / Math.max(1, n)));
+    size[v] = (max + 0.1 * sum) * scarce * (random ? 0.85 + 0.3 * random() : 1);
   }
   const order = Array.from({ length: p.V }, (_, v) => v);
   order.sort((a, b) => {
@@ -240,7 +297,7 @@ class LocalSearch {
   readonly #scorer: HostScorer;
   spent = 0;
   /** Objective scales: each objective's value after the greedy pass (floored), so they weigh alike. */
-  #ref = { cost: 1, active: 1, imbalance: 0.01, head: 0.01, prefer: 1 };
+  #ref: ObjectiveRefs = { cost: 1, active: 1, imbalance: 0.01, head: 0.01, prefer: 1 };
   readonly #size: Float64Array;
   /** VMs the search leaves where they are: those whose locality it does not model. */
   readonly #pinned: Uint8Array;
@@ -275,13 +332,7 @@ class LocalSearch {
     const s = this.#s;
     // Greedy placement keeps every spread within its maxSkew unless the VMs already running skew it more.
     this.#allowedSkew = currentSkews(s);
-    this.#ref = {
-      cost: Math.max(s.cost(), 1e-6),
-      active: Math.max(s.activeFixed, 1),
-      imbalance: Math.max(s.imbalance(), 0.01),
-      head: Math.max(s.head, 0.01),
-      prefer: Math.max(s.prefMiss, 1),
-    };
+    this.#ref = objectiveRefs(s);
     const w = this.#w;
     const consolidating = w.cost + w.consolidation > 0;
     const evening = w.balance + w.headroom > 0;
@@ -295,18 +346,110 @@ class LocalSearch {
     }
   }
 
+  /**
+   * For VMs that fit nowhere: find a host where moving one VM elsewhere (to any host that
+   * may take it, empty or not) makes room, and place the VM there. A placed VM is worth more
+   * than any objective, so these moves are kept whatever they cost. Returns the VMs still
+   * without a host.
+   */
+  makeRoom(unplaced: readonly number[]): number[] {
+    const p = this.#p;
+    const s = this.#s;
+    const left: number[] = [];
+    for (const v of unplaced) {
+      let done = false;
+      const cands = p.groups[p.vmGroup[v]!]!.candidates;
+      for (let c = 0; c < cands.length && !done && this.spent < this.#budget; c++) {
+        const h = cands[c]!;
+        if (p.elastic[h]) continue;
+        for (const j of [...s.hostVms[h]!]) {
+          if (this.#pinned[j] || !this.#fitsAfterSwap(h, j, v)) continue;
+          const at = this.#begin();
+          this.#remove(j);
+          if (this.#allowed(v, h)) {
+            this.#add(v, h);
+            const to = this.#anyHost(j, h);
+            if (to >= 0) {
+              this.#add(j, to);
+              if (this.#stillValid()) {
+                this.#notes.set(j, `moved by the local search off ${p.hosts[h]!.id} to make room for ${p.vms[v]!.id}`);
+                this.#commit(at);
+                done = true;
+                break;
+              }
+            }
+          }
+          this.#undo(at);
+        }
+      }
+      for (let c = 0; c < cands.length && !done && this.spent < this.#budget; c++) done = this.#ejectTwo(v, cands[c]!);
+      if (!done) left.push(v);
+    }
+    return left;
+  }
+
+  /** Makes room for v on host h by moving two of its VMs elsewhere. */
+  #ejectTwo(v: number, h: number): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    if (p.elastic[h]) return false;
+    const on = s.hostVms[h]!.filter((j) => !this.#pinned[j]);
+    for (let a = 0; a < on.length; a++) {
+      for (let b = a + 1; b < on.length; b++) {
+        this.spent++;
+        let fits = true;
+        for (let d = 0; d < DIMS && fits; d++) {
+          fits = s.used[h * DIMS + d]! - p.req[on[a]! * DIMS + d]! - p.req[on[b]! * DIMS + d]! + p.req[v * DIMS + d]! <= p.cap[h * DIMS + d]! + EPS;
+        }
+        if (!fits) continue;
+        const at = this.#begin();
+        this.#remove(on[a]!);
+        this.#remove(on[b]!);
+        let ok = this.#allowed(v, h);
+        if (ok) {
+          this.#add(v, h);
+          for (const j of [on[a]!, on[b]!]) {
+            const to = this.#anyHost(j, h);
+            if (to < 0) {
+              ok = false;
+              break;
+            }
+            this.#add(j, to);
+          }
+        }
+        if (ok && this.#stillValid()) {
+          for (const j of [on[a]!, on[b]!]) this.#notes.set(j, `moved by the local search off ${p.hosts[h]!.id} to make room for ${p.vms[v]!.id}`);
+          this.#commit(at);
+          return true;
+        }
+        this.#undo(at);
+      }
+    }
+    return false;
+  }
+
+  /** The best-scoring host of any kind (active, empty or elastic) other than `exclude` that may take v, or -1. */
+  #anyHost(v: number, exclude: number): number {
+    const p = this.#p;
+    const cands = p.groups[p.vmGroup[v]!]!.candidates;
+    let best = -Infinity;
+    let bestHost = -1;
+    this.#scorer.prepare(v);
+    for (let c = 0; c < cands.length; c++) {
+      const h = cands[c]!;
+      if (h === exclude || !this.#allowed(v, h)) continue;
+      const score = this.#scorer.score(h);
+      if (score > best + 1e-12) {
+        best = score;
+        bestHost = h;
+      }
+    }
+    return bestHost;
+  }
+
   /** The weighted objective the search lowers. */
   #objective(): number {
-    const s = this.#s;
-    const w = this.#w;
-    const r = this.#ref;
-    return (
-      (w.cost * s.cost()) / r.cost +
-      (w.consolidation * s.activeFixed) / r.active +
-      (w.balance * s.imbalance()) / r.imbalance +
-      (w.headroom * s.head) / r.head +
-      (w.preferLabels * s.prefMiss) / r.prefer
-    );
+    return weightedObjective(this.#s, this.#w, this.#ref);
   }
 
   // ── moves ───────────────────────────────────────────────────────────────────
@@ -544,7 +687,7 @@ class LocalSearch {
         const g = cands[c]!;
         if (g === e || p.elastic[g] || !s.isEmpty(g)) continue;
         const cheaper = p.price[g]! < p.price[e]!;
-        const bigger = this.#w.consolidation > 0 && this.#dominates(g, e);
+        const bigger = this.#dominates(g, e);
         if (!cheaper && !bigger) continue;
         const cls = p.hostClass[g]!;
         if (seen.has(cls)) continue;
