@@ -115,7 +115,7 @@ function instance(seed: number): PlacementRequest {
 
 describe('place vs the MILP optimum (HiGHS)', () => {
   for (const objective of ['hosts', 'cost'] as const) {
-    it(`reaches the optimum ${objective === 'hosts' ? 'host count' : 'cost'} on at least 90% of 40 small instances, and is never far off`, () => {
+    it(`reaches the optimum ${objective === 'hosts' ? 'host count' : 'cost'} on at least 90% of 40 small instances, and is never a host off`, () => {
       let optimal = 0;
       const gaps: string[] = [];
       for (let seed = 1; seed <= 40; seed++) {
@@ -133,7 +133,9 @@ describe('place vs the MILP optimum (HiGHS)', () => {
           expect(value, `seed ${seed}: better than the optimum?`).toBeGreaterThanOrEqual(best.objective - 1e-6);
           if (value <= best.objective + 1e-6) optimal++;
           else gaps.push(`seed ${seed}: ${value} vs ${best.objective}`);
-          expect(value, `seed ${seed}`).toBeLessThanOrEqual(objective === 'hosts' ? best.objective + 1 : best.objective * 1.25);
+          // Never more than one host above it (or one host's price).
+          const oneHost = objective === 'hosts' ? 1 : Math.max(...request.hosts.map((h) => h.pricePerHour));
+          expect(value, `seed ${seed}`).toBeLessThanOrEqual(best.objective + oneHost + 1e-9);
         } else gaps.push(`seed ${seed}: ${ours.unplaced.length} unplaced vs ${best.unplaced}`);
       }
       expect(optimal, gaps.join('; ')).toBeGreaterThanOrEqual(36);

@@ -144,6 +144,9 @@ export function greedyOrder(p: Problem, random?: () => number): number[] {
   }
   const inv = avg.map((a) => (n > 0 && a > 0 ? n / a : 0));
   const size = new Float64Array(p.V);
+  // Another start of a multi-start search shuffles sizes a little, per class (so alike VMs
+  // stay together), in class order (so the input's order does not matter).
+  const noise = p.classes.map(() => (random ? 0.85 + 0.3 * random() : 1));
   for (let v = 0; v < p.V; v++) {
     let max = 0;
     let sum = 0;
@@ -154,7 +157,7 @@ export function greedyOrder(p: Problem, random?: () => number): number[] {
     }
     // Largest first, and VMs with few hosts to go to before those that can go anywhere.
     const scarce = 1 + 0.5 * (1 - Math.min(1, p.groups[p.vmGroup[v]!]!.candidates.length / Math.max(1, n)));
-    size[v] = (max + 0.1 * sum) * scarce * (random ? 0.85 + 0.3 * random() : 1);
+    size[v] = (max + 0.1 * sum) * scarce * noise[p.vmClass[v]!]!;
   }
   const order = Array.from({ length: p.V }, (_, v) => v);
   order.sort((a, b) => {
