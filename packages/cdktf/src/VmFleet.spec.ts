@@ -59,7 +59,7 @@ describe('VmFleet (CDKTF)', () => {
       vcpu: 2,
       running: true,
       provider: alias,
-      metadata: { xml: expect.stringContaining('fleet="shop" group="web" index="0"') },
+      metadata: { xml: expect.stringMatching(/^<novacron:vm xmlns:novacron="https:\/\/novacron\.dev\/xmlns\/vm\/1" fleet="shop" group="web" index="0" specHash="[0-9a-f]+" image="debian-12" diskGiB="20"\/>$/) },
     });
     expect(json).toHaveResourceWithProperties(CloudinitDisk, {
       name: 'shop-web-0-cloudinit',
@@ -111,7 +111,8 @@ describe('VmFleet (CDKTF)', () => {
       machine_type: 'e2-standard-4',
       zone: 'europe-west1-b',
       provider: 'google.west',
-      labels: expect.objectContaining({ 'novacron-fleet': 'multi', 'novacron-group': 'batch' }),
+      labels: expect.objectContaining({ 'novacron-fleet': 'multi', 'novacron-group': 'batch', 'novacron-index': '0' }),
+      metadata: expect.objectContaining({ 'novacron-image': 'debian-12', 'novacron-resources': '4/16384/10/0' }),
       boot_disk: { auto_delete: true, initialize_params: { image: 'projects/debian-cloud/global/images/family/debian-12', size: 10, type: 'pd-balanced' } },
     });
     expect(Object.keys(resources(doc, 'libvirt_domain'))).toHaveLength(1);

@@ -30,22 +30,65 @@ export function awsTags(fleet: string, vm: PlacedVm, providerLabels: Readonly<Re
   };
 }
 
-/** GCE label keys take lowercase letters, digits, `-` and `_` only. */
+/** A string as a GCE label value: lowercase letters, digits, `_` and `-`, at most 63 characters. */
+function labelValue(value: string): string {
+  return value.toLowerCase().replace(/[^a-z0-9_-]/g, '_').slice(0, 63);
+}
+
+/** A string as a GCE label key: as a value, and starting with a letter. */
+function labelKey(key: string): string {
+  const v = labelValue(key);
+  return /^[a-z]/.test(v) ? v : `l${v}`.slice(0, 63);
+}
+
+/**
+ * GCE labels as the GCP provider writes and filters them (`labels.novacron-fleet = "shop"`):
+ * the user's labels made fit for GCE, and the ownership labels.
+ */
 export function gceLabels(fleet: string, vm: PlacedVm, providerLabels: Readonly<Record<string, string>>): Record<string, string> {
+  const user = { ...providerLabels, ...vm.spec.labels };
   return {
-    ...providerLabels,
-    ...vm.spec.labels,
+    ...Object.fromEntries(Object.entries(user).map(([k, v]) => [labelKey(k), labelValue(v)])),
     'novacron-fleet': fleet,
     'novacron-group': vm.group,
     'novacron-index': String(vm.index),
-    'novacron-spec-hash': vm.specHash,
+    'novacron-spec': labelValue(vm.specHash),
   };
 }
 
+/**
+ * GCE metadata as the GCP provider writes it: what labels cannot hold (the image name, the
+ * requested size, the labels exactly as written), and cloud-init's data (`user-data`; a shell
+ * script also as `startup-script`; keys as `ssh-keys` for user `novacron`).
+ */
+export function gceMetadata(vm: PlacedVm, providerLabels: Readonly<Record<string, string>>, userData: string | undefined): Record<string, string> {
+  const r = vm.resources;
+  const keys = vm.spec.cloudInit?.sshAuthorizedKeys ?? [];
+  return {
+    'novacron-image': vm.spec.image,
+    'novacron-resources': `${r.cpu}/${r.memoryMiB}/${r.diskGiB}/${r.gpu}`,
+    'novacron-labels': JSON.stringify({ ...providerLabels, ...vm.spec.labels }),
+    ...(userData !== undefined ? { 'user-data': userData } : {}),
+    ...(vm.spec.cloudInit?.userData?.startsWith('#!') ? { 'startup-script': vm.spec.cloudInit.userData } : {}),
+    ...(keys.length > 0 ? { 'ssh-keys': keys.map((k) => `novacron:${k}`).join('\n') } : {}),
+  };
+}
+
+/** The namespace of NovaCron's element in a libvirt domain's `<metadata>`, as the KVM provider reads it. */
 export const LIBVIRT_METADATA_NS = 'https://novacron.dev/xmlns/vm/1';
 
-/** The `<metadata>` element of a libvirt domain: one namespaced element carrying ownership. */
+/**
+ * NovaCron's record in a libvirt domain's `<metadata>`, in the shape the KVM provider writes
+ * and reads (`<novacron:vm fleet group index specHash image diskGiB>` with a
+ * `<novacron:label key value/>` per label), so `novacron status` sees Terraform-made VMs as
+ * the fleet's own.
+ */
 export function libvirtMetadata(fleet: string, vm: PlacedVm): string {
-  const attr = (value: string) => value.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
-  return `<novacron:vm xmlns:novacron="${LIBVIRT_METADATA_NS}" fleet="${attr(fleet)}" group="${attr(vm.group)}" index="${vm.index}" spec-hash="${attr(vm.specHash)}" image="${attr(vm.spec.image)}"/>`;
+  const attr = (value: string | number) => String(value).replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  const labels = Object.entries(vm.spec.labels)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([key, value]) => `<novacron:label key="${attr(key)}" value="${attr(value)}"/>`)
+    .join('');
+  const attrs = `xmlns:novacron="${LIBVIRT_METADATA_NS}" fleet="${attr(fleet)}" group="${attr(vm.group)}" index="${vm.index}" specHash="${attr(vm.specHash)}" image="${attr(vm.spec.image)}" diskGiB="${vm.resources.diskGiB}"`;
+  return labels ? `<novacron:vm ${attrs}>${labels}</novacron:vm>` : `<novacron:vm ${attrs}/>`;
 }

@@ -2,7 +2,7 @@ import { InvalidInputError, type GcpProviderConfig } from '@novacron/core';
 import { ComputeInstance } from '../generated/google/compute-instance/index.js';
 import { GoogleProvider } from '../generated/google/provider/index.js';
 import { renderUserData } from '../cloudInit.js';
-import { gceLabels } from '../ownership.js';
+import { gceLabels, gceMetadata } from '../ownership.js';
 import type { SynthesizedVm, Target } from './types.js';
 
 /** Compute Engine: one `google` provider alias per fleet provider, a `google_compute_instance` per VM. */
@@ -31,7 +31,7 @@ export const gcpTarget: Target<GcpProviderConfig> = ({ scope, fleet, providerNam
       machineType: vm.instanceType,
       zone: vm.host.zone,
       labels: gceLabels(fleet.name, vm, config.labels),
-      ...(userData ? { metadata: { 'user-data': userData } } : {}),
+      metadata: gceMetadata(vm, config.labels, userData),
       bootDisk: { autoDelete: true, initializeParams: { image, size: vm.resources.diskGiB, type: config.diskType } },
       networkInterface: [{ ...(config.network ? { network: config.network } : { network: 'default' }), ...(config.subnetwork ? { subnetwork: config.subnetwork } : {}) }],
     });
