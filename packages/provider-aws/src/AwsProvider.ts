@@ -137,6 +137,8 @@ export class AwsProvider implements Provider {
   readonly #windowMs: number;
   readonly #watcher: InstanceWatcher;
   readonly #terminator: Coalescer<string, true>;
+  /** Concurrent lookups by instance id share one DescribeInstances call. */
+  readonly #byIds: Coalescer<string, Instance | undefined>;
   readonly #lookups = new Map<string, Coalescer<string, readonly Instance[]>>();
   readonly #images = new Map<string, { image: Image; until: number }>();
   /** `zone/type` → until when it stays out of the inventory after a capacity refusal. */
@@ -165,6 +167,10 @@ export class AwsProvider implements Provider {
       mapError: (error) => mapAwsError(error, { provider: this.name, operation: 'wait' }),
     });
     this.#terminator = new Coalescer((ids) => this.#terminateBatch(ids), { maxBatch: 100, windowMs: this.#windowMs });
+    this.#byIds = new Coalescer(async (ids) => {
+      const found = new Map((await this.#describeByIds(ids)).map((i) => [i.InstanceId!, i]));
+      return new Map(ids.map((id) => [id, found.get(id)]));
+    }, { maxBatch: FILTER_VALUES, windowMs: this.#windowMs });
   }
 
   /** DescribeInstances polls made by waiters so far (benchmarks report it). */
@@ -969,17 +975,21 @@ export class AwsProvider implements Provider {
   /** Every live instance the ref names: by id (if given and alive) and by name. */
   async #findAll(ref: VmRef, where: ErrorContext, signal: AbortSignal | undefined): Promise<Instance[]> {
     const found = new Map<string, Instance>();
-    if (ref.id?.startsWith('i-')) {
-      try {
-        for (const i of await this.#describeByIds([ref.id])) {
-          if (LIVE_STATES.includes(i.State?.Name ?? '') || i.State?.Name === 'shutting-down') found.set(i.InstanceId!, i);
-        }
-      } catch (error) {
-        throw mapAwsError(error, where);
-      }
-    }
+    const byId = await this.#lookupId(ref, where, signal);
+    if (byId && (LIVE_STATES.includes(byId.State?.Name ?? '') || byId.State?.Name === 'shutting-down')) found.set(byId.InstanceId!, byId);
     for (const i of await this.#byName(ref.fleet, ref.name, signal)) found.set(i.InstanceId!, i);
     return [...found.values()];
+  }
+
+  /** The instance a ref's id names, if the ref has one and it carries the ref's name. */
+  async #lookupId(ref: VmRef, where: ErrorContext, signal: AbortSignal | undefined): Promise<Instance | undefined> {
+    if (!ref.id?.startsWith('i-')) return undefined;
+    try {
+      const instance = await this.#byIds.load(ref.id, signal);
+      return instance && tagMap(instance.Tags).get(TAG.name) === ref.name ? instance : undefined;
+    } catch (error) {
+      throw mapAwsError(error, where);
+    }
   }
 
   /**
@@ -987,11 +997,8 @@ export class AwsProvider implements Provider {
    * ref has one (one call), else by name.
    */
   async #findOwned(ref: VmRef, where: ErrorContext, signal: AbortSignal | undefined): Promise<Instance | undefined> {
-    let found: Instance[] = [];
-    if (ref.id?.startsWith('i-')) {
-      const byId = await this.#call(where, () => this.#describeByIds([ref.id!]));
-      found = byId.filter((i) => LIVE_STATES.includes(i.State?.Name ?? '') && tagMap(i.Tags).get(TAG.name) === ref.name);
-    }
+    const byId = await this.#lookupId(ref, where, signal);
+    let found: Instance[] = byId && LIVE_STATES.includes(byId.State?.Name ?? '') ? [byId] : [];
     if (found.length === 0) found = [...(await this.#byName(ref.fleet, ref.name, signal))];
     for (const i of found) assertOwned(this.#record(i), ref, this.name);
     // Duplicates (two tools racing) are the plan's to delete; operate on the oldest.
