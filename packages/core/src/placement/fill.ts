@@ -55,8 +55,7 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
   const meanPrice = usable > 0 && priceSum > 0 ? priceSum / usable : 1;
   const preferShare = w.preferLabels / (w.preferLabels + w.cost + w.consolidation || 1);
 
-  const candidate = p.groups.map((g) => g.isCandidate);
-  const scarce = p.classes.map((c) => 1 + 0.5 * (1 - Math.min(1, p.groups[c.group]!.candidates.length / Math.max(1, usable))));
+  const scarce = p.classes.map((c) => 1 + 0.5 * (1 - Math.min(1, c.candidates.length / Math.max(1, usable))));
   const dead = new Int32Array(K).fill(-1);
   let stamp = 0;
 
@@ -74,7 +73,7 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
       const q = queue[k]!;
       if (next[k]! >= q.length || dead[k] === stamp) continue;
       const cls = p.classes[k]!;
-      if (!candidate[cls.group]![h]) {
+      if (!cls.isCandidate[h]) {
         dead[k] = stamp;
         continue;
       }

@@ -187,7 +187,7 @@ export function explainRejection(state: SolverState, v: number): Record<string, 
   const rules = VM_RULES.filter((rule) => rule.applies(group));
   const reasons: Record<string, number> = {};
   for (let h = 0; h < p.H; h++) {
-    const failed = staticRejection(p.hosts[h]!, group.rules) ?? rules.find((rule) => rule.rejects(state, v, h))?.name;
+    const failed = staticRejection(p.hosts[h]!, p.classes[p.vmClass[v]!]!.rules) ?? rules.find((rule) => rule.rejects(state, v, h))?.name;
     if (failed) reasons[failed] = (reasons[failed] ?? 0) + 1;
   }
   return reasons;

@@ -9,7 +9,7 @@ import type { SolverState } from './state.js';
 
 /** Whether host h may take VM v now: the host rules, capacity, instance type, and every VM rule of its group. */
 export function allowedOn(s: SolverState, dynamic: readonly (readonly VmRule[])[], v: number, h: number): boolean {
-  if (!s.p.groups[s.p.vmGroup[v]!]!.isCandidate[h]) return false; // the host rules
+  if (!s.p.classes[s.p.vmClass[v]!]!.isCandidate[h]) return false; // the host rules
   if (s.p.elastic[h]) {
     if (s.elasticPrice(v, h) === undefined) return false;
   } else if (!s.fits(v, h)) return false;

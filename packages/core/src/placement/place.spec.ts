@@ -132,6 +132,12 @@ describe('place: hard rules', () => {
     expect([...perRack.values()].sort()).toEqual([2, 3]);
   });
 
+  it('lets VMs of one group carry host rules of their own (a VM moving provider, say)', () => {
+    const hs = [host('a', { provider: 'old' }), host('b', { provider: 'new' })];
+    const r = placed({ hosts: hs, vms: [vm('stay', 'g', [1, 1], { antiAffinity: 'host' }), vm('move', 'g', [1, 1], { antiAffinity: 'host', providers: ['new'] })] });
+    expect(r.assignments).toEqual({ stay: 'a', move: 'b' });
+  });
+
   it('counts hosts without the spread key as ruled out by the spread', () => {
     const hs = [host('labelled', { labels: { rack: 'r1' } }), host('bare')];
     const r = placed({ hosts: hs, vms: [vm('a', 'g', [64, 1], { spread: { key: 'rack', maxSkew: 1 } })] });
@@ -311,7 +317,7 @@ describe('place: bad input', () => {
     expect(error({ hosts: hs, vms: [vm('a', 'a', [1, 1], { withGroups: [{ group: 'b', scope: 'host' }], avoidGroups: [{ group: 'b', scope: 'host' }] }), vm('b', 'b')] })).toBe(
       'group "a" both requires and avoids group "b"; no placement can meet both',
     );
-    expect(error({ hosts: hs, vms: [vm('a', 'g', [1, 1], { zones: ['z1'] }), vm('b', 'g', [1, 1], { zones: ['z2'] })] })).toBe(
+    expect(error({ hosts: hs, vms: [vm('a', 'g', [1, 1], { maxPerHost: 1 }), vm('b', 'g', [1, 1], { maxPerHost: 2 })] })).toBe(
       'VMs "a" and "b" of group "g" carry different placement rules',
     );
   });

@@ -39,10 +39,8 @@ export interface CompiledGroup {
   readonly near: readonly number[];
   readonly prefer: readonly (readonly [string, string])[];
   readonly spread: SpreadDomains | undefined;
-  /** Hosts that pass the static rules, in search order. */
-  readonly candidates: Int32Array;
-  /** 1 for each host in `candidates`. */
-  readonly isCandidate: Uint8Array;
+  /** Hosts some VM of the group may use (by the host rules). */
+  readonly hostCount: number;
   /** Score 0..1 of each host for the preferred labels, when the group prefers any. */
   readonly preferScore: Float64Array | undefined;
   /** True when some rule besides capacity depends on what else is placed. */
@@ -53,10 +51,16 @@ export interface CompiledGroup {
   readonly size: number;
 }
 
-/** VMs of one group with one shape: they share candidates and instance-type prices. */
+/** VMs of one group with one shape and the same host rules: they share candidates and instance-type prices. */
 export interface VmClass {
   readonly group: number;
   readonly req: Float64Array;
+  /** The host rules and the group's rules, as the class's first VM (by id) carries them. */
+  readonly rules: PlacementRules;
+  /** Hosts that pass the host rules, in search order. */
+  readonly candidates: Int32Array;
+  /** 1 for each host in `candidates`. */
+  readonly isCandidate: Uint8Array;
   /** Cheapest fitting instance type on each elastic host (by host index). */
   readonly elasticType: ReadonlyMap<number, InstanceType>;
   /** The largest marginal cost among the group's hosts, to scale cost scores to 0..1. */
@@ -208,11 +212,13 @@ export function compileProblem(request: PlacementRequest): Problem {
       groupRules[g] = rules;
       ruleSource[g] = vm.id;
     } else if (previous !== rules) {
-      const key = (groupRulesKey[g] ??= stableStringify(previous));
-      if (stableStringify(rules) !== key) {
+      // Host rules may differ per VM (a VM moving to another provider, say); rules between
+      // VMs (anti-affinity, spread, groups to avoid or join) belong to the group.
+      const key = (groupRulesKey[g] ??= stableStringify(groupPart(previous)));
+      if (stableStringify(groupPart(rules)) !== key) {
         throw new InvalidInputError(`VMs "${ruleSource[g]}" and "${vm.id}" of group "${vm.group}" carry different placement rules`, {
           context: { vm: vm.id },
-          hint: 'rules belong to a group: give every VM of the group the same rules',
+          hint: 'rules between VMs (antiAffinity, maxPerHost, spread, avoidGroups, withGroups, near, preferLabels) belong to a group: give every VM of the group the same',
         });
       }
     }
@@ -302,12 +308,31 @@ export function compileProblem(request: PlacementRequest): Problem {
   }
   const layers = affinityLayers(G, withHost, withZone);
 
+  // The host rules of each VM (its own, or its group's): VMs alike in them and in shape form
+  // a class and share candidate hosts.
+  const vmRules = (v: number): PlacementRules => vms[v]!.rules ?? request.groupRules?.[vms[v]!.group] ?? {};
+  const staticKey = new Map<PlacementRules, string>();
+  const hostRulesKey = (rules: PlacementRules): string => {
+    let key = staticKey.get(rules);
+    if (key === undefined) staticKey.set(rules, (key = stableStringify([rules.providers, rules.regions, rules.zones, rules.hostLabels])));
+    return key;
+  };
+  const candidateCache = new Map<string, number[]>();
+  const candidatesFor = (rules: PlacementRules): number[] => {
+    const key = `${hostRulesKey(rules)}|${stableStringify(rules.spread?.key ?? null)}`;
+    let list = candidateCache.get(key);
+    if (!list) candidateCache.set(key, (list = staticCandidates(hosts, order, rules)));
+    return list;
+  };
+  // A spread is measured over the domains of every host some VM of the group may use.
+  const groupHosts = groupNames.map(() => new Set<number>());
+  for (let v = 0; v < V; v++) for (const h of candidatesFor(vmRules(v))) groupHosts[vmGroup[v]!]!.add(h);
+  for (let g = 0; g < G; g++) if (groupSize[g] === 0) for (const h of candidatesFor(rulesOf(g))) groupHosts[g]!.add(h);
+
   const groups: CompiledGroup[] = [];
   for (let g = 0; g < G; g++) {
     const rules = rulesOf(g);
-    const candidates = staticCandidates(hosts, order, rules);
-    const spread = rules.spread ? spreadDomains(hosts, candidates, rules.spread.key, rules.spread.maxSkew ?? 1) : undefined;
-    const spreadCandidates = spread ? candidates.filter((h) => spread.domainOf[h]! >= 0) : candidates;
+    const spread = rules.spread ? spreadDomains(hosts, [...groupHosts[g]!], rules.spread.key, rules.spread.maxSkew ?? 1) : undefined;
     const prefer = Object.entries(rules.preferLabels ?? {});
     const groupDynamic =
       rules.antiAffinity !== undefined ||
@@ -330,12 +355,7 @@ export function compileProblem(request: PlacementRequest): Problem {
       near: [...near[g]!].sort((a, b) => a - b),
       prefer,
       spread,
-      candidates: Int32Array.from(spreadCandidates),
-      isCandidate: (() => {
-        const mark = new Uint8Array(H);
-        for (const h of spreadCandidates) mark[h] = 1;
-        return mark;
-      })(),
+      hostCount: groupHosts[g]!.size,
       preferScore: prefer.length ? Float64Array.from(hosts, (host) => prefer.filter(([k, v]) => host.labels[k] === v).length / prefer.length) : undefined,
       dynamic: groupDynamic,
       layer: layers[g]!,
@@ -370,7 +390,8 @@ export function compileProblem(request: PlacementRequest): Problem {
   const vmClass = new Int32Array(V);
   for (const v of byId) {
     const g = vmGroup[v]!;
-    const key = `${g}|${req[v * DIMS]}|${req[v * DIMS + 1]}|${req[v * DIMS + 2]}|${req[v * DIMS + 3]}`;
+    const rules = vmRules(v);
+    const key = `${g}|${req[v * DIMS]}|${req[v * DIMS + 1]}|${req[v * DIMS + 2]}|${req[v * DIMS + 3]}|${hostRulesKey(rules)}`;
     let c = classIndex.get(key);
     if (c === undefined) {
       classIndex.set(key, (c = classes.length));
@@ -378,7 +399,10 @@ export function compileProblem(request: PlacementRequest): Problem {
       const elasticType = new Map<number, InstanceType>();
       let maxMarginal = 0;
       const resources = vms[v]!.resources;
-      for (const h of groups[g]!.candidates) {
+      const candidates = Int32Array.from(candidatesFor(rules));
+      const isCandidate = new Uint8Array(H);
+      for (const h of candidates) isCandidate[h] = 1;
+      for (const h of candidates) {
         if (elastic[h]) {
           if (!anyElastic) continue;
           const type = cheapestFit(hosts[h]!.instanceTypes!, resources);
@@ -390,7 +414,7 @@ export function compileProblem(request: PlacementRequest): Problem {
           maxMarginal = Math.max(maxMarginal, price[h]! * share(r, invCap, h));
         }
       }
-      classes.push({ group: g, req: r, elasticType, maxMarginal });
+      classes.push({ group: g, req: r, rules, candidates, isCandidate, elasticType, maxMarginal });
     }
     vmClass[v] = c;
   }
@@ -399,6 +423,12 @@ export function compileProblem(request: PlacementRequest): Problem {
     byId, idRank, hosts, H, hostIndex, elastic, up, cap, invCap, base, baseActive, price, zoneOf, zones, hostClass, hostClasses: classKey.size, sizeRel, maxCap: Float64Array.from(maxCap), order,
     groups, groupIndex, vms, V, vmGroup, vmClass, req, classes, existingHost, existingZone, existingTotal, seed,
   };
+}
+
+/** The rules between VMs of a group, which every VM of the group must share (host rules may differ per VM). */
+function groupPart(rules: PlacementRules): PlacementRules {
+  const { providers: _p, regions: _r, zones: _z, hostLabels: _l, ...rest } = rules;
+  return rest;
 }
 
 /** The VM's dominant share of a fixed host: its largest fraction of any dimension. */

@@ -145,7 +145,7 @@ export function rebalance(request: RebalanceRequest): RebalanceResult {
   /** Destinations a VM may migrate to: same provider, a fixed host, not where it is. */
   const destinations = (v: number, from: number): number[] => {
     const out: number[] = [];
-    for (const h of p.groups[p.vmGroup[v]!]!.candidates) if (h !== from && !p.elastic[h] && provider(h) === provider(from)) out.push(h);
+    for (const h of p.classes[p.vmClass[v]!]!.candidates) if (h !== from && !p.elastic[h] && provider(h) === provider(from)) out.push(h);
     return out;
   };
   const move = (v: number, to: number, reason: string) => {

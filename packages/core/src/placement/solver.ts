@@ -156,7 +156,7 @@ export function greedyOrder(p: Problem, random?: () => number): number[] {
       sum += s;
     }
     // Largest first, and VMs with few hosts to go to before those that can go anywhere.
-    const scarce = 1 + 0.5 * (1 - Math.min(1, p.groups[p.vmGroup[v]!]!.candidates.length / Math.max(1, n)));
+    const scarce = 1 + 0.5 * (1 - Math.min(1, p.classes[p.vmClass[v]!]!.candidates.length / Math.max(1, n)));
     size[v] = (max + 0.1 * sum) * scarce * noise[p.vmClass[v]!]!;
   }
   const order = Array.from({ length: p.V }, (_, v) => v);
@@ -225,8 +225,8 @@ function greedy(s: SolverState, order: readonly number[], w: Weights, dynamic: r
     const g = p.vmGroup[v]!;
     const group = p.groups[g]!;
     const rules = cached[g]!;
-    const cands = group.candidates;
     const cls = p.vmClass[v]!;
+    const cands = p.classes[cls]!.candidates;
     scorer.prepare(v);
     if (cls !== runClass || volatile[g]) {
       // A new run: score every candidate; empty hosts that are alike are scored once.
@@ -361,7 +361,7 @@ class LocalSearch {
     const left: number[] = [];
     for (const v of unplaced) {
       let done = false;
-      const cands = p.groups[p.vmGroup[v]!]!.candidates;
+      const cands = p.classes[p.vmClass[v]!]!.candidates;
       for (let c = 0; c < cands.length && !done && this.spent < this.#budget; c++) {
         const h = cands[c]!;
         if (p.elastic[h]) continue;
@@ -434,7 +434,7 @@ class LocalSearch {
   /** The best-scoring host of any kind (active, empty or elastic) other than `exclude` that may take v, or -1. */
   #anyHost(v: number, exclude: number): number {
     const p = this.#p;
-    const cands = p.groups[p.vmGroup[v]!]!.candidates;
+    const cands = p.classes[p.vmClass[v]!]!.candidates;
     let best = -Infinity;
     let bestHost = -1;
     this.#scorer.prepare(v);
@@ -500,7 +500,7 @@ class LocalSearch {
   #bestActive(v: number, exclude: number, exclude2 = -1): number {
     const p = this.#p;
     const s = this.#s;
-    const cands = p.groups[p.vmGroup[v]!]!.candidates;
+    const cands = p.classes[p.vmClass[v]!]!.candidates;
     let best = -Infinity;
     let bestHost = -1;
     this.#scorer.prepare(v);
@@ -620,7 +620,7 @@ class LocalSearch {
       left.sort((a, b) => this.#size[b]! - this.#size[a]!);
       outer: for (let k = 0; k < left.length; k++) {
         const big = left[k]!;
-        const cands = p.groups[p.vmGroup[big]!]!.candidates;
+        const cands = p.classes[p.vmClass[big]!]!.candidates;
         const start = Math.floor(this.#random() * cands.length);
         for (let c = 0; c < cands.length; c++) {
           if (this.spent >= this.#budget) return;
@@ -685,7 +685,7 @@ class LocalSearch {
       if (s.hostVms[e]!.length === 0) continue;
       seen.clear();
       const vms = [...s.hostVms[e]!].sort((a, b) => this.#size[b]! - this.#size[a]!);
-      const cands = p.groups[p.vmGroup[vms[0]!]!]!.candidates;
+      const cands = p.classes[p.vmClass[vms[0]!]!]!.candidates;
       for (let c = 0; c < cands.length; c++) {
         const g = cands[c]!;
         if (g === e || p.elastic[g] || !s.isEmpty(g)) continue;
@@ -860,7 +860,7 @@ class LocalSearch {
   #coolest(v: number, from: number): number {
     const p = this.#p;
     const s = this.#s;
-    const cands = p.groups[p.vmGroup[v]!]!.candidates;
+    const cands = p.classes[p.vmClass[v]!]!.candidates;
     let best = Infinity;
     let bestHost = -1;
     const r = v * DIMS;

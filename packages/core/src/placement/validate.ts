@@ -153,14 +153,19 @@ export function validatePlacement(
     if (rules.spread) {
       const key = rules.spread.key ?? 'zone';
       const value = (h: Host) => (key === 'zone' ? h.zone : key === 'region' ? h.region : key === 'host' ? h.id : key === 'provider' ? h.provider : h.labels[key]);
+      // Over the domains of every host some VM of the group may use (VMs may carry host rules of their own).
+      const hostRules = [...new Set(request.vms.filter((vm) => vm.group === group).map((vm) => rulesOf(vm.group, vm.rules)))];
       const domains = new Map<string, { now: number; before: number }>();
       for (const h of request.hosts) {
         const ok =
           h.state === 'up' &&
-          (!rules.providers || rules.providers.includes(h.provider)) &&
-          (!rules.regions || (h.region !== undefined && rules.regions.includes(h.region))) &&
-          (!rules.zones || rules.zones.includes(h.zone)) &&
-          Object.entries(rules.hostLabels ?? {}).every(([k, v]) => h.labels[k] === v);
+          hostRules.some(
+            (r) =>
+              (!r.providers || r.providers.includes(h.provider)) &&
+              (!r.regions || (h.region !== undefined && r.regions.includes(h.region))) &&
+              (!r.zones || r.zones.includes(h.zone)) &&
+              Object.entries(r.hostLabels ?? {}).every(([k, v]) => h.labels[k] === v),
+          );
         const d = value(h);
         if (ok && d !== undefined) domains.set(d, { now: 0, before: 0 });
       }
