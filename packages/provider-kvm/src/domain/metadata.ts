@@ -1,5 +1,5 @@
 import type { Labels, Ownership } from '@novacron/core';
-import { el, type XmlElement } from '../xml/XmlBuilder.js';
+import { el, renderXml, type XmlElement } from '../xml/XmlBuilder.js';
 import { childrenOf, type XmlNode } from '../xml/parseXml.js';
 
 /**
@@ -21,12 +21,18 @@ export interface NovaCronMetadata extends Ownership {
   readonly createdAt: string;
 }
 
-export function metadataElement(meta: NovaCronMetadata): XmlElement {
-  const p = NOVACRON_PREFIX;
+/**
+ * The element as it goes into domain XML (`novacron:vm` with its namespace declared), or,
+ * with `forMetadataCommand`, bare (`vm`) as `virsh metadata --set` wants it: libvirt then
+ * applies the namespace and prefix given by `--uri` and `--key` (see metadataCommand).
+ */
+export function metadataElement(meta: NovaCronMetadata, options: { forMetadataCommand?: boolean } = {}): XmlElement {
+  const bare = options.forMetadataCommand === true;
+  const n = (local: string) => (bare ? local : `${NOVACRON_PREFIX}:${local}`);
   return el(
-    `${p}:vm`,
+    n('vm'),
     {
-      [`xmlns:${p}`]: NOVACRON_XMLNS,
+      ...(bare ? {} : { [`xmlns:${NOVACRON_PREFIX}`]: NOVACRON_XMLNS }),
       fleet: meta.fleet,
       group: meta.group,
       index: meta.index,
@@ -37,7 +43,7 @@ export function metadataElement(meta: NovaCronMetadata): XmlElement {
     },
     ...Object.entries(meta.labels)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([key, value]) => el(`${p}:label`, { key, value })),
+      .map(([key, value]) => el(n('label'), { key, value })),
   );
 }
 
@@ -83,4 +89,10 @@ function fromNode(node: XmlNode, prefix: string | undefined): NovaCronMetadata |
     labels,
     createdAt: a['createdAt'] ?? '',
   };
+}
+
+/** virsh arguments that replace the record on a defined domain (`--live` too while it runs). */
+export function metadataCommand(domain: string, meta: NovaCronMetadata, live: boolean): string[] {
+  const xml = renderXml(metadataElement(meta, { forMetadataCommand: true })).trim();
+  return ['metadata', domain, NOVACRON_XMLNS, '--key', NOVACRON_PREFIX, '--set', xml, '--config', ...(live ? ['--live'] : [])];
 }

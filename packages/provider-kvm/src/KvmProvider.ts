@@ -1,0 +1,672 @@
+import {
+  assertOwned,
+  CapacityExceededError,
+  ConflictError,
+  hostId,
+  InvalidInputError,
+  NotFoundError,
+  NovaCronError,
+  splitHostId,
+  systemClock,
+  throwIfAborted,
+  UnreachableError,
+  UnsupportedError,
+  type Capabilities,
+  type Clock,
+  type CreateVmRequest,
+  type Host,
+  type KvmProviderConfig,
+  type OperationContext,
+  type Provider,
+  type ResizeRequest,
+  type Resources,
+  type StopOptions,
+  type VmRecord,
+  type VmRef,
+  type VmState,
+} from '@novacron/core';
+import { buildSeedIso } from './cloudinit/seed.js';
+import { resolveHosts, type KvmHost } from './config.js';
+import { buildDomainXml, parseDomainXml, serialLogPath, type DomainSpec } from './domain/domainXml.js';
+import { metadataCommand, type NovaCronMetadata } from './domain/metadata.js';
+import { assertName } from './names.js';
+import { SshPool } from './ssh/SshPool.js';
+import type { Transport } from './transport.js';
+import { readHostState, type DomainView, type HostState } from './virsh/hostState.js';
+import type { Lease } from './virsh/parsers.js';
+import { Virsh } from './virsh/Virsh.js';
+import { ensureImageVolume, type ImageConfig } from './images.js';
+
+export interface KvmProviderOptions {
+  readonly name: string;
+  readonly config: KvmProviderConfig;
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly clock?: Clock;
+  readonly log?: (message: string) => void;
+  /** How commands reach hosts; the SSH pool by default. Tests pass a recording or failing one. */
+  readonly transport?: Transport;
+}
+
+/** A domain found on a host, with what the provider needs to act on it. */
+export interface LocatedDomain {
+  readonly host: KvmHost;
+  readonly virsh: Virsh;
+  readonly view: DomainView;
+}
+
+/** Volumes NovaCron makes for a VM are named after it, so they can be found without a state file. */
+export function rootVolumeName(vm: string): string {
+  return `${vm}-root.qcow2`;
+}
+export function seedVolumeName(vm: string): string {
+  return `${vm}-seed.iso`;
+}
+
+const POLL_MS = 500;
+
+/**
+ * VMs on the user's own KVM hosts: libvirt driven through `virsh` over one pooled SSH
+ * connection per host. Ownership lives in each domain's XML (`<metadata><novacron:vm …>`),
+ * so `list` needs nothing but the hosts. `create` is transactional: what it made is removed
+ * when it fails. Domains without NovaCron's record, or with another fleet's, are never
+ * changed.
+ */
+export class KvmProvider implements Provider {
+  readonly kind = 'kvm';
+  readonly capabilities: Capabilities;
+  readonly name: string;
+  readonly hosts: ReadonlyMap<string, KvmHost>;
+  readonly transport: Transport;
+  readonly #config: KvmProviderConfig;
+  readonly #clock: Clock;
+  readonly #log: ((message: string) => void) | undefined;
+  readonly #hostLocks = new Map<string, Promise<void>>();
+
+  constructor(options: KvmProviderOptions) {
+    this.name = options.name;
+    this.#config = options.config;
+    this.#clock = options.clock ?? systemClock;
+    this.#log = options.log;
+    this.hosts = new Map(resolveHosts(options.name, options.config, options).map((h) => [h.name, h]));
+    this.transport = options.transport ?? new SshPool({ env: options.env, ...(options.log ? { log: options.log } : {}) });
+    this.capabilities = {
+      resize: true,
+      // Live only up to the ceilings VMs are defined with; without them a resize reboots.
+      hotplugCpu: options.config.hotplug?.cpu !== undefined,
+      hotplugMemory: options.config.hotplug?.memory !== undefined,
+      // Their own issues: declared when they work.
+      liveMigration: false,
+      coldMigration: false,
+      snapshots: false,
+      incrementalSnapshots: false,
+      imageExport: false,
+      imageImport: false,
+    };
+  }
+
+  // ---- the provider contract -----------------------------------------------------------
+
+  async inventory(ctx: OperationContext = {}): Promise<readonly Host[]> {
+    return Promise.all(
+      [...this.hosts.values()].map(async (host): Promise<Host> => {
+        try {
+          const state = await readHostState(this.virshFor(host.name), { node: true, pool: host.pool, signal: signalOf(ctx), operation: 'inventory' });
+          return this.#toHost(host, state);
+        } catch (error) {
+          // One host down must not hide the others from placement: it is reported down.
+          if (error instanceof UnreachableError) {
+            this.#log?.(`kvm: ${error.describe()}`);
+            return this.#toHost(host, undefined);
+          }
+          throw error;
+        }
+      }),
+    );
+  }
+
+  async list(fleet: string, ctx: OperationContext = {}): Promise<readonly VmRecord[]> {
+    // Every host must answer: a VM missing from the list would be created again elsewhere.
+    const perHost = await Promise.all(
+      [...this.hosts.values()].map(async (host) => {
+        const state = await readHostState(this.virshFor(host.name), { network: host.network, signal: signalOf(ctx), operation: 'list' });
+        return state.domains.filter((d) => d.info.metadata?.fleet === fleet).map((d) => this.#toRecord(host, d, state.leases));
+      }),
+    );
+    return perHost.flat();
+  }
+
+  async create(request: CreateVmRequest, ctx: OperationContext = {}): Promise<VmRecord> {
+    const targets = [request.host, ...(request.alternatives ?? []).map((a) => a.host)];
+    let lastCapacityError: CapacityExceededError | undefined;
+    for (const target of targets) {
+      try {
+        return await this.#createOn(this.#hostOf(target, 'create'), request, ctx);
+      } catch (error) {
+        // "No room here" moves on to the next place placement found acceptable.
+        if (error instanceof CapacityExceededError && target !== targets.at(-1)) {
+          lastCapacityError = error;
+          this.#log?.(`kvm: ${error.describe()}; trying the next host`);
+          continue;
+        }
+        throw error;
+      }
+    }
+    throw lastCapacityError ?? new InvalidInputError('no host given for create');
+  }
+
+  async start(ref: VmRef, ctx: OperationContext = {}): Promise<VmRecord> {
+    const found = await this.#owned(ref, 'start', ctx);
+    if (found.view.state !== 'running') {
+      progress(ctx, 'start', 'starting');
+      const r = await found.virsh.tryRun(['start', ref.name], { signal: signalOf(ctx), vm: ref.name, operation: 'start' });
+      if (r.error && !/already (?:running|active)/.test(r.stderr)) throw r.error;
+    }
+    return this.#reread(found, 'start', ctx);
+  }
+
+  async stop(ref: VmRef, options: StopOptions = {}, ctx: OperationContext = {}): Promise<VmRecord> {
+    const found = await this.#owned(ref, 'stop', ctx);
+    await this.#powerOff(found, options, ctx);
+    return this.#reread(found, 'stop', ctx);
+  }
+
+  async delete(ref: VmRef, ctx: OperationContext = {}): Promise<void> {
+    const name = assertName('vm', ref.name, 'VM name', { provider: this.name });
+    const found = await this.locate(ref, 'delete', ctx);
+    if (found) {
+      assertOwnedOnHost(found, ref, this.name, 'delete');
+      const { virsh, view, host } = found;
+      const opts = { signal: signalOf(ctx), vm: name, operation: 'delete' };
+      progress(ctx, 'delete', 'domain');
+      if (view.state !== 'shut off') {
+        const r = await virsh.tryRun(['destroy', name], opts);
+        if (r.error && !/not running/.test(r.stderr)) throw r.error;
+      }
+      const undefine = ['undefine', name, '--managed-save', '--snapshots-metadata', '--checkpoints-metadata', ...(view.info.hasNvram ? ['--nvram'] : [])];
+      const u = await virsh.tryRun(undefine, opts);
+      if (u.error && u.error.code !== 'NotFound') throw u.error;
+      // Every disk of this VM that is a volume named after it in our pool: root, seed, and
+      // whatever extensions add later (`<vm>-data1.qcow2`). Never the base image.
+      const volumes = new Set(
+        view.info.disks.filter((d) => d.pool === host.pool && d.volume?.startsWith(`${name}-`)).map((d) => d.volume!),
+      );
+      volumes.add(rootVolumeName(name));
+      volumes.add(seedVolumeName(name));
+      progress(ctx, 'delete', 'volumes');
+      await this.#deleteVolumes(virsh, host.pool, [...volumes], opts);
+      return;
+    }
+    // The domain is gone. A create that was interrupted before its define may have left
+    // volumes named after the VM: remove those no domain uses, so a re-run converges.
+    await Promise.all(
+      this.#hostsFor(ref).map(async (host) => {
+        try {
+          await this.#removeLeftoverVolumes(host, name, ctx);
+        } catch (error) {
+          if (!(error instanceof UnreachableError) || ref.host) throw error;
+        }
+      }),
+    );
+  }
+
+  async resize(ref: VmRef, request: ResizeRequest, ctx: OperationContext = {}): Promise<VmRecord> {
+    const found = await this.#owned(ref, 'resize', ctx);
+    const { virsh, view, host } = found;
+    const info = view.info;
+    const meta = info.metadata!;
+    const want = request.resources;
+    const opts = { signal: signalOf(ctx), vm: ref.name, operation: 'resize' };
+    if (want.diskGiB < meta.diskGiB) {
+      throw new InvalidInputError(`VM "${ref.name}" has a ${meta.diskGiB} GiB disk; disks only grow (asked for ${want.diskGiB} GiB)`, {
+        context: virsh.context(opts),
+        hint: 'shrinking a disk loses data: replace the VM instead',
+      });
+    }
+    if (want.gpu > 0) throw new UnsupportedError('GPUs are not supported on KVM hosts yet', { context: virsh.context(opts) });
+    const grow = { cpu: Math.max(0, want.cpu - info.vcpus), memoryMiB: Math.max(0, want.memoryMiB - info.memoryMiB) };
+    if (grow.cpu > 0 || grow.memoryMiB > 0) await this.#assertRoom(host, virsh, { ...grow, diskGiB: 0, gpu: 0 }, ref.name, 'resize', ctx);
+
+    const running = view.state !== 'shut off';
+    const cpuChange = want.cpu !== info.vcpus;
+    const memChange = want.memoryMiB !== info.memoryMiB;
+    if (cpuChange || memChange) {
+      const maxVcpus = Math.max(want.cpu, info.maxVcpus);
+      const maxMemoryMiB = Math.max(want.memoryMiB, info.maxMemoryMiB);
+      const live = running && want.cpu <= info.maxVcpus && want.memoryMiB <= info.maxMemoryMiB;
+      let done = false;
+      if (live) {
+        progress(ctx, 'resize', 'hotplug');
+        const results = await virsh.batch(
+          [
+            ...(cpuChange ? [['setvcpus', ref.name, String(want.cpu), '--live', '--config']] : []),
+            ...(memChange ? [['setmem', ref.name, `${want.memoryMiB}MiB`, '--live', '--config']] : []),
+          ],
+          { ...opts, stopOnError: true },
+        );
+        // A guest may refuse to give a vCPU back; then the reboot path below applies.
+        done = results.length === Number(cpuChange) + Number(memChange) && results.every((r) => !r.error);
+        if (!done && !request.allowReboot) throw results.find((r) => r.error)?.error ?? new ConflictError('live resize failed');
+      }
+      if (!done) {
+        if (running && !request.allowReboot) {
+          throw new ConflictError(`VM "${ref.name}" needs a reboot to get ${want.cpu} vCPUs / ${want.memoryMiB} MiB (its live maxima are ${info.maxVcpus} / ${info.maxMemoryMiB} MiB)`, {
+            context: virsh.context(opts),
+            hint: 'allow reboots for this group (changes.allowReboot), or set hotplug ceilings in the provider config for new VMs',
+          });
+        }
+        progress(ctx, 'resize', 'config');
+        const config: string[][] = [];
+        if (maxVcpus !== info.maxVcpus) config.push(['setvcpus', ref.name, String(maxVcpus), '--maximum', '--config']);
+        config.push(['setvcpus', ref.name, String(want.cpu), '--config']);
+        if (maxMemoryMiB !== info.maxMemoryMiB) config.push(['setmaxmem', ref.name, `${maxMemoryMiB}MiB`, '--config']);
+        config.push(['setmem', ref.name, `${want.memoryMiB}MiB`, '--config']);
+        for (const r of await virsh.batch(config, { ...opts, stopOnError: true })) if (r.error) throw r.error;
+        if (running) {
+          progress(ctx, 'resize', 'reboot');
+          await this.#powerOff(found, {}, ctx);
+          await virsh.run(['start', ref.name], opts);
+        }
+      }
+    }
+    if (want.diskGiB > meta.diskGiB) {
+      progress(ctx, 'resize', 'disk');
+      const stillRunning = (await this.#reread(found, 'resize', ctx)).state === 'running';
+      if (stillRunning) await virsh.run(['blockresize', ref.name, 'vda', `${want.diskGiB}G`], opts);
+      else await virsh.run(['vol-resize', rootVolumeName(ref.name), `${want.diskGiB}G`, '--pool', host.pool], opts);
+    }
+    const now = await this.#reread(found, 'resize', ctx);
+    const nextMeta: NovaCronMetadata = { ...meta, specHash: request.specHash, diskGiB: want.diskGiB };
+    await virsh.run(metadataCommand(ref.name, nextMeta, now.state === 'running'), opts);
+    return this.#reread(found, 'resize', ctx);
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close?.();
+  }
+
+  // ---- for extensions (migration, snapshots) and tests ----------------------------------
+
+  /** The virsh command layer for a host of this provider. */
+  virshFor(hostName: string): Virsh {
+    const host = this.hosts.get(hostName);
+    if (!host) throw new NotFoundError(`host "${hostName}" is not in provider "${this.name}"`, { context: { provider: this.name, host: hostName } });
+    return new Virsh(this.transport, host.ssh, this.name);
+  }
+
+  /**
+   * Finds a domain by name: on `ref.host` first, then on every other host (a VM may have
+   * moved). Undefined when no host has it. A VM's name is unique across the provider's hosts.
+   */
+  async locate(ref: VmRef, operation: string, ctx: OperationContext = {}): Promise<LocatedDomain | undefined> {
+    const preferred = ref.host ? this.#hostOf(ref.host, operation) : undefined;
+    if (preferred) {
+      const hit = await this.#lookupOn(preferred, ref.name, operation, ctx);
+      if (hit) return hit;
+    }
+    const others = [...this.hosts.values()].filter((h) => h !== preferred);
+    const hits = (await Promise.all(others.map((h) => this.#lookupOn(h, ref.name, operation, ctx)))).filter((h): h is LocatedDomain => h !== undefined);
+    if (hits.length > 1) {
+      throw new ConflictError(`VM "${ref.name}" exists on several hosts: ${hits.map((h) => h.host.name).join(', ')}`, {
+        context: { provider: this.name, vm: ref.name, operation },
+        hint: 'a half-finished migration or a copy made by hand: remove the stale domain',
+      });
+    }
+    return hits[0];
+  }
+
+  /** The domain's record as NovaCron reports it. */
+  toRecord(found: LocatedDomain, leases: readonly Lease[] = []): VmRecord {
+    return this.#toRecord(found.host, found.view, leases);
+  }
+
+  // ---- internals -------------------------------------------------------------------------
+
+  async #createOn(host: KvmHost, request: CreateVmRequest, ctx: OperationContext): Promise<VmRecord> {
+    const name = assertName('vm', request.name, 'VM name', { provider: this.name, host: host.name });
+    const virsh = this.virshFor(host.name);
+    const opts = { signal: signalOf(ctx), vm: name, operation: 'create' };
+    const image = this.#image(request.image, host, name);
+    throwIfAborted(ctx.signal, virsh.context(opts));
+
+    const existing = await this.#lookupOn(host, name, 'create', ctx);
+    if (existing) {
+      assertOwnedOnHost(existing, { name, fleet: request.ownership.fleet }, this.name, 'create');
+      // Ours already: a retried create. Make sure it runs, and report it.
+      if (existing.view.state !== 'running') await virsh.run(['start', name], opts);
+      return this.#reread(existing, 'create', ctx);
+    }
+    if (request.resources.gpu > 0) throw new UnsupportedError('GPUs are not supported on KVM hosts yet', { context: virsh.context(opts) });
+
+    progress(ctx, 'create', 'image', 0.05);
+    const base = await ensureImageVolume(virsh, host.pool, request.image, image, ctx);
+    const seed = buildSeedIso({
+      vmName: name,
+      specHash: request.ownership.specHash,
+      ...(request.cloudInit ? { cloudInit: request.cloudInit } : {}),
+      date: new Date(this.#clock.now()),
+    });
+    const hotplug = this.#config.hotplug;
+    const spec: DomainSpec = {
+      name,
+      type: this.#config.domainType,
+      vcpus: request.resources.cpu,
+      maxVcpus: Math.max(request.resources.cpu, hotplug?.cpu ?? 0),
+      memoryMiB: request.resources.memoryMiB,
+      maxMemoryMiB: Math.max(request.resources.memoryMiB, hotplug?.memory ?? 0),
+      ...(image.kernel ? { kernel: { kernel: image.kernel, ...(image.initrd ? { initrd: image.initrd } : {}), ...(image.cmdline ? { cmdline: image.cmdline } : {}) } } : {}),
+      disks: [
+        { device: 'disk', pool: host.pool, volume: rootVolumeName(name), format: 'qcow2', target: 'vda', bus: 'virtio' },
+        { device: 'cdrom', pool: host.pool, volume: seedVolumeName(name), format: 'raw', target: 'sda', bus: 'sata' },
+      ],
+      network: host.network,
+      serialLog: serialLogPath(name),
+      description: `Managed by NovaCron (fleet ${request.ownership.fleet}, group ${request.ownership.group}); changes made by hand may be overwritten`,
+      metadata: {
+        ...request.ownership,
+        image: request.image,
+        diskGiB: request.resources.diskGiB,
+        labels: request.labels,
+        createdAt: new Date(this.#clock.now()).toISOString(),
+      },
+    };
+    const xml = buildDomainXml(spec);
+
+    // Everything made is undone in reverse order if a later step fails.
+    const undo: { what: string; run: () => Promise<unknown> }[] = [];
+    try {
+      await this.#withHostLock(host.name, async () => {
+        progress(ctx, 'create', 'capacity', 0.1);
+        await this.#assertRoom(host, virsh, request.resources, name, 'create', ctx);
+        progress(ctx, 'create', 'volume', 0.2);
+        await this.#createVolume(host, virsh, rootVolumeName(name), ['vol-create-as', host.pool, rootVolumeName(name), `${request.resources.diskGiB}G`, '--format', 'qcow2', '--backing-vol', base.volume, '--backing-vol-format', base.format], opts, ctx);
+        undo.push({ what: `volume ${rootVolumeName(name)}`, run: () => this.#deleteVolumes(virsh, host.pool, [rootVolumeName(name)], {}) });
+        progress(ctx, 'create', 'seed', 0.35);
+        await this.#createVolume(host, virsh, seedVolumeName(name), ['vol-create-as', host.pool, seedVolumeName(name), String(seed.length), '--format', 'raw'], opts, ctx);
+        undo.push({ what: `volume ${seedVolumeName(name)}`, run: () => this.#deleteVolumes(virsh, host.pool, [seedVolumeName(name)], {}) });
+        await virsh.run(['vol-upload', '--pool', host.pool, seedVolumeName(name), '/dev/stdin'], { ...opts, stdin: seed });
+        progress(ctx, 'create', 'define', 0.5);
+        await virsh.run(['define', '/dev/stdin'], { ...opts, stdin: xml });
+        undo.push({ what: `domain ${name}`, run: () => virsh.tryRun(['undefine', name, '--managed-save'], {}) });
+      });
+      progress(ctx, 'create', 'start', 0.7);
+      undo.push({ what: `running domain ${name}`, run: () => virsh.tryRun(['destroy', name], {}) });
+      await virsh.run(['start', name], opts);
+      progress(ctx, 'create', 'done', 1);
+      const created = await this.#lookupOn(host, name, 'create', ctx);
+      if (!created) throw new NotFoundError(`VM "${name}" vanished right after it was started`, { context: virsh.context(opts) });
+      return this.#toRecord(host, created.view, []);
+    } catch (error) {
+      const failures: string[] = [];
+      for (const step of undo.reverse()) {
+        try {
+          await step.run();
+        } catch (cleanupError) {
+          failures.push(`${step.what}: ${(cleanupError as Error).message}`);
+        }
+      }
+      if (failures.length > 0 && NovaCronError.isInstance(error)) {
+        this.#log?.(`kvm: create of ${name} on ${host.name} failed and cleanup left: ${failures.join('; ')}`);
+      }
+      throw error;
+    }
+  }
+
+  /** vol-create-as, replacing a leftover of an interrupted create that no domain uses. */
+  async #createVolume(host: KvmHost, virsh: Virsh, volume: string, args: string[], opts: { signal?: AbortSignal; vm: string; operation: string }, ctx: OperationContext): Promise<void> {
+    const first = await virsh.tryRun(args, opts);
+    if (!first.error) return;
+    if (first.error.code !== 'Conflict' || first.error.rule !== 'already-exists') throw first.error;
+    const state = await readHostState(virsh, { signal: signalOf(ctx), operation: 'create' });
+    if (volumeInUse(state, host.pool, volume)) {
+      throw new ConflictError(`${host.name}: volume ${volume} already exists in pool ${host.pool} and a domain uses it`, {
+        context: virsh.context(opts),
+        hint: 'another VM (or a copy made by hand) uses this name: rename the group or fleet',
+      });
+    }
+    this.#log?.(`kvm: ${host.name}: replacing leftover volume ${volume} (no domain uses it)`);
+    await this.#deleteVolumes(virsh, host.pool, [volume], opts);
+    await virsh.run(args, opts);
+  }
+
+  async #removeLeftoverVolumes(host: KvmHost, name: string, ctx: OperationContext): Promise<void> {
+    const virsh = this.virshFor(host.name);
+    const state = await readHostState(virsh, { signal: signalOf(ctx), operation: 'delete' });
+    const candidates = [rootVolumeName(name), seedVolumeName(name)].filter((v) => !volumeInUse(state, host.pool, v));
+    await this.#deleteVolumes(virsh, host.pool, candidates, { signal: signalOf(ctx), vm: name, operation: 'delete' });
+  }
+
+  /** Deletes volumes in one round trip; a volume already gone is fine. */
+  async #deleteVolumes(virsh: Virsh, pool: string, volumes: readonly string[], opts: { signal?: AbortSignal; vm?: string; operation?: string }): Promise<void> {
+    const results = await virsh.batch(
+      volumes.map((v) => ['vol-delete', v, '--pool', pool]),
+      opts,
+    );
+    const failed = results.find((r) => r.error && r.error.code !== 'NotFound');
+    if (failed?.error) throw failed.error;
+  }
+
+  async #powerOff(found: LocatedDomain, options: StopOptions, ctx: OperationContext): Promise<void> {
+    const { virsh } = found;
+    const name = found.view.info.name;
+    const opts = { signal: signalOf(ctx), vm: name, operation: 'stop' };
+    let state = (await this.#lookupOn(found.host, name, 'stop', ctx))?.view.state ?? 'shut off';
+    if (state === 'shut off') return;
+    if (!options.force) {
+      // The ACPI power button: the guest shuts down cleanly if it listens for it.
+      const timeoutMs = options.gracefulTimeoutMs ?? this.#config.stopTimeout;
+      progress(ctx, 'stop', 'shutdown');
+      const r = await virsh.tryRun(['shutdown', name], opts);
+      if (r.error && !/not running/.test(r.stderr)) throw r.error;
+      const deadline = this.#clock.now() + timeoutMs;
+      while (state !== 'shut off' && this.#clock.now() < deadline) {
+        await this.#clock.sleep(Math.min(POLL_MS, Math.max(0, deadline - this.#clock.now())), ctx.signal);
+        state = (await virsh.tryRun(['domstate', name], opts)).stdout.trim() || 'shut off';
+      }
+      if (state === 'shut off') return;
+      this.#log?.(`kvm: ${found.host.name}: ${name} did not power off within ${timeoutMs} ms; forcing it off`);
+    }
+    progress(ctx, 'stop', 'destroy');
+    const d = await virsh.tryRun(['destroy', name], opts);
+    if (d.error && !/not running/.test(d.stderr)) throw d.error;
+  }
+
+  async #owned(ref: VmRef, operation: string, ctx: OperationContext): Promise<LocatedDomain> {
+    assertName('vm', ref.name, 'VM name', { provider: this.name });
+    const found = await this.locate(ref, operation, ctx);
+    if (!found) {
+      throw new NotFoundError(`VM "${ref.name}" does not exist on any host of provider "${this.name}"`, {
+        context: { provider: this.name, vm: ref.name, operation, ...(ref.host ? { host: splitHostId(ref.host).name } : {}) },
+      });
+    }
+    assertOwnedOnHost(found, ref, this.name, operation);
+    return found;
+  }
+
+  async #lookupOn(host: KvmHost, name: string, operation: string, ctx: OperationContext): Promise<LocatedDomain | undefined> {
+    const virsh = this.virshFor(host.name);
+    const [state, xml] = await virsh.batch([['domstate', name], ['dumpxml', name]], { signal: signalOf(ctx), vm: name, operation, stopOnError: true });
+    if (state?.error?.code === 'NotFound' || xml?.error?.code === 'NotFound') return undefined;
+    if (state?.error) throw state.error;
+    if (xml?.error) throw xml.error;
+    if (!state || !xml) throw new UnreachableError(`${host.name}: no answer from virsh`, { context: virsh.context({ vm: name, operation }) });
+    return { host, virsh, view: { state: state.stdout.trim(), info: parseDomainXml(xml.stdout) } };
+  }
+
+  async #reread(found: LocatedDomain, operation: string, ctx: OperationContext): Promise<VmRecord> {
+    const now = await this.#lookupOn(found.host, found.view.info.name, operation, ctx);
+    if (!now) throw new NotFoundError(`VM "${found.view.info.name}" vanished`, { context: found.virsh.context({ vm: found.view.info.name, operation }) });
+    return this.#toRecord(found.host, now.view, []);
+  }
+
+  async #assertRoom(host: KvmHost, virsh: Virsh, need: Resources, vm: string, operation: string, ctx: OperationContext): Promise<void> {
+    const state = await readHostState(virsh, { node: true, signal: signalOf(ctx), operation });
+    const h = this.#toHost(host, state);
+    const context = virsh.context({ vm, operation });
+    const availableMiB = Math.floor((state.memory?.availableKiB ?? 0) / 1024);
+    if (need.memoryMiB > 0 && need.memoryMiB > availableMiB) {
+      throw new CapacityExceededError(`${host.name}: not enough free memory for VM "${vm}": it needs ${need.memoryMiB} MiB, the host has ${availableMiB} MiB free`, { context });
+    }
+    const checks = [
+      ['memory', 'memoryMiB', host.overcommit.memory, 'MiB'],
+      ['cpu', 'cpu', host.overcommit.cpu, 'vCPUs'],
+    ] as const;
+    for (const [what, key, factor, unit] of checks) {
+      const limit = Math.floor(h.capacity[key] * factor);
+      if (need[key] > 0 && h.allocated[key] + need[key] > limit) {
+        throw new CapacityExceededError(`${host.name}: not enough ${what} for VM "${vm}": ${h.allocated[key]} + ${need[key]} ${unit} would exceed ${limit} ${unit} (capacity ${h.capacity[key]} × overcommit ${factor})`, { context });
+      }
+    }
+  }
+
+  #image(imageName: string, host: KvmHost, vm: string): ImageConfig {
+    const image = this.#config.images[imageName];
+    const context = { provider: this.name, host: host.name, vm, operation: 'create' };
+    if (!image) {
+      const known = Object.keys(this.#config.images);
+      throw new NotFoundError(`image "${imageName}" is not configured for provider "${this.name}"`, {
+        context,
+        hint: known.length > 0 ? `known images: ${known.join(', ')}` : `add it under providers.${this.name}.images`,
+      });
+    }
+    if (image.kernel) assertName('path', image.kernel, `image "${imageName}" kernel`, context);
+    if (image.initrd) assertName('path', image.initrd, `image "${imageName}" initrd`, context);
+    if (image.volume) assertName('object', image.volume, `image "${imageName}" volume`, context);
+    return image;
+  }
+
+  #hostOf(id: string, operation: string): KvmHost {
+    const { provider, name } = splitHostId(id);
+    if (provider && provider !== this.name) {
+      throw new NotFoundError(`host "${id}" belongs to provider "${provider}", not "${this.name}"`, { context: { provider: this.name, host: id, operation } });
+    }
+    const host = this.hosts.get(name);
+    if (!host) {
+      throw new NotFoundError(`host "${name}" is not in provider "${this.name}"`, {
+        context: { provider: this.name, host: name, operation },
+        hint: `hosts: ${[...this.hosts.keys()].join(', ')}`,
+      });
+    }
+    return host;
+  }
+
+  #hostsFor(ref: VmRef): KvmHost[] {
+    return ref.host ? [this.#hostOf(ref.host, 'delete')] : [...this.hosts.values()];
+  }
+
+  /** Serializes capacity check + define per host, so two creates in this process cannot both take the last room. */
+  async #withHostLock<T>(host: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#hostLocks.get(host) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const chained = previous.then(() => mine);
+    this.#hostLocks.set(host, chained);
+    await previous;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.#hostLocks.get(host) === chained) this.#hostLocks.delete(host);
+    }
+  }
+
+  #toHost(host: KvmHost, state: HostState | undefined): Host {
+    const allocated = { cpu: 0, memoryMiB: 0, diskGiB: 0, gpu: 0 };
+    for (const d of state?.domains ?? []) {
+      allocated.cpu += d.info.vcpus;
+      allocated.memoryMiB += d.info.memoryMiB;
+    }
+    if (state?.pool) allocated.diskGiB = Math.ceil(state.pool.allocationBytes / 1024 ** 3);
+    return {
+      id: hostId(this.name, host.name),
+      provider: this.name,
+      name: host.name,
+      zone: host.zone,
+      ...(host.region ? { region: host.region } : {}),
+      labels: host.labels,
+      capacity: {
+        cpu: state?.node?.cpus ?? 0,
+        memoryMiB: Math.floor((state?.node?.memoryKiB ?? 0) / 1024),
+        diskGiB: Math.floor((state?.pool?.capacityBytes ?? 0) / 1024 ** 3),
+        gpu: 0,
+      },
+      allocated,
+      overcommit: host.overcommit,
+      pricePerHour: host.pricePerHour,
+      state: state ? 'up' : 'down',
+      ...(state?.memory ? { freeMemoryMiB: Math.floor(state.memory.availableKiB / 1024) } : {}),
+    };
+  }
+
+  #toRecord(host: KvmHost, view: DomainView, leases: readonly Lease[]): VmRecord {
+    const info = view.info;
+    const meta = info.metadata;
+    const macs = new Set(info.macs.map((m) => m.toLowerCase()));
+    return {
+      name: info.name,
+      id: info.uuid,
+      provider: this.name,
+      fleet: meta?.fleet ?? '',
+      group: meta?.group ?? '',
+      index: meta?.index ?? 0,
+      specHash: meta?.specHash ?? '',
+      host: hostId(this.name, host.name),
+      zone: host.zone,
+      state: vmState(view.state),
+      resources: { cpu: info.vcpus, memoryMiB: info.memoryMiB, diskGiB: meta?.diskGiB ?? 0, gpu: 0 },
+      image: meta?.image ?? 'unknown',
+      labels: meta?.labels ?? {},
+      addresses: leases.filter((l) => macs.has(l.mac)).map((l) => ({ address: l.address, source: 'lease' as const })),
+      ...(meta?.createdAt ? { createdAt: meta.createdAt } : {}),
+    };
+  }
+}
+
+/** libvirt's state words → NovaCron's. */
+export function vmState(state: string): VmState {
+  switch (state) {
+    case 'running':
+    case 'idle':
+    case 'blocked':
+    case 'in shutdown':
+    case 'paused':
+      return 'running';
+    case 'shut off':
+    case 'pmsuspended':
+      return 'stopped';
+    case 'crashed':
+      return 'error';
+    default:
+      return 'unknown';
+  }
+}
+
+function volumeInUse(state: HostState, pool: string, volume: string): boolean {
+  return state.domains.some((d) => d.info.disks.some((disk) => (disk.pool === pool && disk.volume === volume) || disk.file?.endsWith(`/${volume}`)));
+}
+
+/**
+ * The core's ownership guard, with the host added to the error: the domain must carry this
+ * fleet's record. A domain without NovaCron's metadata belongs to nobody and is refused too.
+ */
+export function assertOwnedOnHost(found: LocatedDomain, ref: Pick<VmRef, 'name' | 'fleet'>, provider: string, operation: string): void {
+  try {
+    assertOwned({ name: found.view.info.name, fleet: found.view.info.metadata?.fleet ?? '' }, { name: ref.name, fleet: ref.fleet }, provider);
+  } catch (error) {
+    if (error instanceof ConflictError) {
+      throw new ConflictError(`${found.host.name}: ${error.message}`, {
+        context: { ...error.context, host: found.host.name, operation },
+        ...(error.hint ? { hint: error.hint } : {}),
+      });
+    }
+    throw error;
+  }
+}
+
+function signalOf(ctx: OperationContext): AbortSignal | undefined {
+  return ctx.signal;
+}
+
+function progress(ctx: OperationContext, operation: string, phase: string, fraction?: number): void {
+  ctx.onProgress?.({ operation, phase, ...(fraction !== undefined ? { fraction } : {}) });
+}

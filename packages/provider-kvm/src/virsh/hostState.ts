@@ -1,0 +1,79 @@
+import { randomBytes } from 'node:crypto';
+import { parseDomainXml, type DomainInfo } from '../domain/domainXml.js';
+import { parseDomainDump, parseLeases, parseNodeInfo, parseNodeMemStats, parsePoolInfo, type Lease, type NodeInfo, type NodeMemStats, type PoolInfo } from './parsers.js';
+import type { Virsh } from './Virsh.js';
+import { virshError } from './virshErrors.js';
+
+/** A domain as seen on its host: libvirt's state word (`running`, `shut off`, …) and its XML, read. */
+export interface DomainView {
+  readonly state: string;
+  readonly info: DomainInfo;
+}
+
+export interface HostState {
+  readonly node?: NodeInfo;
+  readonly memory?: NodeMemStats;
+  readonly pool?: PoolInfo;
+  readonly leases: readonly Lease[];
+  readonly domains: readonly DomainView[];
+}
+
+export interface HostStateRequest {
+  /** nodeinfo, nodememstats and the pool: what inventory and capacity checks need. */
+  readonly node?: boolean;
+  readonly pool?: string;
+  /** DHCP leases of this network, for VM addresses. */
+  readonly network?: string;
+  readonly signal?: AbortSignal;
+  readonly operation?: string;
+}
+
+/**
+ * Everything `list` and `inventory` need from a host in ONE round trip: a fixed script
+ * whose only inputs (pool and network names) are quoted. Domains are dumped by a single
+ * virsh process running `domstate U; dumpxml U;` for every domain UUID, so a host with a
+ * hundred domains costs two virsh processes, not a hundred round trips.
+ */
+export async function readHostState(virsh: Virsh, request: HostStateRequest): Promise<HostState> {
+  const marker = `@@novacron-${randomBytes(8).toString('hex')}`;
+  const v = (args: string[]) => `${virsh.commandLine(args)} </dev/null`;
+  const lines = [
+    `s() { printf '\\n%s %s %d\\n' ${marker} "$1" "$2"; }`,
+    ...(request.node ? [`${v(['nodeinfo'])}; s nodeinfo $?`, `${v(['nodememstats'])}; s memstats $?`] : []),
+    ...(request.pool ? [`${v(['pool-info', '--bytes', request.pool])}; s pool $?`] : []),
+    ...(request.network ? [`${v(['net-dhcp-leases', request.network])}; s leases $?`] : []),
+    `u=$(${v(['list', '--all', '--uuid'])}); rc=$?`,
+    `c=''; for x in $u; do case $x in *[!0-9a-f-]*) ;; *) c="$c domstate $x; dumpxml $x;" ;; esac; done`,
+    // The list's exit status is what counts: a domain that vanished mid-dump is not an error.
+    `if [ $rc -eq 0 ] && [ -n "$c" ]; then ${virsh.commandLine([])} "$c" </dev/null; fi; s domains $rc`,
+  ];
+  const result = await virsh.script(lines.join('\n'), { ...(request.signal ? { signal: request.signal } : {}), timeoutMs: 120_000 });
+  const sections = new Map<string, { text: string; code: number }>();
+  let from = 0;
+  for (const m of result.stdout.matchAll(new RegExp(`\\n${marker} (\\w+) (\\d+)\\n`, 'g'))) {
+    sections.set(m[1]!, { text: result.stdout.slice(from, m.index), code: Number(m[2]) });
+    from = m.index + m[0].length;
+  }
+  const context = virsh.context(request.operation ? { operation: request.operation } : {});
+  const must = (name: string) => {
+    const section = sections.get(name);
+    if (!section || section.code !== 0) throw virshError(result.stderr, `virsh ${name === 'domains' ? 'list' : name}`, context, section?.code ?? result.code);
+    return section.text;
+  };
+  const domains: DomainView[] = [];
+  for (const dumped of parseDomainDump(must('domains'))) {
+    // A domain whose XML cannot be read is skipped for listing, never adopted or touched.
+    try {
+      domains.push({ state: dumped.state, info: parseDomainXml(dumped.xml) });
+    } catch {
+      continue;
+    }
+  }
+  const leasesSection = sections.get('leases');
+  return {
+    ...(request.node ? { node: parseNodeInfo(must('nodeinfo')), memory: parseNodeMemStats(must('memstats')) } : {}),
+    ...(request.pool ? { pool: parsePoolInfo(must('pool')) } : {}),
+    leases: leasesSection && leasesSection.code === 0 ? parseLeases(leasesSection.text) : [],
+    domains,
+  };
+}
