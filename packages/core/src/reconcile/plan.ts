@@ -1,7 +1,8 @@
 import type { FleetSpec, PlacementWeights } from '../model/fleet.js';
 import type { Host, Resources, VmRecord } from '../model/records.js';
 import { place } from '../placement/place.js';
-import type { PlacedVm, PlacementVm } from '../placement/types.js';
+import { rebalance, type RebalanceTarget } from '../placement/rebalance.js';
+import type { PlacedVm, PlacementVm, UnplacedVm } from '../placement/types.js';
 import type { CreateVmRequest, VmRef } from '../provider/Provider.js';
 import { NO_CAPABILITIES } from '../provider/Provider.js';
 import { classifyChanges, describeChanges, type VmChange } from './changes.js';
@@ -14,6 +15,11 @@ export interface PlanOptions {
   readonly seed?: number;
   /** Plan the removal of every VM the fleet owns. */
   readonly destroy?: boolean;
+  /**
+   * Also move running VMs to reach a target (drain hosts, cut active hosts, even out load),
+   * with the fewest and lightest migrations; they become migrate steps.
+   */
+  readonly rebalance?: RebalanceTarget;
 }
 
 /**
@@ -105,7 +111,53 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
     }
   }
 
-  const hosts = observed.hosts.map((h) => withFreed(h, freed.get(h.id)));
+  let hosts = observed.hosts.map((h) => withFreed(h, freed.get(h.id)));
+  // Every group's rules, so rules of groups with nothing to place (avoidGroups both ways) hold too.
+  const groupRules = Object.fromEntries(Object.entries(fleet.groups).map(([name, spec]) => [name, spec.placement]));
+  const weights = { ...fleet.placement.weights, ...options.weights };
+  const seed = options.seed ?? fleet.placement.seed;
+  let existing = kept;
+  const stuck: UnplacedVm[] = [];
+  const rebalanced = new Map<string, string>(); // VM → host it migrates to
+  if (options.rebalance) {
+    // Moves first, on the allocation left after deletes; new VMs are then placed around them.
+    const busy = new Set([...updates, ...starts].map((s) => s.vm));
+    const result = rebalance({
+      hosts,
+      vms: kept.map((k) => {
+        const vm = current.get(k.id)!;
+        return { id: vm.name, group: vm.group, host: vm.host, resources: vm.resources, labels: vm.labels, movable: !busy.has(vm.name) && migrationMode(vm) !== undefined };
+      }),
+      target: options.rebalance,
+      groupRules,
+      weights,
+      seed,
+    });
+    stuck.push(...result.stuck);
+    const leaving = new Map<string, string[]>(); // host → migrate steps leaving it, in order
+    for (const m of result.migrations) {
+      const vm = current.get(m.vm)!;
+      const mode = migrationMode(vm)!;
+      const id = `migrate:${vm.name}`;
+      migrates.push({
+        ...base('migrate', vm, m.reason),
+        // A migration waits for what frees its destination: deletes there, and moves off it listed before it.
+        dependsOn: [...new Set([...(freeing.get(m.to) ?? []), ...(leaving.get(m.to) ?? [])])],
+        ref: refOf(vm, fleet.name),
+        from: m.from,
+        to: m.to,
+        mode,
+        policy: { ...fleet.groups[vm.group]!.migration, mode },
+        memoryMiB: m.memoryMiB,
+      });
+      leaving.set(m.from, [...(leaving.get(m.from) ?? []), id]);
+      rebalanced.set(vm.name, m.to);
+      hosts = hosts.map((h) => (h.id === m.from ? withFreed(h, vm.resources) : h.id === m.to ? withFreed(h, negate(vm.resources)) : h));
+    }
+    // New VMs on a host being emptied wait for the moves off it.
+    for (const [host, ids] of leaving) freeing.set(host, [...(freeing.get(host) ?? []), ...ids]);
+    existing = kept.map((k) => (rebalanced.has(k.id) ? { ...k, host: rebalanced.get(k.id)! } : k));
+  }
   const placement = place({
     hosts,
     vms: toPlace.map((want) => {
@@ -113,9 +165,10 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
       const vm = placementVm(want);
       return move ? { ...vm, rules: { ...vm.rules, providers: move.providers } } : vm;
     }),
-    existing: kept,
-    seed: options.seed ?? fleet.placement.seed,
-    weights: { ...fleet.placement.weights, ...options.weights },
+    existing,
+    groupRules,
+    seed,
+    weights,
   });
 
   const creates: CreateStep[] = [];
@@ -170,11 +223,20 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
   return {
     fleet: fleet.name,
     steps,
-    unplaced: placement.unplaced,
+    unplaced: [...placement.unplaced, ...stuck],
     placement,
-    summary: { ...summary, unchanged: kept.length - updates.length - starts.length },
-    costPerHour: fleetCost(fleet.name, observed, steps, placement.instanceTypes, hostsById),
+    summary: { ...summary, unchanged: kept.length - updates.length - starts.length - rebalanced.size },
+    costPerHour: fleetCost(fleet.name, rebalanced.size ? { ...observed, vms: observed.vms.map((vm) => (rebalanced.has(vm.name) ? { ...vm, host: rebalanced.get(vm.name)! } : vm)) } : observed, steps, placement.instanceTypes, hostsById),
   };
+
+  /** How a VM would move: its group's mode, live only when it runs and the provider can; undefined when the provider cannot move it. */
+  function migrationMode(vm: VmRecord): 'live' | 'cold' | undefined {
+    const caps = observed.capabilities[vm.provider] ?? NO_CAPABILITIES;
+    const wanted = fleet.groups[vm.group]?.migration.mode ?? 'auto';
+    if (wanted !== 'cold' && caps.liveMigration && vm.state === 'running') return 'live';
+    if (wanted !== 'live' && caps.coldMigration) return 'cold';
+    return undefined;
+  }
 
   function free(host: string, resources: Resources, stepId: string): void {
     const sum = freed.get(host) ?? { cpu: 0, memoryMiB: 0, diskGiB: 0, gpu: 0 };
@@ -243,6 +305,10 @@ function createRequest(fleet: FleetSpec, want: DesiredVm, host: string, instance
 
 function placementVm(want: DesiredVm): PlacementVm {
   return { id: want.name, group: want.group, resources: want.resources, labels: want.spec.labels, rules: want.spec.placement };
+}
+
+function negate(r: Resources): Resources {
+  return { cpu: -r.cpu, memoryMiB: -r.memoryMiB, diskGiB: -r.diskGiB, gpu: -r.gpu };
 }
 
 function withFreed(host: Host, freed: Resources | undefined): Host {
