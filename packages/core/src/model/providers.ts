@@ -67,20 +67,28 @@ export const simProviderConfig = z.strictObject({
 });
 
 const sshAuth = z.strictObject({
+  /** Login user. @default root */
   user: z.string().min(1).optional(),
+  /** @default 22 */
   port: z.number().int().min(1).max(65535).optional(),
+  /** Private key file (OpenSSH or PEM format, unencrypted); `~/` is the user's home. */
   identityFile: z.string().min(1).optional(),
+  /** Use an SSH agent: `true` for $SSH_AUTH_SOCK, or the agent socket's path. */
   agent: z.union([z.boolean(), z.string().min(1)]).optional(),
   /** Read from this environment variable, never written in the fleet file. */
   passwordEnv: z.string().min(1).optional(),
+  /** known_hosts file to verify host keys against (plain or hashed entries). @default ~/.ssh/known_hosts */
   knownHosts: z.string().min(1).optional(),
-  /** `yes` refuses unknown and changed host keys; `accept-new` trusts a host the first time only. */
+  /** `yes` refuses unknown and changed host keys; `accept-new` trusts a host the first time only. @default yes */
   strictHostKeyChecking: z.enum(['yes', 'accept-new']).optional(),
+  /** @default 15s */
   keepaliveInterval: duration(3_600_000).optional(),
+  /** Time to open the TCP connection and finish the SSH handshake. @default 10s */
   connectTimeout: duration(600_000).optional(),
-  jumpHost: z.string().min(1).optional(),
-  /** Read ~/.ssh/config (or this file) for Host aliases, as OpenSSH does. */
-  config: z.union([z.boolean(), z.string().min(1)]).optional(),
+  /** Reach the host through this one (`[user@]host[:port]`), which uses the same keys and known_hosts. */
+  jumpHost: z.string().regex(/^(?:[A-Za-z0-9._-]+@)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::\d{1,5})?$/, 'write the jump host as [user@]host[:port]').optional(),
+  /** Channels one connection runs at once (sshd's MaxSessions is 10); more wait their turn. @default 8 */
+  maxChannels: z.number().int().min(1).max(64).optional(),
 });
 
 const kvmHost = z.strictObject({
@@ -93,6 +101,7 @@ const kvmHost = z.strictObject({
   overcommit: overcommit.optional(),
   pool: z.string().min(1).optional(),
   network: z.string().min(1).optional(),
+  /** Overrides the provider's `ssh` settings for this host, key by key. */
   ssh: sshAuth.optional(),
 });
 
@@ -103,9 +112,10 @@ const kvmImage = z.strictObject({
   url: z.string().min(1).optional(),
   checksum: z.string().regex(/^sha256:[0-9a-f]{64}$/).optional(),
   format: z.enum(['qcow2', 'raw']).default('qcow2'),
-  /** Direct kernel boot (tiny guests, the testbed). */
+  /** Direct kernel boot (tiny guests, the testbed): absolute paths on every host. */
   kernel: z.string().min(1).optional(),
   initrd: z.string().min(1).optional(),
+  /** Kernel command line, as given. */
   cmdline: z.string().optional(),
 });
 
@@ -119,6 +129,19 @@ export const kvmProviderConfig = z.strictObject({
   domainType: z.enum(['kvm', 'qemu']).default('kvm'),
   overcommit: overcommit.default({ cpu: 4, memory: 1, disk: 1 }),
   images: z.record(z.string().min(1), kvmImage).default({}),
+  /** How long `stop` waits for the guest to power off after the ACPI power button before it forces it off. */
+  stopTimeout: duration(3_600_000).default(60_000),
+  /**
+   * Ceilings for live resizing. VMs are defined with these maxima (at least their own size),
+   * so vCPUs can be added and memory ballooned up to them without a reboot. Unset: resizing
+   * cpu or memory needs a reboot.
+   */
+  hotplug: z
+    .strictObject({
+      cpu: z.number().int().min(1).max(1024).optional(),
+      memory: size('MiB', 16, 16 * 1024 ** 2).optional(),
+    })
+    .optional(),
 });
 
 export const awsProviderConfig = z.strictObject({
