@@ -10,6 +10,7 @@ import {
   plan,
   ProviderRegistry,
   ProviderSet,
+  seededRandom,
   type AwsProviderConfig,
   type Clock,
   type CreateStep,
@@ -78,10 +79,16 @@ async function world(fleet: FleetSpec, faults: { ec2Throttle?: boolean } = {}, c
 
 async function reconcile(fleet: FleetSpec, providers: ProviderSet, options: { destroy?: boolean; clock?: Clock } = {}): Promise<{ planned: Plan; ok: boolean; failures: string[] }> {
   const clock = options.clock ?? instantClock;
-  const middleware = defaultMiddlewareStack({ retry: { clock, maxAttempts: 8 }, breaker: { clock, threshold: 1000 }, tracing: false });
+  const middleware = defaultMiddlewareStack({ retry: { clock, maxAttempts: 10, random: seededRandom(7) }, breaker: { clock, threshold: 1000 }, tracing: false });
   const planned = plan(fleet, await observe(fleet, providers.map((p) => middleware.wrap(p))), options);
   const result = await apply(planned, providers, { clock, middleware });
   return { planned, ok: result.ok, failures: result.outcomes.filter((o) => o.status !== 'done').map((o) => `${o.step.id}: ${o.error?.describe() ?? o.status}`) };
+}
+
+/** Providers behind the core's retry middleware, with seeded jitter so runs repeat. */
+function retrying(providers: ProviderSet, clock: Clock): ProviderSet {
+  const stack = defaultMiddlewareStack({ retry: { clock, maxAttempts: 10, random: seededRandom(11) }, breaker: false, tracing: false });
+  return providers.map((p) => stack.wrap(p));
 }
 
 function edit(fleet: FleetSpec, change: (input: FleetSpecInput) => void): FleetSpec {
@@ -161,15 +168,38 @@ describe('examples/multi-cloud: one fleet over racks, EC2 and Compute Engine', (
     const changed = await reconcile(smaller, providers, { clock });
     expect(changed.failures).toEqual([]);
     expect(changed.planned.summary).toMatchObject({ delete: 2 });
-    const after = await observe(smaller, providers.map((p) => defaultMiddlewareStack({ retry: { clock, maxAttempts: 8 }, breaker: false, tracing: false }).wrap(p)));
+    const after = await observe(smaller, retrying(providers, clock));
     expect(after.vms.filter((v) => v.group === 'batch').every((v) => v.resources.cpu === 8 && v.resources.memoryMiB === 32768)).toBe(true);
     expect(plan(smaller, after).steps).toEqual([]);
 
     const destroyed = await reconcile(smaller, providers, { destroy: true, clock });
     expect(destroyed.failures).toEqual([]);
-    expect((await observe(smaller, providers.map((p) => defaultMiddlewareStack({ retry: { clock, maxAttempts: 8 }, breaker: false, tracing: false }).wrap(p)))).vms).toEqual([]);
+    expect((await observe(smaller, retrying(providers, clock))).vms).toEqual([]);
     expect(ec2Fake.describe().every((i) => i.State?.Name === 'terminated')).toBe(true);
     expect(gce.instances.size).toBe(0);
+  });
+
+  it('a zone out of capacity fails the create with CapacityExceeded, and the next plan places the VM in another zone', async () => {
+    const fleet = parseFleet({
+      name: 'cap',
+      providers: {
+        onprem: { type: 'sim', hosts: [] },
+        aws: { type: 'aws', region: 'us-east-1', zones: ['us-east-1a', 'us-east-1b'], instanceTypes: ['c6i.large'], images: { 'debian-12': '136693071363/debian-12-amd64-*' } },
+        gcp: { type: 'gcp', project: 'cap-project', zones: ['us-central1-a'], images: { 'debian-12': 'projects/debian-cloud/global/images/family/debian-12' } },
+      },
+      groups: { web: { count: 1, cpu: 2, memory: '4GiB', image: 'debian-12', placement: { providers: ['aws'] } } },
+    });
+    const { providers, ec2Fake } = await world(fleet);
+    ec2Fake.noCapacity.add('us-east-1a/c6i.large');
+
+    const first = await reconcile(fleet, providers);
+    expect(first.planned.steps.map((s) => (s as CreateStep).host)).toEqual(['aws/us-east-1a']);
+    expect(first.failures).toEqual([expect.stringMatching(/^create:cap-web-0: no capacity for VM "cap-web-0": c6i\.large in us-east-1a: InsufficientInstanceCapacity .*new plan places the VM elsewhere/)]);
+
+    const second = await reconcile(fleet, providers);
+    expect(second.planned.steps.map((s) => (s as CreateStep).host)).toEqual(['aws/us-east-1b']);
+    expect(second.failures).toEqual([]);
+    expect(ec2Fake.describe().filter((i) => i.State?.Name === 'running').map((i) => i.Placement?.AvailabilityZone)).toEqual(['us-east-1b']);
   });
 
   it('is what the CLI gets: the registry loads both cloud providers on demand by kind', async () => {
