@@ -5,6 +5,7 @@ import { EXIT } from './exit.js';
 import { applyCommand } from './commands/apply.js';
 import { destroyCommand } from './commands/destroy.js';
 import { drainCommand, migrateCommand } from './commands/migrate.js';
+import { placeCommand } from './commands/place.js';
 import { planCommand } from './commands/plan.js';
 import { schemaCommand } from './commands/schema.js';
 import { registerSnapshotCommands } from './commands/snapshot.js';
@@ -72,6 +73,19 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
   registerSnapshotCommands(program, io, common, run);
 
   program
+    .command('place')
+    .description('place VMs on hosts from inventory files and say why, touching nothing (a what-if)')
+    .requiredOption('--hosts <file>', 'hosts: a JSON list of {id, cpu, memoryMiB, diskGiB?, zone?, labels?, pricePerHour?, overcommit?, state?}')
+    .requiredOption('--vms <file>', 'VMs: a JSON list of {id, cpu, memoryMiB, diskGiB?, group?, labels?, host?} (with host: running there already)')
+    .option('--rules <file>', 'placement rules per group: a JSON object {group: rules}, as in a fleet file')
+    .option('--weights <list>', 'weights of the soft rules, e.g. cost=1,balance=0.5 (cost, consolidation, balance, headroom, preferLabels, locality)')
+    .option('--seed <n>', 'seed for ties and the search: the same seed gives the same placement', nonNegativeInt)
+    .option('--json', 'machine-readable output on stdout', false)
+    .option('--html <file>', 'also write a self-contained HTML report: each host\'s fill and every explanation')
+    .option('--debug', 'print stack traces', false)
+    .action(run((o) => placeCommand(io, o as never)));
+
+  program
     .command('schema')
     .description('print the JSON Schema of fleet files (for editors: yaml-language-server, VS Code)')
     .action(async () => {
@@ -99,6 +113,12 @@ function reportError(io: Io, options: GlobalOptions, thrown: unknown): number {
   }
   if (options.debug) io.stderr.write(`${(error.cause instanceof Error ? error.cause : error).stack ?? ''}\n`);
   return code;
+}
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number of 0 or more');
+  return n;
 }
 
 function positiveInt(value: string): number {
