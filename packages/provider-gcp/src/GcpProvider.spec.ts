@@ -251,7 +251,7 @@ describe('GcpProvider lifecycle', () => {
     const ref = { name: vm.name, fleet: 'shop', host: vm.host };
 
     const snap = await provider.snapshot(ref, { kind: 'full', id: 'shop-web-0-Nightly_1', scheduledFor: '2026-11-27T03:00:00Z' });
-    expect(snap).toMatchObject({ id: 'shop-web-0-nightly-1', vm: 'shop-web-0', fleet: 'shop', group: 'web', kind: 'disk', state: 'complete', diskBytes: 20 * 1024 ** 3 });
+    expect(snap).toMatchObject({ id: 'shop-web-0-nightly-1', vm: 'shop-web-0', fleet: 'shop', group: 'web', kind: 'disk', state: 'complete', diskBytes: 20 * 1024 ** 3, scheduledFor: '2026-11-27T03:00:00.000Z' });
     const labels = fake.snapshots.get('shop-web-0-nightly-1')!['labels'];
     expect(labels).toMatchObject({ 'novacron-fleet': 'shop', 'novacron-group': 'web', 'novacron-vm': 'shop-web-0', 'novacron-zone': 'us-central1-a', 'novacron-type': 'e2-standard-2' });
     expect(await provider.snapshot(ref, { kind: 'full', id: 'shop-web-0-Nightly_1' })).toMatchObject({ id: 'shop-web-0-nightly-1' });
@@ -260,7 +260,7 @@ describe('GcpProvider lifecycle', () => {
 
     const verified = await provider.recordVerification('shop-web-0-nightly-1', { at: '2026-11-27T04:00:00Z', ok: true, method: 'checksum' });
     expect(verified.verified?.ok).toBe(true);
-    expect((await provider.listSnapshots('shop'))[0]!.verified).toMatchObject({ ok: true, method: 'checksum' });
+    expect((await provider.listSnapshots('shop'))[0]!.verified).toEqual({ at: '2026-11-27T04:00:00.000Z', ok: true, method: 'checksum' });
 
     const inPlace = await provider.restore(ref, { snapshot: 'shop-web-0-nightly-1' });
     expect(inPlace.vm).toMatchObject({ name: 'shop-web-0', state: 'running' });

@@ -535,7 +535,7 @@ export class GcpProvider implements Provider {
                 [LABEL.vm]: ref.name,
                 [LABEL.restoreZone]: vm.zone,
                 [LABEL.restoreType]: labelValue(vm.instanceType ?? ''),
-                ...(request.scheduledFor ? { [LABEL.scheduledFor]: labelValue(request.scheduledFor) } : {}),
+                ...(request.scheduledFor ? { [LABEL.scheduledFor]: timeLabel(request.scheduledFor) } : {}),
               },
             },
           },
@@ -582,7 +582,7 @@ export class GcpProvider implements Provider {
     if (!snap) throw new NotFoundError(`snapshot "${snapshotId}" does not exist`, { context: where });
     const labels = {
       ...(snap.labels ?? {}),
-      [LABEL.verifiedAt]: labelValue(verification.at),
+      [LABEL.verifiedAt]: timeLabel(verification.at),
       [LABEL.verified]: verification.ok ? 'ok' : 'failed',
       [LABEL.verifiedMethod]: verification.method,
     };
@@ -922,7 +922,8 @@ export class GcpProvider implements Provider {
 
   #snapshotRecord(s: Snapshot): SnapshotRecord {
     const labels = s.labels ?? {};
-    const verifiedAt = labels[LABEL.verifiedAt];
+    const verifiedAt = fromTimeLabel(labels[LABEL.verifiedAt]);
+    const scheduledFor = fromTimeLabel(labels[LABEL.scheduledFor]);
     const method = labels[LABEL.verifiedMethod];
     return {
       id: s.name ?? '',
@@ -938,7 +939,7 @@ export class GcpProvider implements Provider {
       diskBytes: Number(s.diskSizeGb ?? 0) * 1024 ** 3,
       location: `gce:${this.#config.project}:${(s.storageLocations ?? []).join(',') || 'multi-region'}`,
       ...(s.status === 'FAILED' ? { error: 'the snapshot failed' } : {}),
-      ...(labels[LABEL.scheduledFor] ? { scheduledFor: labels[LABEL.scheduledFor] } : {}),
+      ...(scheduledFor ? { scheduledFor } : {}),
       ...(verifiedAt && (method === 'checksum' || method === 'boot') ? { verified: { at: verifiedAt, ok: labels[LABEL.verified] === 'ok', method } } : {}),
     };
   }
@@ -954,6 +955,20 @@ export function snapshotName(id: string): string {
 export function imageResourceName(imageName: string, sha256: string): string {
   const base = imageName.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^[^a-z]+/, '') || 'image';
   return `${base.slice(0, 49).replace(/-+$/, '')}-${sha256.slice(0, 12)}`;
+}
+
+/**
+ * A time as a label value: epoch milliseconds, since label values cannot hold ISO 8601's
+ * `:` or uppercase; read back as ISO 8601, which the snapshot engine parses as a date.
+ */
+function timeLabel(iso: string): string {
+  const ms = Date.parse(iso);
+  return Number.isFinite(ms) ? String(ms) : labelValue(iso);
+}
+
+function fromTimeLabel(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  return /^\d+$/.test(value) ? new Date(Number(value)).toISOString() : value;
 }
 
 function compactTime(ms: number): string {
