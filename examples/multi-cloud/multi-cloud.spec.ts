@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -69,7 +70,9 @@ async function world(fleet: FleetSpec, faults: { ec2Throttle?: boolean } = {}, c
   });
   const ec2 = new EC2Client({ region: awsConfig.region, credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' } });
   mockClient(ec2).send.callsFake(ec2Fake.send);
-  const aws = new AwsProvider({ name: 'aws', config: awsConfig, clock, clients: { ec2: () => ec2, s3: () => new S3Client({ region: awsConfig.region }) }, pollMs: 1, batchWindowMs: 1 });
+  const s3 = new S3Client({ region: awsConfig.region, credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' } });
+  mockClient(s3).send.callsFake(ec2Fake.send);
+  const aws = new AwsProvider({ name: 'aws', config: awsConfig, clock, clients: { ec2: () => ec2, s3: () => s3 }, pollMs: 1, batchWindowMs: 1 });
   const gcpConfig = fleet.providers['gcp'] as GcpProviderConfig;
   gce = await FakeCompute.start({ project: gcpConfig.project, zones: gcpConfig.zones });
   const gcp = new GcpProvider({ name: 'gcp', config: { ...gcpConfig, endpoint: gce.endpoint }, clock: instantClock, authClient: gce.authClient(), pollMs: 1 });
@@ -200,6 +203,44 @@ describe('examples/multi-cloud: one fleet over racks, EC2 and Compute Engine', (
     expect(second.planned.steps.map((s) => (s as CreateStep).host)).toEqual(['aws/us-east-1b']);
     expect(second.failures).toEqual([]);
     expect(ec2Fake.describe().filter((i) => i.State?.Name === 'running').map((i) => i.Placement?.AvailabilityZone)).toEqual(['us-east-1b']);
+  });
+
+  it('moves VMs between providers through disk images: racks → EC2 (S3 import) → Compute Engine (EC2 export, GCS tarball import)', async () => {
+    const base = parseFleet({
+      name: 'mv',
+      providers: {
+        onprem: { type: 'sim', hosts: [{ name: 'rack1-a', zone: 'dc1', cpu: 32, memory: '128GiB', pricePerHour: 0.55 }] },
+        aws: { type: 'aws', region: 'us-east-1', zones: ['us-east-1a'], images: { 'debian-12': '136693071363/debian-12-amd64-*' }, imageBucket: 'mv-images', imageDir: join(tmpdir(), 'novacron-mv') },
+        gcp: { type: 'gcp', project: 'mv-project', zones: ['us-central1-a'], images: { 'debian-12': 'projects/debian-cloud/global/images/family/debian-12' }, imageBucket: 'mv-images' },
+      },
+      groups: { app: { count: 2, cpu: 2, memory: '8GiB', disk: '20GiB', image: 'debian-12', placement: { providers: ['onprem'] } } },
+    });
+    const on = (providers: string[]) => edit(base, (f) => void (f.groups['app']!.placement = { providers }));
+    const { providers, ec2Fake, gce } = await world(base);
+    expect((await reconcile(base, providers)).failures).toEqual([]);
+
+    const toAws = await reconcile(on(['aws']), providers);
+    expect(toAws.planned.steps.map((s) => `${s.kind} ${s.vm} → ${(s as { to?: string }).to}`)).toEqual(['migrate mv-app-0 → aws/us-east-1a', 'migrate mv-app-1 → aws/us-east-1a']);
+    expect(toAws.failures).toEqual([]);
+    const amis = [...ec2Fake.images.values()].filter((i) => i.tags.get('novacron:image')?.startsWith('mv-app-'));
+    expect(amis).toHaveLength(2);
+    const onAws = ec2Fake.describe().filter((i) => i.State?.Name === 'running');
+    expect(onAws.map((i) => i.ImageId).sort()).toEqual(amis.map((a) => a.ImageId).sort());
+    expect(plan(on(['aws']), await observe(on(['aws']), providers)).steps).toEqual([]);
+
+    const toGcp = await reconcile(on(['gcp']), providers);
+    expect(toGcp.failures).toEqual([]);
+    expect(ec2Fake.count('ExportImage')).toBe(2);
+    const images = [...gce.images.values()].filter((i) => String(i['name']).startsWith('mv-app-'));
+    expect(images.map((i) => i['status'])).toEqual(['READY', 'READY']);
+    expect([...gce.instances.values()].map((i) => i['name']).sort()).toEqual(['mv-app-0', 'mv-app-1']);
+    expect(ec2Fake.describe().every((i) => i.State?.Name === 'terminated')).toBe(true);
+    const settled = await observe(on(['gcp']), providers);
+    expect(settled.vms.map((v) => [v.name, v.provider, v.image])).toEqual([
+      ['mv-app-0', 'gcp', 'debian-12'],
+      ['mv-app-1', 'gcp', 'debian-12'],
+    ]);
+    expect(plan(on(['gcp']), settled).steps).toEqual([]);
   });
 
   it('is what the CLI gets: the registry loads both cloud providers on demand by kind', async () => {

@@ -38,6 +38,7 @@ import {
   NotFoundError,
   NovaCronError,
   splitHostId,
+  stableHash,
   systemClock,
   throwIfAborted,
   TimeoutError,
@@ -282,7 +283,8 @@ export class AwsProvider implements Provider {
     throwIfAborted(ctx.signal, where);
     const zone = this.#zoneOf(request.host, where);
     const userData = ec2UserData(request.cloudInit, request.ownership.specHash, request.name, this.name);
-    const image = await this.#image(request.image, where, ctx.signal);
+    // A VM moved from another provider boots from the image imported for it; it still records the fleet's image name.
+    const image = await this.#image(request.fromImage ?? request.image, where, ctx.signal, request.fromImage !== undefined);
 
     const existing = await this.#findOwned({ name: request.name, fleet: request.ownership.fleet }, where, ctx.signal);
     if (existing) return this.#settle(existing, where, ctx);
@@ -368,34 +370,34 @@ export class AwsProvider implements Provider {
     const identity = { fleet: request.ownership.fleet, name: request.name, specHash: request.ownership.specHash, zone: at.zone, instanceType: at.type };
     const tags = ownershipTags(request.name, request.ownership, request.image, request.resources, request.labels);
     const subnet = this.#config.subnetIds?.[at.zone];
+    const input = {
+      ImageId: image.ImageId!,
+      InstanceType: at.type as _InstanceType,
+      MinCount: 1,
+      MaxCount: 1,
+      ...(subnet ? { SubnetId: subnet } : { Placement: { AvailabilityZone: at.zone } }),
+      ...(this.#config.securityGroupIds ? { SecurityGroupIds: [...this.#config.securityGroupIds] } : {}),
+      ...(this.#config.keyName ? { KeyName: this.#config.keyName } : {}),
+      ...(userData ? { UserData: userData } : {}),
+      BlockDeviceMappings: [
+        {
+          DeviceName: image.RootDeviceName ?? '/dev/xvda',
+          Ebs: { VolumeSize: request.resources.diskGiB, VolumeType: this.#config.diskType as VolumeType, DeleteOnTermination: true },
+        },
+      ],
+      // IMDSv2 only: the instance metadata service is not reachable by a plain GET (SSRF).
+      MetadataOptions: { HttpTokens: 'required' as const, HttpEndpoint: 'enabled' as const },
+      TagSpecifications: [
+        { ResourceType: 'instance' as const, Tags: tags },
+        { ResourceType: 'volume' as const, Tags: tags.filter((t) => t.Key!.startsWith('novacron:') || t.Key === TAG.name) },
+      ],
+    };
+    // EC2 refuses a token reused with other parameters (a new AMI, subnet or key), so the
+    // parameters are part of the token: same request, same token; changed request, new token.
+    const digest = stableHash(input, 32);
     let after: string | undefined;
     for (let generation = 0; generation < MAX_TOKEN_GENERATIONS; generation++) {
-      const out = await this.#ec2().send(
-        new RunInstancesCommand({
-          ClientToken: clientToken(identity, after),
-          ImageId: image.ImageId!,
-          InstanceType: at.type as _InstanceType,
-          MinCount: 1,
-          MaxCount: 1,
-          ...(subnet ? { SubnetId: subnet } : { Placement: { AvailabilityZone: at.zone } }),
-          ...(this.#config.securityGroupIds ? { SecurityGroupIds: [...this.#config.securityGroupIds] } : {}),
-          ...(this.#config.keyName ? { KeyName: this.#config.keyName } : {}),
-          ...(userData ? { UserData: userData } : {}),
-          BlockDeviceMappings: [
-            {
-              DeviceName: image.RootDeviceName ?? '/dev/xvda',
-              Ebs: { VolumeSize: request.resources.diskGiB, VolumeType: this.#config.diskType as VolumeType, DeleteOnTermination: true },
-            },
-          ],
-          // IMDSv2 only: the instance metadata service is not reachable by a plain GET (SSRF).
-          MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled' },
-          TagSpecifications: [
-            { ResourceType: 'instance', Tags: tags },
-            { ResourceType: 'volume', Tags: tags.filter((t) => t.Key!.startsWith('novacron:') || t.Key === TAG.name) },
-          ],
-        }),
-        { abortSignal: signal },
-      );
+      const out = await this.#ec2().send(new RunInstancesCommand({ ClientToken: clientToken(identity, digest, after), ...input }), { abortSignal: signal });
       const instance = out?.Instances?.[0];
       if (!instance?.InstanceId) {
         throw new NovaCronError('Provider', 'server', 'EC2 RunInstances answered without an instance', { context: where });
@@ -886,10 +888,10 @@ export class AwsProvider implements Provider {
   }
 
   /** Resolves a fleet image name: the provider's `images` map (AMI id, or `owner/name-pattern`), else an AMI imported under that name. */
-  async #image(name: string, where: ErrorContext, signal: AbortSignal | undefined): Promise<Image> {
+  async #image(name: string, where: ErrorContext, signal: AbortSignal | undefined, imported = false): Promise<Image> {
     const cached = this.#images.get(name);
     if (cached && cached.until > this.#clock.now()) return cached.image;
-    const ref = this.#config.images[name];
+    const ref = imported && name.startsWith('ami-') ? name : this.#config.images[name];
     let input: ConstructorParameters<typeof DescribeImagesCommand>[0];
     if (ref?.startsWith('ami-')) input = { ImageIds: [ref] };
     else if (ref && ref.includes('/')) {

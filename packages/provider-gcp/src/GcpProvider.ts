@@ -12,6 +12,7 @@ import {
   NotFoundError,
   NovaCronError,
   splitHostId,
+  stableHash,
   systemClock,
   throwIfAborted,
   UnsupportedError,
@@ -214,7 +215,8 @@ export class GcpProvider implements Provider {
         return this.#record(await this.#settle(existing, where, ctx));
       }
     }
-    const sourceImage = await this.#image(request.image, where, ctx.signal);
+    // A VM moved from another provider boots from the image imported for it; it still records the fleet's image name.
+    const sourceImage = request.fromImage ?? (await this.#image(request.image, where, ctx.signal));
     const refused: string[] = [];
     let lastRefusal: NovaCronError | undefined;
     for (const [i, candidate] of candidates.entries()) {
@@ -325,7 +327,8 @@ export class GcpProvider implements Provider {
       // Instances with GPUs cannot live-migrate for host maintenance.
       ...(gpu > 0 ? { scheduling: { onHostMaintenance: 'TERMINATE', automaticRestart: true } } : {}),
     };
-    const parts = [request.ownership.fleet, request.name, request.ownership.specHash, at.zone, at.type];
+    // The whole body is part of the id: a changed request (another image, network) is a new request.
+    const parts = [request.ownership.fleet, request.name, request.ownership.specHash, at.zone, at.type, stableHash(instanceResource, 32)];
     let after: string | undefined;
     for (let generation = 0; generation < 3; generation++) {
       const [op] = await abortable(
