@@ -19,7 +19,7 @@
  * sit above it: "vs LP bound" measures the solver and that gap together.
  */
 import type { Host, PlacementRequest, PlacementRules, PlacementVm } from '@novacron/core';
-import highsLoader from 'highs';
+import highsImport from 'highs';
 
 const DIMS = ['cpu', 'memoryMiB', 'diskGiB', 'gpu'] as const;
 
@@ -28,7 +28,11 @@ export interface LowerBounds {
   readonly costPerHour: number;
 }
 
-type Highs = Awaited<ReturnType<typeof highsLoader>>;
+// highs ships ESM under a CommonJS package: TypeScript types the default import as the module,
+// while Node and vitest load the ESM build, whose default is the loader itself.
+type Loader = (typeof highsImport)['default'];
+const highsLoader: Loader = (highsImport as unknown as { default?: Loader }).default ?? (highsImport as unknown as Loader);
+type Highs = Awaited<ReturnType<Loader>>;
 let highs: Highs | undefined;
 
 function capacity(h: Host): number[] {

@@ -1,4 +1,4 @@
-import highsLoader from 'highs';
+import highsImport from 'highs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { host, rng } from '../../../../bench/placement/instances.ts';
 import type { PlacementRules } from '../model/fleet.js';
@@ -17,7 +17,11 @@ import { validatePlacement } from './validate.js';
  *              Σ_{v in g} x_vh ≤ maxPerHost_g      (1 for host anti-affinity)
  *              x_vh = 0 where the host rules exclude h
  */
-type Highs = Awaited<ReturnType<typeof highsLoader>>;
+// highs ships ESM under a CommonJS package: TypeScript types the default import as the module,
+// while Node and vitest load the ESM build, whose default is the loader itself.
+type Loader = (typeof highsImport)['default'];
+const highsLoader: Loader = (highsImport as unknown as { default?: Loader }).default ?? (highsImport as unknown as Loader);
+type Highs = Awaited<ReturnType<Loader>>;
 let highs: Highs;
 beforeAll(async () => {
   highs = await highsLoader();

@@ -154,7 +154,7 @@ export function rebalance(request: RebalanceRequest): RebalanceResult {
     moves.push({ v, to, reason });
   };
   const stuck: UnplacedVm[] = [];
-  let message = '';
+  let message: string;
   let reached = true;
 
   if (target.kind === 'drain') {

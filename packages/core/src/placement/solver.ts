@@ -40,6 +40,24 @@ export interface SolveOutcome {
   readonly evaluations: number;
 }
 
+/** Host evaluations one attempt to empty a host may spend on swaps. */
+const ATTEMPT_BUDGET = 400_000;
+
+/** Swaps of pairs are tried where a host (or the pool) holds at most this many VMs. */
+const PAIR_LIMIT = 16;
+
+/** Swap shapes, VMs out of the host by VMs in from the pool, cheapest first. */
+const SWAP_SHAPES: readonly (readonly [number, number])[] = [
+  [1, 1],
+  [2, 1],
+  [1, 2],
+  [2, 2],
+];
+
+/** Shakes of the iterated local search, at most, and VMs moved at random in each. */
+const MAX_KICKS = 64;
+const KICK_SIZE = 6;
+
 /** Failed attempts in a row after which emptying hosts stops for the round. */
 const EMPTY_MISSES = 24;
 
@@ -65,7 +83,7 @@ export function solve(p: Problem, w: Weights, effort = 1): SolveOutcome {
   // Small instances can afford several starts (each greedy pass slightly perturbed, by the
   // seed): the best one is kept. Large ones spend the whole budget on one search.
   const size = p.V * p.H;
-  const starts = effort <= 0 ? 1 : size <= 2e4 ? 8 : size <= 2e5 ? 3 : 1;
+  const starts = effort <= 0 ? 1 : size <= 2e4 ? 8 : size <= 5e4 ? 3 : 1;
   let best: SolveOutcome | undefined;
   let bestKey: [number, number] = [Infinity, Infinity];
   let refs: ObjectiveRefs | undefined;
@@ -302,6 +320,8 @@ class LocalSearch {
   /** Objective scales: each objective's value after the greedy pass (floored), so they weigh alike. */
   #ref: ObjectiveRefs = { cost: 1, active: 1, imbalance: 0.01, head: 0.01, prefer: 1 };
   readonly #size: Float64Array;
+  /** Each VM's volume: the sum over dimensions of its share of an average usable host. */
+  readonly #vol: Float64Array;
   /** VMs the search leaves where they are: those whose locality it does not model. */
   readonly #pinned: Uint8Array;
   #log: LogEntry[] = [];
@@ -321,6 +341,15 @@ class LocalSearch {
     this.#size = new Float64Array(p.V);
     const order = greedyOrder(p);
     order.forEach((v, rank) => (this.#size[v] = p.V - rank)); // larger VMs rank first
+    const avg = [0, 0, 0, 0];
+    let usable = 0;
+    for (let h = 0; h < p.H; h++) {
+      if (p.elastic[h] || !p.up[h]) continue;
+      usable++;
+      for (let d = 0; d < DIMS; d++) avg[d]! += p.cap[h * DIMS + d]!;
+    }
+    this.#vol = new Float64Array(p.V);
+    for (let v = 0; v < p.V; v++) for (let d = 0; d < DIMS; d++) if (avg[d]! > 0) this.#vol[v]! += (p.req[v * DIMS + d]! * usable) / avg[d]!;
     this.#pinned = new Uint8Array(p.V);
     if (w.locality > 0) {
       // Locality is not in the search's objective: VMs that want to be near others, and the
@@ -346,6 +375,47 @@ class LocalSearch {
       if (consolidating) improved = this.#tradeHosts() || improved;
       if (evening) improved = this.#evenOut() || improved;
       if (!improved) break;
+    }
+    if (consolidating) this.#kicks();
+  }
+
+  /**
+   * Iterated local search: when no move empties a host, shake the packing (move a few random
+   * VMs to random hosts that take them) and try again; keep the shake only if a host was
+   * emptied after it. Seeded, and within the budget.
+   */
+  #kicks(): void {
+    const p = this.#p;
+    const s = this.#s;
+    for (let k = 0; k < MAX_KICKS && this.spent < this.#budget; k++) {
+      const active = s.activeFixed;
+      const before = this.#objective();
+      const at = this.#begin();
+      const vms: number[] = [];
+      for (let h = 0; h < p.H; h++) if (s.active[h] && !p.elastic[h]) for (const v of s.hostVms[h]!) if (!this.#pinned[v]) vms.push(v);
+      if (vms.length === 0) return;
+      for (let i = 0; i < KICK_SIZE; i++) {
+        const v = vms[Math.floor(this.#random() * vms.length)]!;
+        const cands = p.classes[p.vmClass[v]!]!.candidates;
+        const from = s.assign[v]!;
+        for (let t = 0; t < 8; t++) {
+          const h = cands[Math.floor(this.#random() * cands.length)]!;
+          if (h === from || p.elastic[h] || !s.active[h]) continue;
+          this.#remove(v);
+          if (this.#allowed(v, h)) {
+            this.#add(v, h);
+            break;
+          }
+          this.#add(v, from);
+        }
+      }
+      if (!this.#stillValid()) {
+        this.#undo(at);
+        continue;
+      }
+      this.#emptyHosts();
+      if (s.activeFixed < active && this.#objective() < before - 1e-9) this.#commit(at);
+      else this.#undo(at);
     }
   }
 
@@ -607,54 +677,99 @@ class LocalSearch {
   }
 
   /**
-   * Places the VMs left over from emptying host e by swapping each with a smaller VM on an
-   * active host, which then goes elsewhere or joins the pool. The pool's total size drops
-   * with every swap, so this ends.
+   * Places the VMs left over from emptying host e (the pool). Each round first tries each
+   * pool VM on an active host as it is; then, host by host, swaps one or two of its VMs for
+   * one or two pool VMs of more volume that fit in their place (what comes out joins the
+   * pool). Every swap packs the hosts fuller, or trades a pool VM for smaller ones, so this
+   * ends; big VMs settle into hosts and small ones, easier to fit, are left to place. This is what
+   * turns a packing one host short of optimal into an optimal one.
    */
-  #swapIn(left: number[], e: number): void {
+  #swapIn(pool: number[], e: number): void {
     const p = this.#p;
     const s = this.#s;
-    let progress = true;
-    while (left.length > 0 && progress && this.spent < this.#budget) {
-      progress = false;
-      left.sort((a, b) => this.#size[b]! - this.#size[a]!);
-      outer: for (let k = 0; k < left.length; k++) {
-        const big = left[k]!;
-        const cands = p.classes[p.vmClass[big]!]!.candidates;
-        const start = Math.floor(this.#random() * cands.length);
-        for (let c = 0; c < cands.length; c++) {
-          if (this.spent >= this.#budget) return;
-          const b = cands[(start + c) % cands.length]!;
-          if (b === e || p.elastic[b] || !s.isActive(b)) continue;
-          const onB = s.hostVms[b]!;
-          for (let j = 0; j < onB.length; j++) {
-            const small = onB[j]!;
-            if (this.#pinned[small] || this.#p.vmClass[small] === this.#p.vmClass[big]) continue;
-            this.spent++;
-            if (!this.#fitsAfterSwap(b, small, big)) continue;
-            this.#remove(small);
-            if (!this.#allowed(big, b)) {
-              this.#add(small, b);
-              continue;
+    const stop = Math.min(this.#budget, this.spent + ATTEMPT_BUDGET);
+    for (let round = 0; pool.length > 0 && this.spent < stop; round++) {
+      let progress = false;
+      pool.sort((a, b) => this.#vol[b]! - this.#vol[a]!);
+      for (let k = 0; k < pool.length; k++) {
+        const h = this.#bestActive(pool[k]!, e);
+        if (h < 0) continue;
+        this.#add(pool[k]!, h);
+        pool.splice(k--, 1);
+        progress = true;
+      }
+      if (pool.length === 0) return;
+      const bins: number[] = [];
+      for (let h = 0; h < p.H; h++) if (h !== e && s.active[h] && !p.elastic[h] && s.hostVms[h]!.length > 0) bins.push(h);
+      const start = Math.floor(this.#random() * bins.length);
+      // Swaps that pack fuller first; only when none is left, ones that trade a pool VM for smaller ones.
+      for (const relaxed of [false, true]) {
+        for (let i = 0; i < bins.length && pool.length > 0 && this.spent < stop; i++) {
+          if (this.#swapOnHost(bins[(start + i) % bins.length]!, pool, relaxed)) progress = true;
+          if (progress && relaxed) break;
+        }
+        if (progress) break;
+      }
+      if (!progress) return;
+    }
+  }
+
+  /** One improving swap on host b between its VMs and the pool (1–1, 2–1, 1–2, then 2–2); true when made. */
+  #swapOnHost(b: number, pool: number[], relaxed: boolean): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    const on = s.hostVms[b]!.filter((v) => !this.#pinned[v]);
+    if (on.length === 0) return false;
+    const o = b * DIMS;
+    const free = [0, 0, 0, 0];
+    for (let d = 0; d < DIMS; d++) free[d] = p.cap[o + d]! - s.used[o + d]!;
+    const outs: number[][] = on.map((v) => [v]);
+    if (on.length <= PAIR_LIMIT) for (let i = 0; i < on.length; i++) for (let j = i + 1; j < on.length; j++) outs.push([on[i]!, on[j]!]);
+    const ins: number[][] = pool.map((v) => [v]);
+    if (pool.length <= PAIR_LIMIT) for (let i = 0; i < pool.length; i++) for (let j = i + 1; j < pool.length; j++) ins.push([pool[i]!, pool[j]!]);
+    const vol = (g: readonly number[]) => g.reduce((sum, v) => sum + this.#vol[v]!, 0);
+    const maxVol = (g: readonly number[]) => g.reduce((max, v) => Math.max(max, this.#vol[v]!), 0);
+    const fits = (out: readonly number[], into: readonly number[]) => {
+      for (let d = 0; d < DIMS; d++) {
+        let delta = 0;
+        for (const v of into) delta += p.req[v * DIMS + d]!;
+        for (const v of out) delta -= p.req[v * DIMS + d]!;
+        if (delta > free[d]! + EPS) return false;
+      }
+      return true;
+    };
+    for (const [outSize, inSize] of SWAP_SHAPES) {
+      for (const out of outs) {
+        if (out.length !== outSize) continue;
+        const outVol = vol(out);
+        for (const into of ins) {
+          if (into.length !== inSize) continue;
+          this.spent++;
+          // Progress: the hosts get fuller, or every VM sent to the pool is smaller than the
+          // largest one taken from it (the pool's multiset of sizes falls either way, so the
+          // swaps end).
+          if (!(vol(into) > outVol + 1e-9 || (relaxed && maxVol(out) < maxVol(into) - 1e-9)) || !fits(out, into)) continue;
+          const at = this.#begin();
+          for (const v of out) this.#remove(v);
+          let ok = true;
+          for (const v of into) {
+            if (!this.#allowed(v, b)) {
+              ok = false;
+              break;
             }
-            this.#add(big, b);
-            // The VM swapped out goes to another active host, or (only when it is smaller, so
-            // the pool keeps getting lighter) back to the pool.
-            const h = this.#bestActive(small, e, b);
-            if (h >= 0) this.#add(small, h);
-            else if (this.#size[small]! < this.#size[big]!) left.push(small);
-            else {
-              this.#remove(big);
-              this.#add(small, b);
-              continue;
-            }
-            left.splice(left.indexOf(big), 1);
-            progress = true;
-            break outer;
+            this.#add(v, b);
           }
+          if (!ok) {
+            this.#undo(at);
+            continue;
+          }
+          for (const v of into) pool.splice(pool.indexOf(v), 1);
+          pool.push(...out);
+          return true;
         }
       }
     }
+    return false;
   }
 
   #fitsAfterSwap(b: number, out: number, into: number): boolean {
