@@ -486,7 +486,8 @@ export class KvmProvider implements Provider {
 
   async #lookupOn(host: KvmHost, name: string, operation: string, ctx: OperationContext): Promise<LocatedDomain | undefined> {
     const virsh = this.virshFor(host.name);
-    const [state, xml] = await virsh.batch([['domstate', name], ['dumpxml', name]], { signal: signalOf(ctx), vm: name, operation, stopOnError: true });
+    // The persistent configuration, as in readHostState: what NovaCron set.
+    const [state, xml] = await virsh.batch([['domstate', name], ['dumpxml', '--inactive', name]], { signal: signalOf(ctx), vm: name, operation, stopOnError: true });
     if (state?.error?.code === 'NotFound' || xml?.error?.code === 'NotFound') return undefined;
     if (state?.error) throw state.error;
     if (xml?.error) throw xml.error;

@@ -29,6 +29,10 @@ export interface HostStateRequest {
 }
 
 /**
+ * Domains are read as their persistent configuration (`dumpxml --inactive`): the sizes
+ * NovaCron set, not the balloon's momentary value, so a guest slow to balloon never looks
+ * like drift to the planner.
+ *
  * Everything `list` and `inventory` need from a host in ONE round trip: a fixed script
  * whose only inputs (pool and network names) are quoted. Domains are dumped by a single
  * virsh process running `domstate U; dumpxml U;` for every domain UUID, so a host with a
@@ -43,7 +47,7 @@ export async function readHostState(virsh: Virsh, request: HostStateRequest): Pr
     ...(request.pool ? [`${v(['pool-info', '--bytes', request.pool])}; s pool $?`] : []),
     ...(request.network ? [`${v(['net-dhcp-leases', request.network])}; s leases $?`] : []),
     `u=$(${v(['list', '--all', '--uuid'])}); rc=$?`,
-    `c=''; for x in $u; do case $x in *[!0-9a-f-]*) ;; *) c="$c domstate $x; dumpxml $x;" ;; esac; done`,
+    `c=''; for x in $u; do case $x in *[!0-9a-f-]*) ;; *) c="$c domstate $x; dumpxml --inactive $x;" ;; esac; done`,
     // The list's exit status is what counts: a domain that vanished mid-dump is not an error.
     `if [ $rc -eq 0 ] && [ -n "$c" ]; then ${virsh.commandLine([])} "$c" </dev/null; fi; s domains $rc`,
   ];

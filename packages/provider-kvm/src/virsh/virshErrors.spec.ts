@@ -11,6 +11,8 @@ describe('virsh error rules', () => {
     ["error: failed to get vol 'x.qcow2'\nerror: Storage volume not found: no storage vol with matching path 'x.qcow2'", NotFoundError, 'volume-not-found'],
     ["error: failed to get pool 'nope'\nerror: Storage pool not found: no storage pool with matching name 'nope'", NotFoundError, 'pool-not-found'],
     ["error: Failed to create vol x\nerror: operation failed: storage vol 'x' already exists", ConflictError, 'already-exists'],
+    // libvirt 9's wording for vol-create-as (found by the leftover-volume testbed test).
+    ["error: Failed to create vol nc-root.qcow2\nerror: storage volume 'nc-root.qcow2' exists already", ConflictError, 'already-exists'],
     ["error: Failed to start domain 'a'\nerror: internal error: qemu unexpectedly closed the monitor: cannot set up guest memory 'pc.ram': Cannot allocate memory", CapacityExceededError, 'out-of-memory'],
     ["error: failed to connect to the hypervisor\nerror: Failed to connect socket to '/var/run/libvirt/libvirt-sock': Permission denied", AuthFailedError, 'libvirt-permission'],
     ["error: failed to connect to the hypervisor\nerror: authentication unavailable: no polkit agent available to authenticate action 'org.libvirt.unix.manage'", AuthFailedError, 'libvirt-permission'],

@@ -80,7 +80,7 @@ export const VIRSH_ERROR_RULES: readonly VirshErrorRule[] = [
   },
   {
     name: 'already-exists',
-    match: /already exists/,
+    match: /already exists|exists already/,
     build: (m, o) => new ConflictError(m, o),
   },
   {
