@@ -236,7 +236,7 @@ describe('examples/multi-cloud: one fleet over racks, EC2 and Compute Engine', (
     expect([...gce.instances.values()].map((i) => i['name']).sort()).toEqual(['mv-app-0', 'mv-app-1']);
     expect(ec2Fake.describe().every((i) => i.State?.Name === 'terminated')).toBe(true);
     const settled = await observe(on(['gcp']), providers);
-    expect(settled.vms.map((v) => [v.name, v.provider, v.image])).toEqual([
+    expect(settled.vms.map((v) => [v.name, v.provider, v.image]).sort()).toEqual([
       ['mv-app-0', 'gcp', 'debian-12'],
       ['mv-app-1', 'gcp', 'debian-12'],
     ]);
