@@ -13,9 +13,10 @@
  *              x_kt = 0 where the host rules exclude t    zones, labels, state, providers
  *              0 ≤ y_t ≤ n_t
  *
+ * Groups that avoid each other per host split each type by which side it keeps out (below).
  * Every real placement gives a feasible point (count what runs where), so the optimum
  * bounds each objective from below; the host count is rounded up. The relaxation drops
- * integrality, the spread and avoid rules and the VMs' granularity, so the true optimum can
+ * integrality, the spread rule and the VMs' granularity, so the true optimum can
  * sit above it: "vs LP bound" measures the solver and that gap together.
  */
 import type { Host, PlacementRequest, PlacementRules, PlacementVm } from '@novacron/core';
@@ -71,41 +72,53 @@ export async function lowerBounds(request: PlacementRequest): Promise<LowerBound
   const K = [...classes.values()];
   const rulesOf = (vm: PlacementVm) => vm.rules ?? request.groupRules?.[vm.group];
 
+  // Groups that avoid each other at host level can share no host: each host of a type is in
+  // one mode per avoiding pair, keeping out one side or the other (2^pairs modes; a host with
+  // neither fits any). Exact for the relaxation, and small: instances have a few such pairs.
+  const pairs: [string, string][] = [];
+  for (const c of K) {
+    for (const a of rulesOf(c.vm)?.avoidGroups ?? []) {
+      if ((a.scope ?? 'host') !== 'host' || a.group === c.vm.group) continue;
+      const pair = [c.vm.group, a.group].sort() as [string, string];
+      if (!pairs.some((p) => p[0] === pair[0] && p[1] === pair[1])) pairs.push(pair);
+    }
+  }
+  if (pairs.length > 4) throw new Error('LP bound: more than 4 avoiding pairs');
+  const modes = Array.from({ length: 2 ** pairs.length }, (_, m) => new Set(pairs.map((p, i) => p[(m >> i) & 1]!)));
+  const allowed = (t: Host, c: { vm: PlacementVm }, m: number) => eligible(t, rulesOf(c.vm)) && !modes[m]!.has(c.vm.group);
+
   const solve = (objective: (t: Host) => number): number => {
     const rows: string[] = [];
+    const x = (k: number, j: number, m: number) => `x${k}_${j}_${m}`;
+    const y = (j: number, m: number) => `y${j}_${m}`;
     K.forEach((c, k) => {
-      const terms = T.map((t, j) => (eligible(t.host, rulesOf(c.vm)) ? `x${k}_${j}` : '')).filter(Boolean);
+      const terms = T.flatMap((t, j) => modes.map((_, m) => (allowed(t.host, c, m) ? x(k, j, m) : ''))).filter(Boolean);
       if (terms.length === 0) throw new Error(`no host type can take class ${k} (${c.vm.group})`);
       rows.push(` n${k}: ${terms.join(' + ')} = ${c.n}`);
     });
     T.forEach((t, j) => {
       const cap = capacity(t.host);
-      DIMS.forEach((d, i) => {
-        const terms = K.map((c, k) => (eligible(t.host, rulesOf(c.vm)) && c.vm.resources[d] > 0 ? `${c.vm.resources[d]} x${k}_${j}` : '')).filter(Boolean);
-        if (terms.length) rows.push(` c${j}_${i}: ${terms.join(' + ')} - ${cap[i]} y${j} <= 0`);
+      rows.push(` t${j}: ${modes.map((_, m) => y(j, m)).join(' + ')} <= ${t.n}`);
+      modes.forEach((_, m) => {
+        DIMS.forEach((d, i) => {
+          const terms = K.map((c, k) => (allowed(t.host, c, m) && c.vm.resources[d] > 0 ? `${c.vm.resources[d]} ${x(k, j, m)}` : '')).filter(Boolean);
+          if (terms.length) rows.push(` c${j}_${m}_${i}: ${terms.join(' + ')} - ${cap[i]} ${y(j, m)} <= 0`);
+        });
+        const groups = new Map<string, string[]>();
+        K.forEach((c, k) => {
+          const rules = rulesOf(c.vm);
+          const max = rules?.antiAffinity === 'host' ? 1 : rules?.maxPerHost;
+          if (max === undefined || !allowed(t.host, c, m)) return;
+          groups.set(c.vm.group, [...(groups.get(c.vm.group) ?? []), x(k, j, m)]);
+        });
+        for (const [g, terms] of groups) {
+          const rules = rulesOf(K.find((c) => c.vm.group === g)!.vm);
+          const max = rules?.antiAffinity === 'host' ? 1 : rules!.maxPerHost!;
+          rows.push(` m${j}_${m}_${g}: ${terms.join(' + ')} - ${max} ${y(j, m)} <= 0`);
+        }
       });
-      const groups = new Map<string, string[]>();
-      K.forEach((c, k) => {
-        const rules = rulesOf(c.vm);
-        const max = rules?.antiAffinity === 'host' ? 1 : rules?.maxPerHost;
-        if (max === undefined || !eligible(t.host, rules)) return;
-        groups.set(c.vm.group, [...(groups.get(c.vm.group) ?? []), `x${k}_${j}`]);
-      });
-      for (const [g, terms] of groups) {
-        const rules = rulesOf(K.find((c) => c.vm.group === g)!.vm);
-        const max = rules?.antiAffinity === 'host' ? 1 : rules!.maxPerHost!;
-        rows.push(` m${j}_${g}: ${terms.join(' + ')} - ${max} y${j} <= 0`);
-      }
     });
-    const lp = [
-      'Minimize',
-      ` obj: ${T.map((t, j) => `${objective(t.host)} y${j}`).join(' + ')}`,
-      'Subject To',
-      ...rows,
-      'Bounds',
-      ...T.map((t, j) => ` 0 <= y${j} <= ${t.n}`),
-      'End',
-    ].join('\n');
+    const lp = ['Minimize', ` obj: ${T.flatMap((t, j) => modes.map((_, m) => `${objective(t.host)} ${y(j, m)}`)).join(' + ')}`, 'Subject To', ...rows, 'End'].join('\n');
     const result = highs!.solve(lp, { output_flag: false });
     if (result.Status !== 'Optimal') throw new Error(`LP bound: ${result.Status}`);
     return result.ObjectiveValue;

@@ -4,6 +4,8 @@ import { resolveWeights } from './scorers.js';
 import { solve } from './solver.js';
 import type { PlacementAlternative, PlacementObjectives, PlacementResult, Weights } from './types.js';
 
+const ALTERNATIVE_EFFORT = 1 / 8;
+
 /** One extreme of the trade-off each: the placements a user most often weighs against each other. */
 const PRESETS: readonly { readonly label: string; readonly weights: Partial<Weights> }[] = [
   // A small second weight breaks the primary objective's ties the sensible way.
@@ -30,14 +32,14 @@ function dominates(a: number[], b: number[]): boolean {
 /**
  * Solves again under each preset (keeping the user's preference and locality weights) and
  * returns the placements no other found placement beats in every objective, besides the
- * chosen one. The search effort of each is a quarter of the main solve's: alternatives show
+ * chosen one. The search effort of each is an eighth of the main solve's: alternatives show
  * the shape of the trade-off; the chosen placement gets the full budget.
  */
 export function paretoAlternatives(p: Problem, weights: Weights, effort: number, chosen: Pick<PlacementResult, 'objectives'>): PlacementAlternative[] {
   const found: { labels: string[]; weights: Weights; objectives: PlacementObjectives; assignments: Record<string, string>; instanceTypes: Record<string, string> }[] = [];
   for (const preset of PRESETS) {
     const w = resolveWeights({ ...preset.weights, preferLabels: weights.preferLabels, locality: weights.locality });
-    const outcome = solve(p, w, effort / 4);
+    const outcome = solve(p, w, effort * ALTERNATIVE_EFFORT);
     const objectives = objectivesOf(outcome.state);
     const same = found.find((f) => vector(f.objectives).every((x, i) => Math.abs(x - vector(objectives)[i]!) < 1e-9));
     if (same) {

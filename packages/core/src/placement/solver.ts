@@ -940,6 +940,7 @@ class LocalSearch {
     const p = this.#p;
     const s = this.#s;
     let any = false;
+    let misses = 0;
     const stuck = new Uint8Array(p.H);
     for (;;) {
       if (this.spent >= this.#budget) return any;
@@ -967,7 +968,11 @@ class LocalSearch {
         }
         this.#undo(at);
       }
-      if (!moved) stuck[hot] = 1;
+      if (!moved) {
+        stuck[hot] = 1;
+        // The fullest hosts are the likeliest to gain from a move; after a run of them, stop.
+        if (++misses >= EMPTY_MISSES) return any;
+      } else misses = 0;
     }
   }
 
