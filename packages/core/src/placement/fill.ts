@@ -57,6 +57,10 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
 
   const scarce = p.classes.map((c) => 1 + 0.5 * (1 - Math.min(1, c.candidates.length / Math.max(1, usable))));
   const dead = new Int32Array(K).fill(-1);
+  // Set by pickClass when a rule (not room) turned a class away: a later refill may then help.
+  let ruleBlocked = false;
+  // Hosts whose last fill ended for want of room alone: room only shrinks, so no refill can help.
+  const closed = new Uint8Array(p.H);
   let stamp = 0;
 
   /**
@@ -66,6 +70,7 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
    * memory left has stranded that memory; keeping dimensions level is what avoids it.
    */
   const pickClass = (h: number): number => {
+    ruleBlocked = false;
     let best = -1;
     let bestValue = -Infinity;
     const o = h * DIMS;
@@ -103,7 +108,10 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
       const rules = dynamic[cls.group]!;
       let rejected = false;
       for (let i = 0; i < rules.length && !rejected; i++) rejected = rules[i]!.rejects(s, v, h);
-      if (rejected) continue;
+      if (rejected) {
+        ruleBlocked = true;
+        continue;
+      }
       // VMs with few hosts to go to are worth more where they can go: the rest can go elsewhere.
       let value = (sum - SKEW_PENALTY * (high - low)) * scarce[k]!;
       if (random) value *= 0.9 + 0.2 * random(); // another start of a multi-start search
@@ -135,6 +143,7 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
       const prefer = p.groups[p.classes[k]!.group]!.preferScore;
       packed += prefer ? volume[k]! * (1 - preferShare * (1 - prefer[h]!)) : volume[k]!;
     }
+    if (keep && !ruleBlocked) closed[h] = 1;
     if (!keep) {
       for (let i = placed.length - 1; i >= 0; i--) {
         const v = placed[i]!;
@@ -213,7 +222,7 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
     opened.push(best);
     // Hosts whose fill stopped on a rule rather than on room (a spread's skew, a group that
     // had to come first) may take more now. (Full hosts cost one pass over the classes.)
-    for (const h of opened) if (waiting > 0 && h !== best) fill(h, true);
+    for (const h of opened) if (waiting > 0 && h !== best && !closed[h]) fill(h, true);
   }
 
   const unplaced: number[] = [];

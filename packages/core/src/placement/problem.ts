@@ -326,7 +326,14 @@ export function compileProblem(request: PlacementRequest): Problem {
   };
   // A spread is measured over the domains of every host some VM of the group may use.
   const groupHosts = groupNames.map(() => new Set<number>());
-  for (let v = 0; v < V; v++) for (const h of candidatesFor(vmRules(v))) groupHosts[vmGroup[v]!]!.add(h);
+  const seenRules = groupNames.map(() => new Set<PlacementRules>());
+  for (let v = 0; v < V; v++) {
+    const rules = vmRules(v);
+    const g = vmGroup[v]!;
+    if (seenRules[g]!.has(rules)) continue; // VMs of a group usually share one rules object
+    seenRules[g]!.add(rules);
+    for (const h of candidatesFor(rules)) groupHosts[g]!.add(h);
+  }
   for (let g = 0; g < G; g++) if (groupSize[g] === 0) for (const h of candidatesFor(rulesOf(g))) groupHosts[g]!.add(h);
 
   const groups: CompiledGroup[] = [];

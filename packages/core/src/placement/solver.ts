@@ -296,6 +296,12 @@ function greedy(s: SolverState, order: readonly number[], w: Weights, dynamic: r
   return unplaced;
 }
 
+/** The first VM of each class in a list, in list order. */
+function oneOfEachClass(vms: readonly number[], vmClass: Int32Array): number[] {
+  const seen = new Set<number>();
+  return vms.filter((v) => !seen.has(vmClass[v]!) && seen.add(vmClass[v]!));
+}
+
 function rejectedBy(rules: readonly VmRule[], s: SolverState, v: number, h: number): boolean {
   for (let k = 0; k < rules.length; k++) if (rules[k]!.rejects(s, v, h)) return true;
   return false;
@@ -897,16 +903,30 @@ class LocalSearch {
       let slack = 0;
       for (let d = 0; d < DIMS; d++) if (typical[d]! > 0 && p.cap[a * DIMS + d]! > 0) slack = Math.max(slack, (p.cap[a * DIMS + d]! - s.used[a * DIMS + d]!) / typical[d]!);
       if (slack < roomA + 2) continue;
+      // The dimension host a has most room in, and least: a useful swap brings in more of the
+      // first and takes out more of the second.
+      let plenty = 0;
+      let tight = 0;
+      for (let d = 0; d < DIMS; d++) {
+        if (typical[d]! <= 0 || p.cap[a * DIMS + d]! <= 0) continue;
+        const f = (p.cap[a * DIMS + d]! - s.used[a * DIMS + d]!) / typical[d]!;
+        if (f > (p.cap[a * DIMS + plenty]! - s.used[a * DIMS + plenty]!) / (typical[plenty]! || 1) || typical[plenty]! <= 0) plenty = d;
+        if (f < (p.cap[a * DIMS + tight]! - s.used[a * DIMS + tight]!) / (typical[tight]! || 1) || typical[tight]! <= 0) tight = d;
+      }
       const start = Math.floor(this.#random() * hosts.length);
       let done = false;
+      // VMs of one class on a host are interchangeable: try one of each.
+      const outs = oneOfEachClass(s.hostVms[a]!.filter((v) => !this.#pinned[v]), p.vmClass);
       for (let t = 0; t < Math.min(hosts.length, RESHAPE_PARTNERS) && !done; t++) {
         const b = hosts[(start + t) % hosts.length]!;
         if (b === a) continue;
         const roomB = room(b, -1, -1);
-        for (const i of s.hostVms[a]!) {
-          if (done || this.#pinned[i]) continue;
-          for (const j of s.hostVms[b]!) {
-            if (this.#pinned[j] || p.vmClass[i] === p.vmClass[j]) continue;
+        const ins = oneOfEachClass(s.hostVms[b]!.filter((v) => !this.#pinned[v]), p.vmClass);
+        for (const i of outs) {
+          if (done) break;
+          for (const j of ins) {
+            if (p.vmClass[i] === p.vmClass[j]) continue;
+            if (p.req[j * DIMS + plenty]! <= p.req[i * DIMS + plenty]! || p.req[i * DIMS + tight]! <= p.req[j * DIMS + tight]!) continue;
             this.spent++;
             if (!this.#fitsAfterSwap(a, i, j) || !this.#fitsAfterSwap(b, j, i)) continue;
             const gain = Math.min(room(a, i, j), 1e6) + Math.min(room(b, j, i), 1e6) - Math.min(roomA, 1e6) - Math.min(roomB, 1e6);
