@@ -403,4 +403,20 @@ describe('KvmProvider on the testbed', () => {
       }
     }
   });
+  it('never lets two concurrent creates in one process take the last room on a host', { timeout: 300_000 }, async () => {
+    const host = tb.hosts[1]!;
+    const probe = provider();
+    const before = (await probe.inventory()).find((h) => h.name === host.name)!;
+    // Room for exactly one more vCPU on this host, whatever else runs there now.
+    const overcommit = (before.allocated.cpu + 1) / before.capacity.cpu;
+    const base = config();
+    const p = provider({ hosts: base.hosts.map((h) => (h.name === host.name ? { ...h, overcommit: { cpu: overcommit, memory: 1, disk: 1 } } : h)) });
+    const results = await Promise.allSettled([p.create(request(`${RUN}-race-0`, host)), p.create(request(`${RUN}-race-1`, host))]);
+    const won = results.filter((r) => r.status === 'fulfilled');
+    const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(won).toHaveLength(1);
+    expect(lost.map((r) => r.reason)).toEqual([expect.any(CapacityExceededError)]);
+    expect(await domainsOf(host)).toHaveLength(1);
+    await Promise.all([p.delete({ name: `${RUN}-race-0`, fleet: FLEET }), p.delete({ name: `${RUN}-race-1`, fleet: FLEET })]);
+  });
 });

@@ -5,7 +5,6 @@ import {
   hostId,
   InvalidInputError,
   NotFoundError,
-  NovaCronError,
   splitHostId,
   systemClock,
   throwIfAborted,
@@ -14,6 +13,7 @@ import {
   type Capabilities,
   type Clock,
   type CreateVmRequest,
+  type ErrorContext,
   type Host,
   type KvmProviderConfig,
   type OperationContext,
@@ -82,6 +82,7 @@ export class KvmProvider implements Provider {
   readonly #clock: Clock;
   readonly #log: ((message: string) => void) | undefined;
   readonly #hostLocks = new Map<string, Promise<void>>();
+  readonly #books = new Map<string, { seq: number; active: Map<symbol, Resources>; released: { at: number; resources: Resources }[] }>();
 
   constructor(options: KvmProviderOptions) {
     this.name = options.name;
@@ -322,32 +323,87 @@ export class KvmProvider implements Provider {
 
   // ---- internals -------------------------------------------------------------------------
 
+  /**
+   * Four round trips: read the host (existence and room, under the host lock), make both
+   * volumes (in parallel channels), upload the seed, then define + start + read back in one
+   * batch. Everything made is undone, in reverse order, if a later step fails.
+   */
   async #createOn(host: KvmHost, request: CreateVmRequest, ctx: OperationContext): Promise<VmRecord> {
     const name = assertName('vm', request.name, 'VM name', { provider: this.name, host: host.name });
     const virsh = this.virshFor(host.name);
     const opts = { signal: signalOf(ctx), vm: name, operation: 'create' };
     const image = this.#image(request.image, host, name);
     throwIfAborted(ctx.signal, virsh.context(opts));
+    if (request.resources.gpu > 0) throw new UnsupportedError('GPUs are not supported on KVM hosts yet', { context: virsh.context(opts) });
 
-    const existing = await this.#lookupOn(host, name, 'create', ctx);
-    if (existing) {
+    progress(ctx, 'create', 'capacity', 0.05);
+    const seen = await this.#reserve(host, virsh, name, request.resources, ctx);
+    if (seen.existing) {
+      const existing: LocatedDomain = { host, virsh, view: seen.existing };
       assertOwnedOnHost(existing, { name, fleet: request.ownership.fleet }, this.name, 'create');
       // Ours already: a retried create. Make sure it runs, and report it.
       if (existing.view.state !== 'running') await virsh.run(['start', name], opts);
       return this.#reread(existing, 'create', ctx);
     }
-    if (request.resources.gpu > 0) throw new UnsupportedError('GPUs are not supported on KVM hosts yet', { context: virsh.context(opts) });
 
-    progress(ctx, 'create', 'image', 0.05);
-    const base = await ensureImageVolume(virsh, host.pool, request.image, image, ctx);
-    const seed = buildSeedIso({
-      vmName: name,
-      specHash: request.ownership.specHash,
-      ...(request.cloudInit ? { cloudInit: request.cloudInit } : {}),
-      date: new Date(this.#clock.now()),
-    });
+    const undo: { what: string; run: () => Promise<unknown> }[] = [];
+    try {
+      progress(ctx, 'create', 'image', 0.1);
+      const base = await ensureImageVolume(virsh, host.pool, request.image, image, ctx);
+      const seed = buildSeedIso({
+        vmName: name,
+        specHash: request.ownership.specHash,
+        ...(request.cloudInit ? { cloudInit: request.cloudInit } : {}),
+        date: new Date(this.#clock.now()),
+      });
+      const xml = buildDomainXml(this.#domainSpec(host, name, request, image));
+
+      progress(ctx, 'create', 'volume', 0.2);
+      const made = await Promise.allSettled([
+        this.#createVolume(host, virsh, rootVolumeName(name), ['vol-create-as', host.pool, rootVolumeName(name), `${request.resources.diskGiB}G`, '--format', 'qcow2', '--backing-vol', base.volume, '--backing-vol-format', base.format], opts, ctx),
+        this.#createVolume(host, virsh, seedVolumeName(name), ['vol-create-as', host.pool, seedVolumeName(name), String(seed.length), '--format', 'raw'], opts, ctx),
+      ]);
+      for (const [i, volume] of [rootVolumeName(name), seedVolumeName(name)].entries()) {
+        if (made[i]!.status === 'fulfilled') undo.push({ what: `volume ${volume}`, run: () => this.#deleteVolumes(virsh, host.pool, [volume], {}) });
+      }
+      const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
+      if (failed) throw failed.reason;
+
+      progress(ctx, 'create', 'seed', 0.35);
+      await virsh.run(['vol-upload', '--pool', host.pool, seedVolumeName(name), '/dev/stdin'], { ...opts, stdin: seed });
+
+      progress(ctx, 'create', 'define', 0.5);
+      const [defined, started, state, dumped] = await virsh.batch(
+        [['define', '/dev/stdin'], ['start', name], ['domstate', name], ['dumpxml', '--inactive', name]],
+        { ...opts, stdin: xml, stdinFor: 0, stopOnError: true },
+      );
+      if (defined && !defined.error) undo.push({ what: `domain ${name}`, run: () => virsh.tryRun(['undefine', name, '--managed-save'], {}) });
+      seen.release(); // defined (or failed): libvirt counts it from here on
+      if (started && !started.error) undo.push({ what: `running domain ${name}`, run: () => virsh.tryRun(['destroy', name], {}) });
+      throwIfAborted(ctx.signal, virsh.context(opts));
+      const failure = [defined, started, state, dumped].find((r) => r?.error)?.error;
+      if (failure) throw failure;
+      if (!state || !dumped) throw new UnreachableError(`${host.name}: no answer from virsh while creating ${name}`, { context: virsh.context(opts) });
+      progress(ctx, 'create', 'done', 1);
+      return this.#toRecord(host, { state: state.stdout.trim(), info: parseDomainXml(dumped.stdout) }, []);
+    } catch (error) {
+      seen.release();
+      const failures: string[] = [];
+      for (const step of undo.reverse()) {
+        try {
+          await step.run();
+        } catch (cleanupError) {
+          failures.push(`${step.what}: ${(cleanupError as Error).message}`);
+        }
+      }
+      if (failures.length > 0) this.#log?.(`kvm: create of ${name} on ${host.name} failed and cleanup left: ${failures.join('; ')}`);
+      throw error;
+    }
+  }
+
+  #domainSpec(host: KvmHost, name: string, request: CreateVmRequest, image: ImageConfig): DomainSpec {
     const hotplug = this.#config.hotplug;
-    const spec: DomainSpec = {
+    return {
       name,
       type: this.#config.domainType,
       vcpus: request.resources.cpu,
@@ -370,46 +426,48 @@ export class KvmProvider implements Provider {
         createdAt: new Date(this.#clock.now()).toISOString(),
       },
     };
-    const xml = buildDomainXml(spec);
+  }
 
-    // Everything made is undone in reverse order if a later step fails.
-    const undo: { what: string; run: () => Promise<unknown> }[] = [];
-    try {
-      await this.#withHostLock(host.name, async () => {
-        progress(ctx, 'create', 'capacity', 0.1);
-        await this.#assertRoom(host, virsh, request.resources, name, 'create', ctx);
-        progress(ctx, 'create', 'volume', 0.2);
-        await this.#createVolume(host, virsh, rootVolumeName(name), ['vol-create-as', host.pool, rootVolumeName(name), `${request.resources.diskGiB}G`, '--format', 'qcow2', '--backing-vol', base.volume, '--backing-vol-format', base.format], opts, ctx);
-        undo.push({ what: `volume ${rootVolumeName(name)}`, run: () => this.#deleteVolumes(virsh, host.pool, [rootVolumeName(name)], {}) });
-        progress(ctx, 'create', 'seed', 0.35);
-        await this.#createVolume(host, virsh, seedVolumeName(name), ['vol-create-as', host.pool, seedVolumeName(name), String(seed.length), '--format', 'raw'], opts, ctx);
-        undo.push({ what: `volume ${seedVolumeName(name)}`, run: () => this.#deleteVolumes(virsh, host.pool, [seedVolumeName(name)], {}) });
-        await virsh.run(['vol-upload', '--pool', host.pool, seedVolumeName(name), '/dev/stdin'], { ...opts, stdin: seed });
-        progress(ctx, 'create', 'define', 0.5);
-        await virsh.run(['define', '/dev/stdin'], { ...opts, stdin: xml });
-        undo.push({ what: `domain ${name}`, run: () => virsh.tryRun(['undefine', name, '--managed-save'], {}) });
-      });
-      progress(ctx, 'create', 'start', 0.7);
-      undo.push({ what: `running domain ${name}`, run: () => virsh.tryRun(['destroy', name], {}) });
-      await virsh.run(['start', name], opts);
-      progress(ctx, 'create', 'done', 1);
-      const created = await this.#lookupOn(host, name, 'create', ctx);
-      if (!created) throw new NotFoundError(`VM "${name}" vanished right after it was started`, { context: virsh.context(opts) });
-      return this.#toRecord(host, created.view, []);
-    } catch (error) {
-      const failures: string[] = [];
-      for (const step of undo.reverse()) {
-        try {
-          await step.run();
-        } catch (cleanupError) {
-          failures.push(`${step.what}: ${(cleanupError as Error).message}`);
-        }
-      }
-      if (failures.length > 0 && NovaCronError.isInstance(error)) {
-        this.#log?.(`kvm: create of ${name} on ${host.name} failed and cleanup left: ${failures.join('; ')}`);
-      }
-      throw error;
+  /**
+   * Reads the host once (does the VM exist? is there room?) and, when it may be created,
+   * reserves its resources in this process until its domain is defined. Two creates in one
+   * process can thus never both take the last room, while the slow parts of a create
+   * (volumes, upload, QEMU start) run concurrently. The host lock covers only the read and
+   * the check. A reservation released while a later create's read was already under way is
+   * still counted by that create (it may not see the new domain yet): conservative, never
+   * over-committing.
+   */
+  async #reserve(host: KvmHost, virsh: Virsh, name: string, need: Resources, ctx: OperationContext): Promise<{ existing?: DomainView; release: () => void }> {
+    const book = this.#bookFor(host.name);
+    return this.#withHostLock(host.name, async () => {
+      const readSeq = book.seq++;
+      const state = await readHostState(virsh, { node: true, signal: signalOf(ctx), operation: 'create' });
+      const existing = state.domains.find((d) => d.info.name === name);
+      if (existing) return { existing, release: () => undefined };
+      const pending = [...book.active.values(), ...book.released.filter((g) => g.at > readSeq).map((g) => g.resources)];
+      book.released = book.released.filter((g) => g.at > readSeq);
+      this.#checkRoom(host, state, need, pending, virsh.context({ vm: name, operation: 'create' }), name);
+      const id = Symbol(name);
+      book.active.set(id, need);
+      let released = false;
+      return {
+        release: () => {
+          if (released) return;
+          released = true;
+          book.active.delete(id);
+          book.released.push({ at: book.seq, resources: need });
+        },
+      };
+    });
+  }
+
+  #bookFor(host: string): { seq: number; active: Map<symbol, Resources>; released: { at: number; resources: Resources }[] } {
+    let book = this.#books.get(host);
+    if (!book) {
+      book = { seq: 0, active: new Map(), released: [] };
+      this.#books.set(host, book);
     }
+    return book;
   }
 
   /** vol-create-as, replacing a leftover of an interrupted create that no domain uses. */
@@ -503,9 +561,14 @@ export class KvmProvider implements Provider {
 
   async #assertRoom(host: KvmHost, virsh: Virsh, need: Resources, vm: string, operation: string, ctx: OperationContext): Promise<void> {
     const state = await readHostState(virsh, { node: true, signal: signalOf(ctx), operation });
+    this.#checkRoom(host, state, need, [], virsh.context({ vm, operation }), vm);
+  }
+
+  /** Free memory now, and allocation (defined domains + pending creates) within capacity × overcommit. */
+  #checkRoom(host: KvmHost, state: HostState, need: Resources, pending: readonly Resources[], context: ErrorContext, vm: string): void {
     const h = this.#toHost(host, state);
-    const context = virsh.context({ vm, operation });
-    const availableMiB = Math.floor((state.memory?.availableKiB ?? 0) / 1024);
+    const pendingMemory = pending.reduce((sum, r) => sum + r.memoryMiB, 0);
+    const availableMiB = Math.floor((state.memory?.availableKiB ?? 0) / 1024) - pendingMemory;
     if (need.memoryMiB > 0 && need.memoryMiB > availableMiB) {
       throw new CapacityExceededError(`${host.name}: not enough free memory for VM "${vm}": it needs ${need.memoryMiB} MiB, the host has ${availableMiB} MiB free`, { context });
     }
@@ -515,8 +578,9 @@ export class KvmProvider implements Provider {
     ] as const;
     for (const [what, key, factor, unit] of checks) {
       const limit = Math.floor(h.capacity[key] * factor);
-      if (need[key] > 0 && h.allocated[key] + need[key] > limit) {
-        throw new CapacityExceededError(`${host.name}: not enough ${what} for VM "${vm}": ${h.allocated[key]} + ${need[key]} ${unit} would exceed ${limit} ${unit} (capacity ${h.capacity[key]} × overcommit ${factor})`, { context });
+      const used = h.allocated[key] + pending.reduce((sum, r) => sum + r[key], 0);
+      if (need[key] > 0 && used + need[key] > limit) {
+        throw new CapacityExceededError(`${host.name}: not enough ${what} for VM "${vm}": ${used} + ${need[key]} ${unit} would exceed ${limit} ${unit} (capacity ${h.capacity[key]} × overcommit ${factor})`, { context });
       }
     }
   }
@@ -556,7 +620,7 @@ export class KvmProvider implements Provider {
     return ref.host ? [this.#hostOf(ref.host, 'delete')] : [...this.hosts.values()];
   }
 
-  /** Serializes capacity check + define per host, so two creates in this process cannot both take the last room. */
+  /** Serializes the capacity read-and-check per host (see #reserve). */
   async #withHostLock<T>(host: string, fn: () => Promise<T>): Promise<T> {
     const previous = this.#hostLocks.get(host) ?? Promise.resolve();
     let release!: () => void;

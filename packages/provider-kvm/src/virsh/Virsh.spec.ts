@@ -81,6 +81,12 @@ describe('Virsh command layer', () => {
     expect(argv(results[2]!.stdout).at(-1)).toBe("b'c");
   });
 
+  it('gives stdin to one command of a batch only', async () => {
+    const results = await virsh.batch([['define', '/dev/stdin'], ['start', 'a']], { stdin: '<domain/>', stdinFor: 0 });
+    expect(results[0]!.stdout).toContain('stdin=<domain/>');
+    expect(results[1]!.stdout).not.toContain('stdin=');
+  });
+
   it('stops a batch at the first failure when asked', async () => {
     const results = await virsh.batch([['a'], ['missing'], ['c']], { stopOnError: true });
     expect(results.map((r) => r.code)).toEqual([0, 1]);

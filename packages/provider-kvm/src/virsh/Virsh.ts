@@ -76,18 +76,21 @@ export class Virsh {
    * Several commands in one round trip, each run as its own virsh process with its own exit
    * status and output (separated by a per-call random marker, so no output can forge one).
    * With `stopOnError` the commands after a failed one do not run (their results are absent).
+   * `options.stdin` goes to the command at index `stdinFor` (`define /dev/stdin`); the others
+   * read nothing.
    */
-  async batch(commands: readonly (readonly string[])[], options: VirshCallOptions & { stopOnError?: boolean } = {}): Promise<VirshResult[]> {
+  async batch(commands: readonly (readonly string[])[], options: VirshCallOptions & { stopOnError?: boolean; stdinFor?: number } = {}): Promise<VirshResult[]> {
     if (commands.length === 0) return [];
     const marker = `@@novacron-${this.nonce()}`;
     const script = commands
       .map((args, i) => {
         const stop = options.stopOnError ? ' ; [ "$rc" -eq 0 ] || exit 0' : '';
-        return `${virshCommandLine(args, this.uri)} </dev/null; rc=$?; printf '\\n%s %d %d\\n' ${marker} ${i} "$rc"; printf '\\n%s %d\\n' ${marker} ${i} >&2${stop}`;
+        return `${virshCommandLine(args, this.uri)}${i === options.stdinFor ? '' : ' </dev/null'}; rc=$?; printf '\\n%s %d %d\\n' ${marker} ${i} "$rc"; printf '\\n%s %d\\n' ${marker} ${i} >&2${stop}`;
       })
       .join('\n');
     const result = await this.transport.exec(this.endpoint, {
       command: script,
+      ...(options.stdin !== undefined && options.stdinFor !== undefined ? { stdin: options.stdin } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
     });
