@@ -1,13 +1,14 @@
 // The SSH layer against the testbed's real sshd: pooling, channel cap, host key checks
 // (plain, hashed, mismatch, unknown, accept-new), auth failures, unreachable hosts, jump host.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AbortedError, AuthFailedError, InvalidInputError, NovaCronError, TimeoutError, UnreachableError } from '@novacron/core';
 import { loadTestbed } from '../../../../test/testbed/index.ts';
 import { parseJumpHost, type SshAuthSettings, type SshEndpoint } from '../config.js';
+import { tcpDialer, type Dialer } from './Dialer.js';
 import { SshPool } from './SshPool.js';
 
 const tb = loadTestbed();
@@ -154,5 +155,32 @@ describe('SshPool on the testbed', () => {
     const e: SshEndpoint = { ...endpoint(0), auth: { ...noKey, passwordEnv: 'NC_TEST_NO_SUCH_VAR' } };
     const error = await rejection(pool().exec(e, { command: 'true' }));
     expect(error.message).toMatch(/NC_TEST_NO_SUCH_VAR/);
+  });
+  it('authenticates through an SSH agent holding the key', async () => {
+    const sock = join(scratch, 'agent.sock');
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 50 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
+      execFileSync('ssh-add', ['-q', tb.keyFile], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+      const { identityFile: _unused, ...noKey } = baseAuth;
+      const r = await pool().exec({ ...endpoint(0), auth: { ...noKey, agent: sock } }, { command: 'hostname' });
+      expect(r.stdout.trim()).toBe('nc-h1');
+    } finally {
+      agent.kill();
+    }
+  });
+
+  it('dials again after the connection drops, through the Dialer seam', async () => {
+    let dials = 0;
+    const counting: Dialer = { dial: (e, signal) => (dials++, tcpDialer.dial(e, signal)) };
+    const p = new SshPool({ env: {}, dialer: counting });
+    pools.push(p);
+    const e = endpoint(0);
+    await p.exec(e, { command: 'true' });
+    (await p.connection(e)).close();
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await p.exec(e, { command: 'echo again' })).stdout).toBe('again\n');
+    expect(dials).toBe(2);
+    expect(p.stats.connectionsOpened).toBe(2);
   });
 });
