@@ -46,14 +46,6 @@ const ATTEMPT_BUDGET = 400_000;
 /** Swaps of pairs are tried where a host (or the pool) holds at most this many VMs. */
 const PAIR_LIMIT = 16;
 
-/** Swap shapes, VMs out of the host by VMs in from the pool, cheapest first. */
-const SWAP_SHAPES: readonly (readonly [number, number])[] = [
-  [1, 1],
-  [2, 1],
-  [1, 2],
-  [2, 2],
-];
-
 /** Shakes of the iterated local search, at most, and VMs moved at random in each. */
 const MAX_KICKS = 64;
 const KICK_SIZE = 6;
@@ -83,7 +75,7 @@ export function solve(p: Problem, w: Weights, effort = 1): SolveOutcome {
   // Small instances can afford several starts (each greedy pass slightly perturbed, by the
   // seed): the best one is kept. Large ones spend the whole budget on one search.
   const size = p.V * p.H;
-  const starts = effort <= 0 ? 1 : size <= 2e4 ? 8 : size <= 5e4 ? 3 : 1;
+  const starts = effort <= 0 ? 1 : size <= 2e4 ? 8 : size <= 5e4 ? 3 : size <= 2e5 ? 2 : 1;
   let best: SolveOutcome | undefined;
   let bestKey: [number, number] = [Infinity, Infinity];
   let refs: ObjectiveRefs | undefined;
@@ -725,55 +717,57 @@ class LocalSearch {
     const p = this.#p;
     const s = this.#s;
     const on = s.hostVms[b]!.filter((v) => !this.#pinned[v]);
-    if (on.length === 0) return false;
+    const n = on.length;
+    const m = pool.length;
+    if (n === 0 || m === 0) return false;
     const o = b * DIMS;
-    const free = [0, 0, 0, 0];
-    for (let d = 0; d < DIMS; d++) free[d] = p.cap[o + d]! - s.used[o + d]!;
-    const outs: number[][] = on.map((v) => [v]);
-    if (on.length <= PAIR_LIMIT) for (let i = 0; i < on.length; i++) for (let j = i + 1; j < on.length; j++) outs.push([on[i]!, on[j]!]);
-    const ins: number[][] = pool.map((v) => [v]);
-    if (pool.length <= PAIR_LIMIT) for (let i = 0; i < pool.length; i++) for (let j = i + 1; j < pool.length; j++) ins.push([pool[i]!, pool[j]!]);
-    const vol = (g: readonly number[]) => g.reduce((sum, v) => sum + this.#vol[v]!, 0);
-    const maxVol = (g: readonly number[]) => g.reduce((max, v) => Math.max(max, this.#vol[v]!), 0);
-    const fits = (out: readonly number[], into: readonly number[]) => {
-      for (let d = 0; d < DIMS; d++) {
-        let delta = 0;
-        for (const v of into) delta += p.req[v * DIMS + d]!;
-        for (const v of out) delta -= p.req[v * DIMS + d]!;
-        if (delta > free[d]! + EPS) return false;
+    const req = p.req;
+    const vol = this.#vol;
+    const f0 = p.cap[o]! - s.used[o]! + EPS;
+    const f1 = p.cap[o + 1]! - s.used[o + 1]! + EPS;
+    const f2 = p.cap[o + 2]! - s.used[o + 2]! + EPS;
+    const f3 = p.cap[o + 3]! - s.used[o + 3]! + EPS;
+    // Indexes into `on` (i, j) and `pool` (k, l); -1 when the shape has one VM on that side.
+    const attempt = (i: number, j: number, k: number, l: number): boolean => {
+      this.spent++;
+      const a = on[i]!;
+      const bb = j >= 0 ? on[j]! : -1;
+      const c = pool[k]!;
+      const d = l >= 0 ? pool[l]! : -1;
+      const outVol = vol[a]! + (bb >= 0 ? vol[bb]! : 0);
+      const inVol = vol[c]! + (d >= 0 ? vol[d]! : 0);
+      // Progress: the hosts get fuller, or (relaxed) every VM sent to the pool is smaller than
+      // the largest taken from it; the pool's multiset of sizes falls either way, so swaps end.
+      if (!(inVol > outVol + 1e-9 || (relaxed && Math.max(vol[a]!, bb >= 0 ? vol[bb]! : 0) < Math.max(vol[c]!, d >= 0 ? vol[d]! : 0) - 1e-9))) return false;
+      const ra = a * DIMS;
+      const rb = bb * DIMS;
+      const rc = c * DIMS;
+      const rd = d * DIMS;
+      const delta = (x: number) => req[rc + x]! + (d >= 0 ? req[rd + x]! : 0) - req[ra + x]! - (bb >= 0 ? req[rb + x]! : 0);
+      if (delta(0) > f0 || delta(1) > f1 || delta(2) > f2 || delta(3) > f3) return false;
+      const at = this.#begin();
+      this.#remove(a);
+      if (bb >= 0) this.#remove(bb);
+      for (const v of d >= 0 ? [c, d] : [c]) {
+        if (!this.#allowed(v, b)) {
+          this.#undo(at);
+          return false;
+        }
+        this.#add(v, b);
       }
+      // Take the larger index first so the smaller stays valid.
+      for (const x of (l > k ? [l, k] : l >= 0 ? [k, l] : [k])) pool.splice(x, 1);
+      pool.push(a);
+      if (bb >= 0) pool.push(bb);
       return true;
     };
-    for (const [outSize, inSize] of SWAP_SHAPES) {
-      for (const out of outs) {
-        if (out.length !== outSize) continue;
-        const outVol = vol(out);
-        for (const into of ins) {
-          if (into.length !== inSize) continue;
-          this.spent++;
-          // Progress: the hosts get fuller, or every VM sent to the pool is smaller than the
-          // largest one taken from it (the pool's multiset of sizes falls either way, so the
-          // swaps end).
-          if (!(vol(into) > outVol + 1e-9 || (relaxed && maxVol(out) < maxVol(into) - 1e-9)) || !fits(out, into)) continue;
-          const at = this.#begin();
-          for (const v of out) this.#remove(v);
-          let ok = true;
-          for (const v of into) {
-            if (!this.#allowed(v, b)) {
-              ok = false;
-              break;
-            }
-            this.#add(v, b);
-          }
-          if (!ok) {
-            this.#undo(at);
-            continue;
-          }
-          for (const v of into) pool.splice(pool.indexOf(v), 1);
-          pool.push(...out);
-          return true;
-        }
-      }
+    const pairsOn = n <= PAIR_LIMIT;
+    const pairsPool = m <= PAIR_LIMIT;
+    for (let i = 0; i < n; i++) for (let k = 0; k < m; k++) if (attempt(i, -1, k, -1)) return true;
+    if (pairsOn) for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) for (let k = 0; k < m; k++) if (attempt(i, j, k, -1)) return true;
+    if (pairsPool) for (let i = 0; i < n; i++) for (let k = 0; k < m; k++) for (let l = k + 1; l < m; l++) if (attempt(i, -1, k, l)) return true;
+    if (pairsOn && pairsPool) {
+      for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) for (let k = 0; k < m; k++) for (let l = k + 1; l < m; l++) if (attempt(i, j, k, l)) return true;
     }
     return false;
   }
@@ -903,16 +897,6 @@ class LocalSearch {
       let slack = 0;
       for (let d = 0; d < DIMS; d++) if (typical[d]! > 0 && p.cap[a * DIMS + d]! > 0) slack = Math.max(slack, (p.cap[a * DIMS + d]! - s.used[a * DIMS + d]!) / typical[d]!);
       if (slack < roomA + 2) continue;
-      // The dimension host a has most room in, and least: a useful swap brings in more of the
-      // first and takes out more of the second.
-      let plenty = 0;
-      let tight = 0;
-      for (let d = 0; d < DIMS; d++) {
-        if (typical[d]! <= 0 || p.cap[a * DIMS + d]! <= 0) continue;
-        const f = (p.cap[a * DIMS + d]! - s.used[a * DIMS + d]!) / typical[d]!;
-        if (f > (p.cap[a * DIMS + plenty]! - s.used[a * DIMS + plenty]!) / (typical[plenty]! || 1) || typical[plenty]! <= 0) plenty = d;
-        if (f < (p.cap[a * DIMS + tight]! - s.used[a * DIMS + tight]!) / (typical[tight]! || 1) || typical[tight]! <= 0) tight = d;
-      }
       const start = Math.floor(this.#random() * hosts.length);
       let done = false;
       // VMs of one class on a host are interchangeable: try one of each.
@@ -926,7 +910,6 @@ class LocalSearch {
           if (done) break;
           for (const j of ins) {
             if (p.vmClass[i] === p.vmClass[j]) continue;
-            if (p.req[j * DIMS + plenty]! <= p.req[i * DIMS + plenty]! || p.req[i * DIMS + tight]! <= p.req[j * DIMS + tight]!) continue;
             this.spent++;
             if (!this.#fitsAfterSwap(a, i, j) || !this.#fitsAfterSwap(b, j, i)) continue;
             const gain = Math.min(room(a, i, j), 1e6) + Math.min(room(b, j, i), 1e6) - Math.min(roomA, 1e6) - Math.min(roomB, 1e6);
