@@ -153,7 +153,7 @@ export class KvmProvider implements Provider {
         throw error;
       }
     }
-    throw lastCapacityError ?? new InvalidInputError('no host given for create');
+    throw lastCapacityError ?? new InvalidInputError('no host given for create', { context: { provider: this.name, vm: request.name, operation: 'create' }, hint: 'plan the fleet first: placement chooses the host' });
   }
 
   async start(ref: VmRef, ctx: OperationContext = {}): Promise<VmRecord> {
@@ -224,7 +224,7 @@ export class KvmProvider implements Provider {
         hint: 'shrinking a disk loses data: replace the VM instead',
       });
     }
-    if (want.gpu > 0) throw new UnsupportedError('GPUs are not supported on KVM hosts yet', { context: virsh.context(opts) });
+    if (want.gpu > 0) throw new UnsupportedError('GPUs are not supported on KVM hosts yet', { context: virsh.context(opts), hint: 'set gpu: 0 for groups placed on KVM hosts, or place them on a cloud provider' });
     const grow = { cpu: Math.max(0, want.cpu - info.vcpus), memoryMiB: Math.max(0, want.memoryMiB - info.memoryMiB) };
     if (grow.cpu > 0 || grow.memoryMiB > 0) await this.#assertRoom(host, virsh, { ...grow, diskGiB: 0, gpu: 0 }, ref.name, 'resize', ctx);
 
@@ -247,7 +247,7 @@ export class KvmProvider implements Provider {
         );
         // A guest may refuse to give a vCPU back; then the reboot path below applies.
         done = results.length === Number(cpuChange) + Number(memChange) && results.every((r) => !r.error);
-        if (!done && !request.allowReboot) throw results.find((r) => r.error)?.error ?? new ConflictError('live resize failed');
+        if (!done && !request.allowReboot) throw results.find((r) => r.error)?.error ?? new ConflictError('live resize failed', { context: virsh.context(opts), hint: 'allow reboots for this group (changes.allowReboot)' });
       }
       if (!done) {
         if (running && !request.allowReboot) {
@@ -291,7 +291,7 @@ export class KvmProvider implements Provider {
   /** The virsh command layer for a host of this provider. */
   virshFor(hostName: string): Virsh {
     const host = this.hosts.get(hostName);
-    if (!host) throw new NotFoundError(`host "${hostName}" is not in provider "${this.name}"`, { context: { provider: this.name, host: hostName } });
+    if (!host) throw new NotFoundError(`host "${hostName}" is not in provider "${this.name}"`, { context: { provider: this.name, host: hostName }, hint: `hosts: ${[...this.hosts.keys()].join(', ')}` });
     return new Virsh(this.transport, host.ssh, this.name);
   }
 
@@ -334,7 +334,7 @@ export class KvmProvider implements Provider {
     const opts = { signal: signalOf(ctx), vm: name, operation: 'create' };
     const image = this.#image(request.image, host, name);
     throwIfAborted(ctx.signal, virsh.context(opts));
-    if (request.resources.gpu > 0) throw new UnsupportedError('GPUs are not supported on KVM hosts yet', { context: virsh.context(opts) });
+    if (request.resources.gpu > 0) throw new UnsupportedError('GPUs are not supported on KVM hosts yet', { context: virsh.context(opts), hint: 'set gpu: 0 for groups placed on KVM hosts, or place them on a cloud provider' });
 
     progress(ctx, 'create', 'capacity', 0.05);
     const seen = await this.#reserve(host, virsh, name, request.resources, ctx);
@@ -383,7 +383,7 @@ export class KvmProvider implements Provider {
       throwIfAborted(ctx.signal, virsh.context(opts));
       const failure = [defined, started, state, dumped].find((r) => r?.error)?.error;
       if (failure) throw failure;
-      if (!state || !dumped) throw new UnreachableError(`${host.name}: no answer from virsh while creating ${name}`, { context: virsh.context(opts) });
+      if (!state || !dumped) throw new UnreachableError(`${host.name}: no answer from virsh while creating ${name}`, { context: virsh.context(opts), hint: 'the command was cut short (connection lost?): re-run; create is idempotent' });
       progress(ctx, 'create', 'done', 1);
       return this.#toRecord(host, { state: state.stdout.trim(), info: parseDomainXml(dumped.stdout) }, []);
     } catch (error) {
@@ -536,6 +536,7 @@ export class KvmProvider implements Provider {
     if (!found) {
       throw new NotFoundError(`VM "${ref.name}" does not exist on any host of provider "${this.name}"`, {
         context: { provider: this.name, vm: ref.name, operation, ...(ref.host ? { host: splitHostId(ref.host).name } : {}) },
+        hint: 'it may have been deleted by hand: re-run apply to recreate it',
       });
     }
     assertOwnedOnHost(found, ref, this.name, operation);
@@ -549,13 +550,13 @@ export class KvmProvider implements Provider {
     if (state?.error?.code === 'NotFound' || xml?.error?.code === 'NotFound') return undefined;
     if (state?.error) throw state.error;
     if (xml?.error) throw xml.error;
-    if (!state || !xml) throw new UnreachableError(`${host.name}: no answer from virsh`, { context: virsh.context({ vm: name, operation }) });
+    if (!state || !xml) throw new UnreachableError(`${host.name}: no answer from virsh`, { context: virsh.context({ vm: name, operation }), hint: 'the command was cut short (connection lost?): retry' });
     return { host, virsh, view: { state: state.stdout.trim(), info: parseDomainXml(xml.stdout) } };
   }
 
   async #reread(found: LocatedDomain, operation: string, ctx: OperationContext): Promise<VmRecord> {
     const now = await this.#lookupOn(found.host, found.view.info.name, operation, ctx);
-    if (!now) throw new NotFoundError(`VM "${found.view.info.name}" vanished`, { context: found.virsh.context({ vm: found.view.info.name, operation }) });
+    if (!now) throw new NotFoundError(`VM "${found.view.info.name}" vanished`, { context: found.virsh.context({ vm: found.view.info.name, operation }), hint: 'something else removed it meanwhile: re-run apply' });
     return this.#toRecord(found.host, now.view, []);
   }
 
@@ -604,7 +605,7 @@ export class KvmProvider implements Provider {
   #hostOf(id: string, operation: string): KvmHost {
     const { provider, name } = splitHostId(id);
     if (provider && provider !== this.name) {
-      throw new NotFoundError(`host "${id}" belongs to provider "${provider}", not "${this.name}"`, { context: { provider: this.name, host: id, operation } });
+      throw new NotFoundError(`host "${id}" belongs to provider "${provider}", not "${this.name}"`, { context: { provider: this.name, host: id, operation }, hint: 'the request went to the wrong provider: a bug in the caller' });
     }
     const host = this.hosts.get(name);
     if (!host) {

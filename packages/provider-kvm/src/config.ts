@@ -107,6 +107,6 @@ export function parseJumpHost(spec: string, defaultUser: string, auth: SshAuthSe
     rest = host!;
     port = Number(p);
   }
-  if (!rest || !Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidInputError(`jump host "${spec}" is not [user@]host[:port]`);
+  if (!rest || !Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidInputError(`jump host "${spec}" is not [user@]host[:port]`, { hint: 'write it as bastion, ops@bastion or ops@10.0.0.1:2222' });
   return { label: `jump ${spec}`, address: rest, port, user, auth };
 }

@@ -24,7 +24,7 @@ export async function ensureImageVolume(virsh: Virsh, pool: string, imageName: s
   if (!image.url) {
     throw new InvalidInputError(`image "${imageName}" has neither a volume nor a url`, { context, hint: 'give the image a `volume` in the pool, or a `url` (with a sha256 checksum) the hosts can fetch' });
   }
-  if (!/^https?:\/\//.test(image.url)) throw new InvalidInputError(`image "${imageName}": only http(s) URLs can be fetched`, { context });
+  if (!/^https?:\/\//.test(image.url)) throw new InvalidInputError(`image "${imageName}": only http(s) URLs can be fetched`, { context, hint: 'serve the image over http(s), or put it in the pool and name its volume' });
   const tag = createHash('sha256').update(`${image.url}\n${image.checksum ?? ''}`).digest('hex').slice(0, 12);
   const volume = assertName('object', `novacron-image-${imageName.replace(/[^A-Za-z0-9._+-]/g, '_')}-${tag}.${image.format}`, 'image volume', context);
   const exists = await virsh.tryRun(['vol-info', volume, '--pool', pool], { ...(ctx.signal ? { signal: ctx.signal } : {}), operation: 'create' });

@@ -27,7 +27,7 @@ describe('virsh error rules', () => {
     expect(error.rule).toBe(rule);
     expect(error.context).toEqual(ctx);
     expect(error.message).toMatch(/^hv1: virsh start failed: /);
-    if (type !== NotFoundError && type !== ConflictError) expect(error.hint).toBeTruthy();
+    expect(error.hint).toBeTruthy();
   });
 
   it('keeps unknown failures as provider errors with the message', () => {

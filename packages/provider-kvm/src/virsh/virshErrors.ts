@@ -56,7 +56,7 @@ export const VIRSH_ERROR_RULES: readonly VirshErrorRule[] = [
   {
     name: 'domain-not-found',
     match: /Domain not found|failed to get domain/,
-    build: (m, o) => new NotFoundError(m, o),
+    build: (m, o) => new NotFoundError(m, { ...o, hint: 'the domain is not on this host (removed by hand, or moved): `novacron status` shows where the fleet\'s VMs are' }),
   },
   {
     name: 'volume-not-found',
@@ -81,7 +81,7 @@ export const VIRSH_ERROR_RULES: readonly VirshErrorRule[] = [
   {
     name: 'already-exists',
     match: /already exists|exists already/,
-    build: (m, o) => new ConflictError(m, o),
+    build: (m, o) => new ConflictError(m, { ...o, hint: 'an object of that name is already on the host: remove it if it is a leftover, or rename the group or fleet' }),
   },
   {
     name: 'state-lock',
@@ -91,7 +91,7 @@ export const VIRSH_ERROR_RULES: readonly VirshErrorRule[] = [
   {
     name: 'operation-invalid',
     match: /Requested operation is not valid/,
-    build: (m, o) => new ConflictError(m, o),
+    build: (m, o) => new ConflictError(m, { ...o, hint: 'the domain is not in a state that allows this: check `virsh domstate NAME` on the host' }),
   },
 ];
 
