@@ -304,7 +304,11 @@ describe('place: bad input', () => {
   });
 
   it('names rules that name missing groups, and rules no placement can meet', () => {
-    expect(error({ hosts: hs, vms: [vm('a', 'web', [1, 1], { avoidGroups: [{ group: 'dbb', scope: 'host' }] })] })).toMatch(/^group "web": avoidGroups names group "dbb", which has no VMs/);
+    expect(error({ hosts: hs, vms: [vm('a', 'web', [1, 1], { withGroups: [{ group: 'dbb', scope: 'host' }] })] })).toBe(
+      'group "web" must run with group "dbb" (host), which has no VMs, running or to place',
+    );
+    // Avoiding, or wanting to be near, a group with no VMs (scaled to 0, say) asks nothing.
+    expect(place({ hosts: hs, vms: [vm('a', 'web', [1, 1], { avoidGroups: [{ group: 'gone', scope: 'host' }], near: ['gone'] })] }).unplaced).toEqual([]);
     expect(error({ hosts: hs, vms: [vm('a', 'web', [1, 1], { withGroups: [{ group: 'db', scope: 'zone' }] })], groupRules: { db: {} } })).toBe(
       'group "web" must run with group "db" (zone), which has no VMs, running or to place',
     );

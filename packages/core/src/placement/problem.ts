@@ -244,17 +244,10 @@ export function compileProblem(request: PlacementRequest): Problem {
     if (!elastic[h]) baseActive[h] = 1;
   }
 
-  // Resolve the group references, checking each names a group that exists.
-  const resolve = (g: number, target: string, rule: string): number => {
-    const t = groupIndex.get(target);
-    if (t === undefined) {
-      throw new InvalidInputError(`group "${groupNames[g]}": ${rule} names group "${target}", which has no VMs and no rules in this request`, {
-        context: { path: `${groupNames[g]}.${rule}` },
-        hint: `known groups: ${groupNames.join(', ')}`,
-      });
-    }
-    return t;
-  };
+  // A group named by a rule that has no VMs here (and no rules given): nothing to avoid or be
+  // near (the fleet spec and the CLI's input check reject names of groups that do not exist;
+  // a group scaled to 0 is legitimate). Running *with* it cannot be met: see below.
+  const lookup = (target: string): number | undefined => groupIndex.get(target);
   const avoidHost = groupNames.map(() => new Set<number>());
   const avoidZone = groupNames.map(() => new Set<number>());
   const withHost = groupNames.map(() => new Set<number>());
@@ -265,18 +258,21 @@ export function compileProblem(request: PlacementRequest): Problem {
   for (let g = 0; g < G; g++) {
     const rules = rulesOf(g);
     for (const ref of rules.avoidGroups ?? []) {
-      const t = resolve(g, ref.group, 'avoidGroups');
+      const t = lookup(ref.group);
+      if (t === undefined) continue;
       const scope = ref.scope ?? 'host';
       // Symmetric: "a avoids b" keeps b away from a as well.
       (scope === 'zone' ? avoidZone : avoidHost)[g]!.add(t);
       (scope === 'zone' ? avoidZone : avoidHost)[t]!.add(g);
     }
     for (const ref of rules.withGroups ?? []) {
-      const t = resolve(g, ref.group, 'withGroups');
+      const t = lookup(ref.group);
       const scope = ref.scope ?? 'zone';
-      (scope === 'host' ? withHost : withZone)[g]!.add(t);
-      (scope === 'host' ? anchorsHost : anchorsZone)[t]!.add(g);
-      const total = existingTotal[t]! + groupSize[t]!;
+      if (t !== undefined) {
+        (scope === 'host' ? withHost : withZone)[g]!.add(t);
+        (scope === 'host' ? anchorsHost : anchorsZone)[t]!.add(g);
+      }
+      const total = t === undefined ? 0 : existingTotal[t]! + groupSize[t]!;
       // Only a group with VMs to place needs its rule met.
       if (total === 0 && groupSize[g]! > 0) {
         throw new InvalidInputError(`group "${groupNames[g]}" must run with group "${ref.group}" (${scope}), which has no VMs, running or to place`, {
@@ -291,7 +287,10 @@ export function compileProblem(request: PlacementRequest): Problem {
         });
       }
     }
-    for (const ref of rules.near ?? []) near[g]!.add(resolve(g, ref, 'near'));
+    for (const ref of rules.near ?? []) {
+      const t = lookup(ref);
+      if (t !== undefined) near[g]!.add(t);
+    }
     if (rules.spread && !(rules.spread.maxSkew >= 1)) {
       throw new InvalidInputError(`group "${groupNames[g]}": spread.maxSkew must be 1 or more`, { context: { path: `${groupNames[g]}.spread.maxSkew` } });
     }

@@ -35,7 +35,9 @@ export interface PlacementRequest {
   readonly seed?: number;
   /**
    * Rules of groups by name, for groups whose VMs all run already (so rules such as
-   * `avoidGroups` hold both ways) and for VMs that carry no `rules` of their own.
+   * `avoidGroups` hold both ways) and for VMs that carry no `rules` of their own. A rule may
+   * name a group with no VMs here: avoiding it or being near it asks nothing; running with it
+   * is an InvalidInputError (it cannot be met).
    */
   readonly groupRules?: Readonly<Record<string, PlacementRules>>;
   /** Search for the Pareto-optimal alternatives (cheapest, fewest hosts, most balanced…). @default true */
