@@ -61,7 +61,7 @@ function toResult(p: Problem, outcome: SolveOutcome, weights: Weights): Omit<Pla
       reason:
         outcome.notes.get(v) ??
         (eligible < 0
-          ? `filled host by host: ${host.id} packed the most for what it counts against the weights when opened, and this VM fitted its free room best${type ? `; cheapest fitting type ${type.name}` : ''}`
+          ? `filled host by host: ${host.id} packed the most for what it counts against the weights when opened, and this VM fitted its free room best (${p.classes[p.vmClass[v]!]!.candidates.length} hosts meet its host rules)${type ? `; cheapest fitting type ${type.name}` : ''}`
           : `highest weighted score of the ${eligible} ${eligible === 1 ? 'host' : 'hosts'} that met every rule${type ? `; cheapest fitting type ${type.name}` : ''}`),
       scores,
       ...(type ? { instanceType: type.name } : {}),
