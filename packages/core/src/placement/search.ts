@@ -1,0 +1,737 @@
+import { DIMS, EPS } from './dims.js';
+import type { VmRule } from './filters.js';
+import { greedyOrder } from './greedy.js';
+import { allowedOn, currentSkews, rulesHold } from './moves.js';
+import type { Problem } from './problem.js';
+import { seededRandom } from './random.js';
+import { HostScorer } from './scorers.js';
+import type { SolverState } from './state.js';
+import type { Weights } from './types.js';
+import { objectiveRefs, weightedObjective, type ObjectiveRefs } from './objective.js';
+
+/** Host evaluations one attempt to empty a host may spend on swaps. */
+const ATTEMPT_BUDGET = 400_000;
+
+/** Swaps of pairs are tried where a host (or the pool) holds at most this many VMs. */
+const PAIR_LIMIT = 16;
+
+/** Shakes of the iterated local search, at most, and VMs moved at random in each. */
+const MAX_KICKS = 64;
+const KICK_SIZE = 6;
+
+/** Failed attempts in a row after which emptying hosts stops for the round. */
+const EMPTY_MISSES = 24;
+
+/** Hosts a badly shaped host looks at for a swap partner, per reshaping pass. */
+const RESHAPE_PARTNERS = 48;
+
+/** The first VM of each class in a list, in list order. */
+function oneOfEachClass(vms: readonly number[], vmClass: Int32Array): number[] {
+  const seen = new Set<number>();
+  return vms.filter((v) => !seen.has(vmClass[v]!) && seen.add(vmClass[v]!));
+}
+
+/** One entry per state change, so a compound move can be undone: VM `v` was on `from` (-1: nowhere) before it. */
+interface LogEntry {
+  readonly v: number;
+  readonly from: number;
+}
+
+/** The local search of the solver (see solver.ts): moves kept only when they lower the weighted objective. */
+export class LocalSearch {
+  readonly #s: SolverState;
+  readonly #p: Problem;
+  readonly #w: Weights;
+  readonly #dynamic: readonly (readonly VmRule[])[];
+  readonly #budget: number;
+  readonly #notes: Map<number, string>;
+  readonly #random: () => number;
+  readonly #scorer: HostScorer;
+  spent = 0;
+  /** Objective scales: each objective's value after the greedy pass (floored), so they weigh alike. */
+  #ref: ObjectiveRefs = { cost: 1, active: 1, imbalance: 0.01, head: 0.01, prefer: 1 };
+  readonly #size: Float64Array;
+  /** Each VM's volume: the sum over dimensions of its share of an average usable host. */
+  readonly #vol: Float64Array;
+  /** VMs the search leaves where they are: those whose locality it does not model. */
+  readonly #pinned: Uint8Array;
+  #log: LogEntry[] = [];
+  #allowedSkew: (group: number) => number = () => Infinity;
+  readonly #touchedHosts = new Set<number>();
+
+  constructor(s: SolverState, w: Weights, dynamic: readonly (readonly VmRule[])[], budget: number, notes: Map<number, string>, seed: number) {
+    this.#s = s;
+    this.#p = s.p;
+    this.#w = w;
+    this.#dynamic = dynamic;
+    this.#budget = budget;
+    this.#notes = notes;
+    this.#random = seededRandom(seed + 1);
+    this.#scorer = new HostScorer(s, w);
+    const p = s.p;
+    this.#size = new Float64Array(p.V);
+    const order = greedyOrder(p);
+    order.forEach((v, rank) => (this.#size[v] = p.V - rank)); // larger VMs rank first
+    const avg = [0, 0, 0, 0];
+    let usable = 0;
+    for (let h = 0; h < p.H; h++) {
+      if (p.elastic[h] || !p.up[h]) continue;
+      usable++;
+      for (let d = 0; d < DIMS; d++) avg[d]! += p.cap[h * DIMS + d]!;
+    }
+    this.#vol = new Float64Array(p.V);
+    for (let v = 0; v < p.V; v++) for (let d = 0; d < DIMS; d++) if (avg[d]! > 0) this.#vol[v]! += (p.req[v * DIMS + d]! * usable) / avg[d]!;
+    this.#pinned = new Uint8Array(p.V);
+    if (w.locality > 0) {
+      // Locality is not in the search's objective: VMs that want to be near others, and the
+      // ones they want to be near, stay where the greedy pass put them.
+      const near = new Set<number>();
+      for (const g of p.groups) if (g.near.length) [g.index, ...g.near].forEach((x) => near.add(x));
+      for (let v = 0; v < p.V; v++) if (near.has(p.vmGroup[v]!)) this.#pinned[v] = 1;
+    }
+  }
+
+  run(): void {
+    const s = this.#s;
+    // Greedy placement keeps every spread within its maxSkew unless the VMs already running skew it more.
+    this.#allowedSkew = currentSkews(s);
+    this.#ref = objectiveRefs(s);
+    const w = this.#w;
+    const consolidating = w.cost + w.consolidation > 0;
+    const evening = w.balance + w.headroom > 0;
+    for (let round = 0; round < 4 && this.spent < this.#budget; round++) {
+      let improved = false;
+      if (consolidating) improved = this.#reshape() || improved;
+      if (consolidating) improved = this.#emptyHosts() || improved;
+      if (consolidating) improved = this.#tradeHosts() || improved;
+      if (evening) improved = this.#evenOut() || improved;
+      if (!improved) break;
+    }
+    if (consolidating) this.#kicks();
+  }
+
+  /**
+   * Iterated local search: when no move empties a host, shake the packing (move a few random
+   * VMs to random hosts that take them) and try again; keep the shake only if a host was
+   * emptied after it. Seeded, and within the budget.
+   */
+  #kicks(): void {
+    const p = this.#p;
+    const s = this.#s;
+    for (let k = 0; k < MAX_KICKS && this.spent < this.#budget; k++) {
+      const active = s.activeFixed;
+      const before = this.#objective();
+      const at = this.#begin();
+      const vms: number[] = [];
+      for (let h = 0; h < p.H; h++) if (s.active[h] && !p.elastic[h]) for (const v of s.hostVms[h]!) if (!this.#pinned[v]) vms.push(v);
+      if (vms.length === 0) return;
+      for (let i = 0; i < KICK_SIZE; i++) {
+        const v = vms[Math.floor(this.#random() * vms.length)]!;
+        const cands = p.classes[p.vmClass[v]!]!.candidates;
+        const from = s.assign[v]!;
+        for (let t = 0; t < 8; t++) {
+          const h = cands[Math.floor(this.#random() * cands.length)]!;
+          if (h === from || p.elastic[h] || !s.active[h]) continue;
+          this.#remove(v);
+          if (this.#allowed(v, h)) {
+            this.#add(v, h);
+            break;
+          }
+          this.#add(v, from);
+        }
+      }
+      if (!this.#stillValid()) {
+        this.#undo(at);
+        continue;
+      }
+      this.#emptyHosts();
+      if (s.activeFixed < active && this.#objective() < before - 1e-9) this.#commit(at);
+      else this.#undo(at);
+    }
+  }
+
+  /**
+   * For VMs that fit nowhere: find a host where moving one VM elsewhere (to any host that
+   * may take it, empty or not) makes room, and place the VM there. A placed VM is worth more
+   * than any objective, so these moves are kept whatever they cost. Returns the VMs still
+   * without a host.
+   */
+  makeRoom(unplaced: readonly number[]): number[] {
+    const p = this.#p;
+    const s = this.#s;
+    const left: number[] = [];
+    for (const v of unplaced) {
+      let done = false;
+      const cands = p.classes[p.vmClass[v]!]!.candidates;
+      for (let c = 0; c < cands.length && !done && this.spent < this.#budget; c++) {
+        const h = cands[c]!;
+        if (p.elastic[h]) continue;
+        for (const j of [...s.hostVms[h]!]) {
+          if (this.#pinned[j] || !this.#fitsAfterSwap(h, j, v)) continue;
+          const at = this.#begin();
+          this.#remove(j);
+          if (this.#allowed(v, h)) {
+            this.#add(v, h);
+            const to = this.#anyHost(j, h);
+            if (to >= 0) {
+              this.#add(j, to);
+              if (this.#stillValid()) {
+                this.#notes.set(j, `moved by the local search off ${p.hosts[h]!.id} to make room for ${p.vms[v]!.id}`);
+                this.#commit(at);
+                done = true;
+                break;
+              }
+            }
+          }
+          this.#undo(at);
+        }
+      }
+      for (let c = 0; c < cands.length && !done && this.spent < this.#budget; c++) done = this.#ejectTwo(v, cands[c]!);
+      if (!done) left.push(v);
+    }
+    return left;
+  }
+
+  /** Makes room for v on host h by moving two of its VMs elsewhere. */
+  #ejectTwo(v: number, h: number): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    if (p.elastic[h]) return false;
+    const on = s.hostVms[h]!.filter((j) => !this.#pinned[j]);
+    for (let a = 0; a < on.length; a++) {
+      for (let b = a + 1; b < on.length; b++) {
+        this.spent++;
+        let fits = true;
+        for (let d = 0; d < DIMS && fits; d++) {
+          fits = s.used[h * DIMS + d]! - p.req[on[a]! * DIMS + d]! - p.req[on[b]! * DIMS + d]! + p.req[v * DIMS + d]! <= p.cap[h * DIMS + d]! + EPS;
+        }
+        if (!fits) continue;
+        const at = this.#begin();
+        this.#remove(on[a]!);
+        this.#remove(on[b]!);
+        let ok = this.#allowed(v, h);
+        if (ok) {
+          this.#add(v, h);
+          for (const j of [on[a]!, on[b]!]) {
+            const to = this.#anyHost(j, h);
+            if (to < 0) {
+              ok = false;
+              break;
+            }
+            this.#add(j, to);
+          }
+        }
+        if (ok && this.#stillValid()) {
+          for (const j of [on[a]!, on[b]!]) this.#notes.set(j, `moved by the local search off ${p.hosts[h]!.id} to make room for ${p.vms[v]!.id}`);
+          this.#commit(at);
+          return true;
+        }
+        this.#undo(at);
+      }
+    }
+    return false;
+  }
+
+  /** The best-scoring host of any kind (active, empty or elastic) other than `exclude` that may take v, or -1. */
+  #anyHost(v: number, exclude: number): number {
+    const p = this.#p;
+    const cands = p.classes[p.vmClass[v]!]!.candidates;
+    let best = -Infinity;
+    let bestHost = -1;
+    this.#scorer.prepare(v);
+    for (let c = 0; c < cands.length; c++) {
+      const h = cands[c]!;
+      if (h === exclude || !this.#allowed(v, h)) continue;
+      const score = this.#scorer.score(h);
+      if (score > best + 1e-12) {
+        best = score;
+        bestHost = h;
+      }
+    }
+    return bestHost;
+  }
+
+  /** The weighted objective the search lowers. */
+  #objective(): number {
+    return weightedObjective(this.#s, this.#w, this.#ref);
+  }
+
+  // ── moves ───────────────────────────────────────────────────────────────────
+
+  #add(v: number, h: number): void {
+    this.#log.push({ v, from: -1 });
+    this.#s.add(v, h);
+    this.#touchedHosts.add(h);
+  }
+
+  #remove(v: number): void {
+    const h = this.#s.assign[v]!;
+    this.#log.push({ v, from: h });
+    this.#s.remove(v);
+    this.#touchedHosts.add(h);
+  }
+
+  /** Starts a (possibly nested) compound move; returns the point to undo to. */
+  #begin(): number {
+    if (this.#log.length === 0) this.#touchedHosts.clear();
+    return this.#log.length;
+  }
+
+  #undo(to = 0): void {
+    const s = this.#s;
+    for (let i = this.#log.length - 1; i >= to; i--) {
+      const { v, from } = this.#log[i]!;
+      if (s.assign[v]! >= 0) s.remove(v);
+      if (from >= 0) s.add(v, from);
+    }
+    this.#log.length = to;
+  }
+
+  /** Keeps a compound move: an outer one may still undo it. */
+  #commit(at: number): void {
+    if (at === 0) this.#log = [];
+  }
+
+  #allowed(v: number, h: number): boolean {
+    this.spent++;
+    return allowedOn(this.#s, this.#dynamic, v, h);
+  }
+
+  /** The best-scoring active fixed host other than `exclude` that may take v, or -1. */
+  #bestActive(v: number, exclude: number, exclude2 = -1): number {
+    const p = this.#p;
+    const s = this.#s;
+    const cands = p.classes[p.vmClass[v]!]!.candidates;
+    let best = -Infinity;
+    let bestHost = -1;
+    this.#scorer.prepare(v);
+    for (let c = 0; c < cands.length; c++) {
+      const h = cands[c]!;
+      if (h === exclude || h === exclude2 || p.elastic[h] || s.active[h] === 0) continue;
+      if (!this.#allowed(v, h)) continue;
+      const score = this.#scorer.score(h);
+      if (score > best + 1e-12) {
+        best = score;
+        bestHost = h;
+      }
+    }
+    return bestHost;
+  }
+
+  #stillValid(): boolean {
+    return rulesHold(this.#s, this.#touchedHosts, this.#allowedSkew);
+  }
+
+  #movable(h: number): boolean {
+    const p = this.#p;
+    if (p.elastic[h] || p.baseActive[h]) return false;
+    for (const v of this.#s.hostVms[h]!) if (this.#pinned[v]) return false;
+    return true;
+  }
+
+  /** Sum over dimensions of a host's used fraction: how loaded it is. */
+  #load(h: number): number {
+    const o = h * DIMS;
+    let sum = 0;
+    for (let d = 0; d < DIMS; d++) sum += this.#s.used[o + d]! * this.#p.invCap[o + d]!;
+    return sum;
+  }
+
+  /** Tries to empty the lightest active hosts, one at a time; true when any was emptied. */
+  #emptyHosts(): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    let any = false;
+    const failed = new Set<number>();
+    for (;;) {
+      if (this.spent >= this.#budget) return any;
+      const hosts: number[] = [];
+      for (let h = 0; h < p.H; h++) if (s.hostVms[h]!.length > 0 && !failed.has(h) && this.#movable(h)) hosts.push(h);
+      if (hosts.length < 2) return any;
+      const load = new Map(hosts.map((h) => [h, this.#load(h)]));
+      hosts.sort((a, b) => load.get(a)! - load.get(b)! || p.price[b]! - p.price[a]! || a - b);
+      let emptied = false;
+      let misses = 0;
+      for (const e of hosts) {
+        if (this.spent >= this.#budget) return any;
+        if (!this.#roomElsewhere(e)) {
+          failed.add(e);
+          continue;
+        }
+        if (this.#tryEmpty(e)) {
+          any = emptied = true;
+          break;
+        }
+        failed.add(e);
+        // The lightest hosts are the likeliest to empty; after a run of failures the rest are fuller still.
+        if (++misses >= EMPTY_MISSES) return any;
+      }
+      if (!emptied) return any;
+    }
+  }
+
+  /** A quick necessary test: the other active hosts have as much free room in total as host e holds. */
+  #roomElsewhere(e: number): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    const need = [0, 0, 0, 0];
+    for (const v of s.hostVms[e]!) for (let d = 0; d < DIMS; d++) need[d]! += p.req[v * DIMS + d]!;
+    const free = [0, 0, 0, 0];
+    for (let h = 0; h < p.H; h++) {
+      if (h === e || p.elastic[h] || !p.up[h] || !s.isActive(h)) continue;
+      for (let d = 0; d < DIMS; d++) free[d]! += Math.max(0, p.cap[h * DIMS + d]! - s.used[h * DIMS + d]!);
+    }
+    return need.every((n, d) => n <= free[d]! + EPS);
+  }
+
+  #tryEmpty(e: number): boolean {
+    const s = this.#s;
+    const before = this.#objective();
+    const at = this.#begin();
+    const pool = [...s.hostVms[e]!].sort((a, b) => this.#size[b]! - this.#size[a]!);
+    for (const v of pool) this.#remove(v);
+    const left: number[] = [];
+    for (const v of pool) {
+      const h = this.#bestActive(v, e);
+      if (h >= 0) this.#add(v, h);
+      else left.push(v);
+    }
+    if (left.length > 0) this.#swapIn(left, e);
+    if (left.length > 0 || !this.#stillValid() || this.#objective() >= before - 1e-9) {
+      this.#undo(at);
+      return false;
+    }
+    const name = this.#p.hosts[e]!.id;
+    for (let i = at; i < this.#log.length; i++) if (this.#log[i]!.from === e) this.#notes.set(this.#log[i]!.v, `moved by the local search to empty ${name}`);
+    this.#commit(at);
+    return true;
+  }
+
+  /**
+   * Places the VMs left over from emptying host e (the pool). Each round first tries each
+   * pool VM on an active host as it is; then, host by host, swaps one or two of its VMs for
+   * one or two pool VMs of more volume that fit in their place (what comes out joins the
+   * pool). Every swap packs the hosts fuller, or trades a pool VM for smaller ones, so this
+   * ends; big VMs settle into hosts and small ones, easier to fit, are left to place. This is what
+   * turns a packing one host short of optimal into an optimal one.
+   */
+  #swapIn(pool: number[], e: number): void {
+    const p = this.#p;
+    const s = this.#s;
+    const stop = Math.min(this.#budget, this.spent + ATTEMPT_BUDGET);
+    for (let round = 0; pool.length > 0 && this.spent < stop; round++) {
+      let progress = false;
+      pool.sort((a, b) => this.#vol[b]! - this.#vol[a]!);
+      for (let k = 0; k < pool.length; k++) {
+        const h = this.#bestActive(pool[k]!, e);
+        if (h < 0) continue;
+        this.#add(pool[k]!, h);
+        pool.splice(k--, 1);
+        progress = true;
+      }
+      if (pool.length === 0) return;
+      const bins: number[] = [];
+      for (let h = 0; h < p.H; h++) if (h !== e && s.active[h] && !p.elastic[h] && s.hostVms[h]!.length > 0) bins.push(h);
+      const start = Math.floor(this.#random() * bins.length);
+      // Swaps that pack fuller first; only when none is left, ones that trade a pool VM for smaller ones.
+      for (const relaxed of [false, true]) {
+        for (let i = 0; i < bins.length && pool.length > 0 && this.spent < stop; i++) {
+          if (this.#swapOnHost(bins[(start + i) % bins.length]!, pool, relaxed)) progress = true;
+          if (progress && relaxed) break;
+        }
+        if (progress) break;
+      }
+      if (!progress) return;
+    }
+  }
+
+  /** One improving swap on host b between its VMs and the pool (1–1, 2–1, 1–2, then 2–2); true when made. */
+  #swapOnHost(b: number, pool: number[], relaxed: boolean): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    const on = s.hostVms[b]!.filter((v) => !this.#pinned[v]);
+    const n = on.length;
+    const m = pool.length;
+    if (n === 0 || m === 0) return false;
+    const o = b * DIMS;
+    const req = p.req;
+    const vol = this.#vol;
+    const f0 = p.cap[o]! - s.used[o]! + EPS;
+    const f1 = p.cap[o + 1]! - s.used[o + 1]! + EPS;
+    const f2 = p.cap[o + 2]! - s.used[o + 2]! + EPS;
+    const f3 = p.cap[o + 3]! - s.used[o + 3]! + EPS;
+    // Indexes into `on` (i, j) and `pool` (k, l); -1 when the shape has one VM on that side.
+    const attempt = (i: number, j: number, k: number, l: number): boolean => {
+      this.spent++;
+      const a = on[i]!;
+      const bb = j >= 0 ? on[j]! : -1;
+      const c = pool[k]!;
+      const d = l >= 0 ? pool[l]! : -1;
+      const outVol = vol[a]! + (bb >= 0 ? vol[bb]! : 0);
+      const inVol = vol[c]! + (d >= 0 ? vol[d]! : 0);
+      // Progress: the hosts get fuller, or (relaxed) every VM sent to the pool is smaller than
+      // the largest taken from it; the pool's multiset of sizes falls either way, so swaps end.
+      if (!(inVol > outVol + 1e-9 || (relaxed && Math.max(vol[a]!, bb >= 0 ? vol[bb]! : 0) < Math.max(vol[c]!, d >= 0 ? vol[d]! : 0) - 1e-9))) return false;
+      const ra = a * DIMS;
+      const rb = bb * DIMS;
+      const rc = c * DIMS;
+      const rd = d * DIMS;
+      const delta = (x: number) => req[rc + x]! + (d >= 0 ? req[rd + x]! : 0) - req[ra + x]! - (bb >= 0 ? req[rb + x]! : 0);
+      if (delta(0) > f0 || delta(1) > f1 || delta(2) > f2 || delta(3) > f3) return false;
+      const at = this.#begin();
+      this.#remove(a);
+      if (bb >= 0) this.#remove(bb);
+      for (const v of d >= 0 ? [c, d] : [c]) {
+        if (!this.#allowed(v, b)) {
+          this.#undo(at);
+          return false;
+        }
+        this.#add(v, b);
+      }
+      // Take the larger index first so the smaller stays valid.
+      for (const x of (l > k ? [l, k] : l >= 0 ? [k, l] : [k])) pool.splice(x, 1);
+      pool.push(a);
+      if (bb >= 0) pool.push(bb);
+      return true;
+    };
+    const pairsOn = n <= PAIR_LIMIT;
+    const pairsPool = m <= PAIR_LIMIT;
+    for (let i = 0; i < n; i++) for (let k = 0; k < m; k++) if (attempt(i, -1, k, -1)) return true;
+    if (pairsOn) for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) for (let k = 0; k < m; k++) if (attempt(i, j, k, -1)) return true;
+    if (pairsPool) for (let i = 0; i < n; i++) for (let k = 0; k < m; k++) for (let l = k + 1; l < m; l++) if (attempt(i, -1, k, l)) return true;
+    if (pairsOn && pairsPool) {
+      for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) for (let k = 0; k < m; k++) for (let l = k + 1; l < m; l++) if (attempt(i, j, k, l)) return true;
+    }
+    return false;
+  }
+
+  #fitsAfterSwap(b: number, out: number, into: number): boolean {
+    const p = this.#p;
+    const o = b * DIMS;
+    for (let d = 0; d < DIMS; d++) {
+      if (this.#s.used[o + d]! - p.req[out * DIMS + d]! + p.req[into * DIMS + d]! > p.cap[o + d]! + EPS) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Trades an active host for an empty one that holds all its VMs: a cheaper one (cost), or
+   * a bigger one whose extra room then lets the lightest hosts be emptied (hosts). The trade
+   * is kept only when the whole compound move lowers the objective.
+   */
+  #tradeHosts(): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    let any = false;
+    const hosts: number[] = [];
+    for (let h = 0; h < p.H; h++) if (s.hostVms[h]!.length > 0 && this.#movable(h)) hosts.push(h);
+    // Expensive first (cost), then small first (the ones worth trading up).
+    hosts.sort((a, b) => p.price[b]! - p.price[a]! || p.sizeRel[a]! - p.sizeRel[b]! || a - b);
+    const seen = new Set<number>();
+    for (const e of hosts) {
+      if (this.spent >= this.#budget) break;
+      if (s.hostVms[e]!.length === 0) continue;
+      seen.clear();
+      const vms = [...s.hostVms[e]!].sort((a, b) => this.#size[b]! - this.#size[a]!);
+      const cands = p.classes[p.vmClass[vms[0]!]!]!.candidates;
+      for (let c = 0; c < cands.length; c++) {
+        const g = cands[c]!;
+        if (g === e || p.elastic[g] || !s.isEmpty(g)) continue;
+        const cheaper = p.price[g]! < p.price[e]!;
+        const bigger = this.#dominates(g, e);
+        if (!cheaper && !bigger) continue;
+        const cls = p.hostClass[g]!;
+        if (seen.has(cls)) continue;
+        seen.add(cls);
+        if (this.spent >= this.#budget) break;
+        const before = this.#objective();
+        const at = this.#begin();
+        let ok = true;
+        for (const v of vms) {
+          this.#remove(v);
+          if (!this.#allowed(v, g)) {
+            ok = false;
+            break;
+          }
+          this.#add(v, g);
+        }
+        if (ok && bigger) this.#emptyLightest(3, g);
+        if (ok && this.#stillValid() && this.#objective() < before - 1e-9) {
+          const name = p.hosts[e]!.id;
+          for (const v of vms) this.#notes.set(v, `moved by the local search off ${name} to ${cheaper ? 'a cheaper' : 'a bigger'} host`);
+          this.#commit(at);
+          any = true;
+          break;
+        }
+        this.#undo(at);
+      }
+    }
+    return any;
+  }
+
+  /** Tries to empty up to `count` of the lightest active hosts (not `keep`). */
+  #emptyLightest(count: number, keep: number): void {
+    const p = this.#p;
+    const s = this.#s;
+    const hosts: number[] = [];
+    for (let h = 0; h < p.H; h++) if (h !== keep && s.hostVms[h]!.length > 0 && this.#movable(h)) hosts.push(h);
+    const load = new Map(hosts.map((h) => [h, this.#load(h)]));
+    hosts.sort((a, b) => load.get(a)! - load.get(b)! || a - b);
+    let tried = 0;
+    for (const h of hosts) {
+      if (tried >= count || this.spent >= this.#budget) break;
+      if (!this.#roomElsewhere(h)) continue;
+      tried++;
+      this.#tryEmpty(h);
+    }
+  }
+
+  /** Host a has at least host b's capacity in cpu, memory and disk, and more in one. */
+  #dominates(a: number, b: number): boolean {
+    const p = this.#p;
+    let more = false;
+    for (let d = 0; d < 3; d++) {
+      const ca = p.cap[a * DIMS + d]!;
+      const cb = p.cap[b * DIMS + d]!;
+      if (ca < cb - EPS) return false;
+      if (ca > cb + EPS) more = true;
+    }
+    return more;
+  }
+
+  /**
+   * Swaps VMs between active hosts so each host's free room has a usable shape: a host with
+   * free memory but no free cpu can take nothing. A swap is kept when the room both hosts
+   * can offer a typical VM grows (the smaller of free / typical over the dimensions), which
+   * leaves the host count as it is but lets the next round empty hosts. True when any swap
+   * was made.
+   */
+  #reshape(): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    const typical = [0, 0, 0, 0];
+    for (let v = 0; v < p.V; v++) for (let d = 0; d < DIMS; d++) typical[d]! += p.req[v * DIMS + d]! / p.V;
+    const room = (h: number, outV: number, inV: number): number => {
+      let min = Infinity;
+      for (let d = 0; d < DIMS; d++) {
+        if (typical[d]! <= 0 || p.cap[h * DIMS + d]! <= 0) continue;
+        const free = p.cap[h * DIMS + d]! - s.used[h * DIMS + d]! + (outV >= 0 ? p.req[outV * DIMS + d]! : 0) - (inV >= 0 ? p.req[inV * DIMS + d]! : 0);
+        min = Math.min(min, free / typical[d]!);
+      }
+      return min;
+    };
+    const hosts: number[] = [];
+    for (let h = 0; h < p.H; h++) if (s.hostVms[h]!.length > 0 && this.#movable(h)) hosts.push(h);
+    let swaps = 0;
+    for (const a of hosts) {
+      if (this.spent >= this.#budget) break;
+      const roomA = room(a, -1, -1);
+      // Only hosts whose free room is badly shaped: plenty in some dimension, little in another.
+      let slack = 0;
+      for (let d = 0; d < DIMS; d++) if (typical[d]! > 0 && p.cap[a * DIMS + d]! > 0) slack = Math.max(slack, (p.cap[a * DIMS + d]! - s.used[a * DIMS + d]!) / typical[d]!);
+      if (slack < roomA + 2) continue;
+      const start = Math.floor(this.#random() * hosts.length);
+      let done = false;
+      // VMs of one class on a host are interchangeable: try one of each.
+      const outs = oneOfEachClass(s.hostVms[a]!.filter((v) => !this.#pinned[v]), p.vmClass);
+      for (let t = 0; t < Math.min(hosts.length, RESHAPE_PARTNERS) && !done; t++) {
+        const b = hosts[(start + t) % hosts.length]!;
+        if (b === a) continue;
+        const roomB = room(b, -1, -1);
+        const ins = oneOfEachClass(s.hostVms[b]!.filter((v) => !this.#pinned[v]), p.vmClass);
+        for (const i of outs) {
+          if (done) break;
+          for (const j of ins) {
+            if (p.vmClass[i] === p.vmClass[j]) continue;
+            this.spent++;
+            if (!this.#fitsAfterSwap(a, i, j) || !this.#fitsAfterSwap(b, j, i)) continue;
+            const gain = Math.min(room(a, i, j), 1e6) + Math.min(room(b, j, i), 1e6) - Math.min(roomA, 1e6) - Math.min(roomB, 1e6);
+            if (gain <= 1e-9) continue;
+            const before = this.#objective();
+            const at = this.#begin();
+            this.#remove(i);
+            this.#remove(j);
+            if (this.#allowed(j, a)) {
+              this.#add(j, a);
+              if (this.#allowed(i, b)) {
+                this.#add(i, b);
+                if (this.#stillValid() && this.#objective() <= before + 1e-9) {
+                  this.#commit(at);
+                  swaps++;
+                  done = true;
+                  break;
+                }
+              }
+            }
+            this.#undo(at);
+          }
+        }
+      }
+    }
+    return swaps > 0;
+  }
+
+  /** Moves VMs off the fullest hosts while that lowers the objective. */
+  #evenOut(): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    let any = false;
+    let misses = 0;
+    const stuck = new Uint8Array(p.H);
+    for (;;) {
+      if (this.spent >= this.#budget) return any;
+      let hot = -1;
+      for (let h = 0; h < p.H; h++) {
+        if (stuck[h] || p.elastic[h] || !p.up[h] || s.hostVms[h]!.length === 0) continue;
+        if (hot < 0 || s.util[h]! > s.util[hot]!) hot = h;
+      }
+      if (hot < 0) return any;
+      let moved = false;
+      const vms = [...s.hostVms[hot]!].sort((a, b) => this.#size[b]! - this.#size[a]!);
+      for (const v of vms) {
+        if (this.#pinned[v]) continue;
+        const target = this.#coolest(v, hot);
+        if (target < 0) continue;
+        const before = this.#objective();
+        const at = this.#begin();
+        this.#remove(v);
+        this.#add(v, target);
+        if (this.#stillValid() && this.#objective() < before - 1e-9) {
+          this.#notes.set(v, `moved by the local search off ${p.hosts[hot]!.id}, the fullest host, to even out load`);
+          this.#commit(at);
+          moved = any = true;
+          break;
+        }
+        this.#undo(at);
+      }
+      if (!moved) {
+        stuck[hot] = 1;
+        // The fullest hosts are the likeliest to gain from a move; after a run of them, stop.
+        if (++misses >= EMPTY_MISSES) return any;
+      } else misses = 0;
+    }
+  }
+
+  /** The usable fixed host with the lowest utilisation after taking v, other than `from`. */
+  #coolest(v: number, from: number): number {
+    const p = this.#p;
+    const s = this.#s;
+    const cands = p.classes[p.vmClass[v]!]!.candidates;
+    let best = Infinity;
+    let bestHost = -1;
+    const r = v * DIMS;
+    for (let c = 0; c < cands.length; c++) {
+      const h = cands[c]!;
+      if (h === from || p.elastic[h]) continue;
+      if (!this.#allowed(v, h)) continue;
+      const o = h * DIMS;
+      let u = 0;
+      for (let d = 0; d < DIMS; d++) u = Math.max(u, (s.used[o + d]! + p.req[r + d]!) * p.invCap[o + d]!);
+      if (u < best - 1e-12) {
+        best = u;
+        bestHost = h;
+      }
+    }
+    return best < s.util[from]! ? bestHost : -1;
+  }
+}
