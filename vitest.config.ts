@@ -8,6 +8,7 @@ export default defineConfig({
   test: {
     include: ['packages/*/src/**/*.spec.ts', 'test/**/*.spec.ts', 'examples/**/*.spec.ts', 'docs/**/*.spec.ts'],
     reporters: ['default', './test/support/summaryReporter.ts'],
+    setupFiles: ['./test/support/setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 120_000,
   },

@@ -59,7 +59,14 @@ export function parseFleetText(text: string, source = 'fleet spec'): FleetSpec {
     const pos = lineCounter.linePos(range[0]);
     return { line: pos.line, column: pos.col };
   };
-  const result = validateFleet(doc.toJS({ maxAliasCount: 100 }), source, locate);
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    // Unresolved or runaway aliases surface only when the document is turned into data.
+    throw new FleetSpecError([{ path: '', message: `not valid YAML or JSON: ${(error as Error).message}` }], source);
+  }
+  const result = validateFleet(data, source, locate);
   if (!result.ok) throw result.error;
   return result.fleet;
 }
