@@ -6,4 +6,5 @@ export * from './reconcile/index.js';
 export * from './events/index.js';
 export * from './util/index.js';
 export * from './migration/index.js';
+export * from './cloudinit/index.js';
 export * from './snapshot/index.js';

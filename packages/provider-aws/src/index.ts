@@ -8,7 +8,6 @@ export { EC2_CATALOG } from './catalog/generated/ec2Catalog.js';
 export { ec2Catalog, type Ec2Catalog, type Ec2CatalogType } from './catalog/types.js';
 export { mapAwsError, awsErrorCode, isCapacityShortage } from './errors.js';
 export { clientToken, type CreateIdentity } from './tokens.js';
-export { renderUserData } from './userData.js';
 export { TAG } from './tags.js';
 export { sha256File } from './images.js';
 

@@ -1,6 +1,5 @@
 import type { protos } from '@google-cloud/compute';
-import { hostId, type CloudInit, type Labels, type Ownership, type Resources, type VmRecord, type VmState } from '@novacron/core';
-import { renderUserData } from './userData.js';
+import { hostId, renderUserData, type CloudInit, type Labels, type Ownership, type Resources, type VmRecord, type VmState } from '@novacron/core';
 
 type Instance = protos.google.cloud.compute.v1.IInstance;
 type MetadataItem = protos.google.cloud.compute.v1.IItems;
