@@ -15,14 +15,30 @@ export type Middleware = (call: ProviderCall, next: () => Promise<unknown>) => P
 
 export const PROVIDER_OPERATIONS = [
   'inventory', 'list', 'create', 'start', 'stop', 'delete', 'resize', 'migrate', 'estimateMigration',
-  'snapshot', 'listSnapshots', 'restore', 'deleteSnapshot', 'exportImage', 'importImage',
+  'snapshot', 'listSnapshots', 'restore', 'deleteSnapshot', 'recordVerification', 'exportImage', 'importImage',
 ] as const;
 export type ProviderOperation = (typeof PROVIDER_OPERATIONS)[number];
 
-/** Where an operation's OperationContext sits among its arguments. */
-const CTX_INDEX: Record<ProviderOperation, number> = {
+// Every operation of the contract must be listed above: adding one to Provider without
+// listing it here (so that it would bypass retries and tracing) is a compile error.
+type ContractOperation = Exclude<keyof Provider, 'name' | 'kind' | 'capabilities' | 'close'>;
+type Missing = Exclude<ContractOperation, ProviderOperation>;
+const everyOperationListed: [Missing] extends [never] ? true : Missing = true;
+void everyOperationListed;
+
+/** The position of the OperationContext among a method's parameters, computed from its type. */
+type CtxIndex<P extends readonly unknown[], Seen extends unknown[] = []> = P extends readonly [infer Head, ...infer Rest]
+  ? [Head] extends [OperationContext]
+    ? [OperationContext] extends [Head]
+      ? Seen['length']
+      : CtxIndex<Rest, [...Seen, Head]>
+    : CtxIndex<Rest, [...Seen, Head]>
+  : never;
+
+/** Where an operation's OperationContext sits among its arguments (checked against the contract's types). */
+const CTX_INDEX: { readonly [K in ProviderOperation]: CtxIndex<Required<Parameters<NonNullable<Provider[K]>>>> } = {
   inventory: 0, list: 1, create: 1, start: 1, stop: 2, delete: 1, resize: 2, migrate: 2, estimateMigration: 2,
-  snapshot: 2, listSnapshots: 1, restore: 2, deleteSnapshot: 1, exportImage: 1, importImage: 2,
+  snapshot: 2, listSnapshots: 1, restore: 2, deleteSnapshot: 1, recordVerification: 2, exportImage: 1, importImage: 2,
 };
 
 interface Entry {

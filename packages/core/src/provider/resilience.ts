@@ -77,12 +77,56 @@ export function circuitBreakerMiddleware(options: CircuitBreakerOptions = {}): M
       return result;
     } catch (thrown) {
       const error = toNovaCronError(thrown, contextOf(call));
-      if (error.fault === 'server' && error.code !== 'Aborted') {
+      // Throttling says the provider is busy, not broken: pacing answers it, not the breaker.
+      if (error.fault === 'server' && error.code !== 'Aborted' && error.code !== 'Throttled') {
         state.failures++;
         if (state.trial || state.failures >= threshold) state.openedAt = clock.now();
       }
       state.trial = false;
       throw error;
+    }
+  };
+}
+
+export interface PacingOptions {
+  /** Calls in flight per provider at first. @default 16 */
+  readonly initial?: number;
+  /** @default 64 */
+  readonly max?: number;
+}
+
+/**
+ * Adaptive concurrency per provider (additive increase, multiplicative decrease): each
+ * throttled call halves how many calls may be in flight to that provider, each success
+ * adds a little back. Retries alone keep hammering an API that asked us to slow down;
+ * pacing is what makes the retried calls succeed.
+ */
+export function pacingMiddleware(options: PacingOptions = {}): Middleware {
+  const max = options.max ?? 64;
+  const initial = Math.min(max, options.initial ?? 16);
+  const lanes = new Map<string, { limit: number; inFlight: number; waiting: (() => void)[] }>();
+  const release = (lane: { limit: number; inFlight: number; waiting: (() => void)[] }) => {
+    lane.inFlight--;
+    while (lane.inFlight < Math.floor(lane.limit) && lane.waiting.length > 0) {
+      lane.inFlight++;
+      lane.waiting.shift()!();
+    }
+  };
+  return async (call, next) => {
+    let lane = lanes.get(call.provider);
+    if (!lane) lanes.set(call.provider, (lane = { limit: initial, inFlight: 0, waiting: [] }));
+    const current = lane;
+    if (current.inFlight < Math.floor(current.limit)) current.inFlight++;
+    else await new Promise<void>((resolve) => current.waiting.push(resolve));
+    try {
+      const result = await next();
+      current.limit = Math.min(max, current.limit + 1 / current.limit);
+      return result;
+    } catch (error) {
+      if (NovaCronError.isInstance(error) && error.code === 'Throttled') current.limit = Math.max(1, current.limit / 2);
+      throw error;
+    } finally {
+      release(current);
     }
   };
 }
@@ -116,6 +160,7 @@ function contextOf(call: ProviderCall) {
 
 export interface ResilienceOptions {
   readonly retry?: RetryOptions | false;
+  readonly pacing?: PacingOptions | false;
   readonly breaker?: CircuitBreakerOptions | false;
   readonly tracing?: boolean;
 }

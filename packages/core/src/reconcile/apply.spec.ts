@@ -221,3 +221,42 @@ describe('apply: updates', () => {
     expect(result.outcomes[0]!.status).toBe('skipped');
   });
 });
+
+describe('pacing', () => {
+  /** A provider that throttles whatever goes beyond 4 calls in flight. */
+  function busyProvider() {
+    let inFlight = 0;
+    const stats = { calls: 0, throttled: 0 };
+    const p = provider({
+      create: async (r) => {
+        stats.calls++;
+        if (inFlight >= 4) {
+          stats.throttled++;
+          throw new ThrottledError('Request limit exceeded');
+        }
+        inFlight++;
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        inFlight--;
+        return record(r);
+      },
+    });
+    return { p, stats };
+  }
+  const steps = () => Array.from({ length: 60 }, (_, i) => createStep(i));
+  const instant: Clock = { now: () => Date.now(), sleep: async () => undefined };
+
+  it('cuts the calls in flight when throttled, so retries succeed with far fewer throttles', async () => {
+    const paced = busyProvider();
+    const withPacing = await apply(planOf(steps()), set(paced.p), { concurrency: 20, middleware: defaultMiddlewareStack({ retry: { clock: instant, maxAttempts: 20 }, breaker: false, tracing: false }) });
+    const unpaced = busyProvider();
+    await apply(planOf(steps()), set(unpaced.p), { concurrency: 20, middleware: defaultMiddlewareStack({ retry: { clock: instant, maxAttempts: 20 }, pacing: false, breaker: false, tracing: false }) });
+    expect(withPacing.ok).toBe(true);
+    expect(paced.stats.throttled).toBeLessThan(unpaced.stats.throttled / 2);
+  });
+
+  it('does not let throttling open the circuit breaker', async () => {
+    const { p } = busyProvider();
+    const result = await apply(planOf(steps()), set(p), { concurrency: 20, middleware: defaultMiddlewareStack({ retry: { clock: instant, maxAttempts: 20 }, pacing: false, breaker: { threshold: 2 }, tracing: false }) });
+    expect(result.outcomes.filter((o) => o.error?.code === 'CircuitOpen')).toEqual([]);
+  });
+});
