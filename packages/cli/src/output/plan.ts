@@ -32,6 +32,10 @@ function where(step: PlanStep): string {
       return `${step.from} → ${step.to}`;
     case 'replace':
       return step.fromHost === step.host ? `on ${step.host}` : `${step.fromHost} → ${step.host}`;
+    case 'create':
+      return `on ${step.host}${step.request.instanceType ? ` (${step.request.instanceType})` : ''}`;
+    case 'update':
+      return `on ${step.host}${step.instanceType ? ` (→ ${step.instanceType})` : ''}`;
     default:
       return `on ${step.host}`;
   }

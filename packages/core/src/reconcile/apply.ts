@@ -192,6 +192,7 @@ async function updateOrFallBack(step: UpdateStep, provider: Provider, ctx: Opera
     ...(step.labels ? { labels: step.labels } : {}),
     ...(step.cloudInit ? { cloudInit: step.cloudInit } : {}),
     ...(step.reboot ? { reboot: true } : {}),
+    ...(step.instanceType ? { instanceType: step.instanceType } : {}),
   };
   try {
     return { vm: await need(provider, 'resize', step).resize(step.ref, request, ctx) };

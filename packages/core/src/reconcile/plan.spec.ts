@@ -133,3 +133,30 @@ describe('plan', () => {
     expect(p.steps).toEqual([expect.objectContaining({ kind: 'delete', vm: 'f-web-0', reason: 'duplicate of f-web-0 on lab/h1' })]);
   });
 });
+
+describe('plan cost', () => {
+  const cloud: Host = {
+    id: 'aws/eu-1a', provider: 'aws', name: 'eu-1a', zone: 'eu-1a', labels: {}, state: 'up', pricePerHour: 0,
+    capacity: { cpu: 1e6, memoryMiB: 1e9, diskGiB: 1e9, gpu: 0 }, allocated: { cpu: 0, memoryMiB: 0, diskGiB: 0, gpu: 0 }, overcommit: { cpu: 1, memory: 1, disk: 1 },
+    instanceTypes: [{ name: 'small', cpu: 2, memoryMiB: 4096, pricePerHour: 0.05 }, { name: 'big', cpu: 8, memoryMiB: 32768, pricePerHour: 0.4 }],
+  };
+  const both = (vms: VmRecord[]): Observed => ({ hosts: [...hosts, cloud], vms, capabilities: { lab: { ...NO_CAPABILITIES, resize: true, imageExport: true }, aws: { ...NO_CAPABILITIES, resize: true, imageImport: true } } });
+  const on = (provider: string, count = 3, cpu = 2) => parseFleet({ ...input, providers: { lab: { type: 'sim' }, aws: { type: 'aws', region: 'eu', images: { img: 'ami-1' } } }, groups: { web: { ...input.groups.web!, count, cpu, placement: { providers: [provider] } } } });
+
+  it('counts the fixed hosts kept active and the cloud instances after the steps', () => {
+    expect(plan(on('lab'), both([vm(0), vm(1, { host: 'lab/h2' }), vm(2, { host: 'lab/h2' })])).costPerHour).toBe(2);
+    expect(plan(on('aws'), both([])).costPerHour).toBe(0.15);
+  });
+
+  it('prices VMs moved to a cloud at their instance type, not at the rack they leave', () => {
+    const moved = plan(on('aws', 1), both([vm(0)]));
+    expect(moved.steps.map((s) => s.kind)).toEqual(['migrate']);
+    expect(moved.costPerHour).toBe(0.05);
+  });
+
+  it('moves an update on a cloud zone to the cheapest type of the new size', () => {
+    const p = plan(on('aws', 1, 8), both([vm(0, { provider: 'aws', host: 'aws/eu-1a', instanceType: 'small', specHash: groupSpecHash(on('aws', 1).groups.web!) })]));
+    expect(p.steps).toEqual([expect.objectContaining({ kind: 'update', instanceType: 'big' })]);
+    expect(p.costPerHour).toBe(0.4);
+  });
+});

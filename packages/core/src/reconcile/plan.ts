@@ -1,5 +1,6 @@
 import type { FleetSpec, PlacementWeights } from '../model/fleet.js';
 import type { Host, Resources, VmRecord } from '../model/records.js';
+import { cheapestFit } from '../placement/capacity.js';
 import { place } from '../placement/place.js';
 import { rebalance, type RebalanceTarget } from '../placement/rebalance.js';
 import type { PlacedVm, PlacementVm, UnplacedVm } from '../placement/types.js';
@@ -105,6 +106,7 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
         allowReboot: rules.allowReboot,
         ...(change.class === 'reboot' && !rules.allowReboot ? { held: `needs a reboot and groups.${want.group}.changes.allowReboot is false` } : {}),
         ...(rules.fallbackToReplace ? { fallback: createRequest(fleet, want, vm.host, vm.instanceType) } : {}),
+        ...instanceTypeFor(hostsById.get(vm.host), want.resources, vm.instanceType),
       });
     } else if (vm.state === 'stopped' || vm.state === 'creating' || vm.state === 'error') {
       starts.push({ ...base('start', vm, vm.state === 'stopped' ? 'VM is stopped' : `VM is in state "${vm.state}"; finishing it`), host: vm.host, ref: refOf(vm, fleet.name) });
@@ -245,6 +247,12 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
   }
 }
 
+/** On a cloud zone, the cheapest type the new size fits, when it is not the current one. */
+function instanceTypeFor(host: Host | undefined, resources: Resources, current: string | undefined): { instanceType?: string } {
+  const type = host?.instanceTypes ? cheapestFit(host.instanceTypes, resources) : undefined;
+  return type && type.name !== current ? { instanceType: type.name } : {};
+}
+
 /** Providers the VM may move to with its disk, when the provider is all that changes. */
 function crossProviderTargets(want: DesiredVm, vm: VmRecord, change: VmChange, observed: Observed): string[] {
   const replaceFields = change.changes.filter((c) => c.class === 'replace').map((c) => c.field);
@@ -253,17 +261,26 @@ function crossProviderTargets(want: DesiredVm, vm: VmRecord, change: VmChange, o
   return (want.spec.placement.providers ?? []).filter((p) => observed.capabilities[p]?.imageImport);
 }
 
-function fleetCost(fleet: string, observed: Observed, steps: readonly PlanStep[], types: Readonly<Record<string, string>>, hosts: ReadonlyMap<string, Host>): number {
-  const removed = new Set(steps.filter((s) => s.kind === 'delete' || s.kind === 'replace').map((s) => s.vm));
-  const placements: { host: string; type: string | undefined }[] = observed.vms
-    .filter((vm) => vm.fleet === fleet && !removed.has(vm.name))
-    .map((vm) => ({ host: vm.host, type: vm.instanceType }));
+/** The hourly cost of the fleet once the steps are applied: fixed hosts it keeps active, plus its cloud instances. */
+export function fleetCost(fleet: string, observed: Observed, steps: readonly PlanStep[], types: Readonly<Record<string, string>>, hosts: ReadonlyMap<string, Host>): number {
+  // Keyed by provider id: a duplicate's delete removes that copy only.
+  const after = new Map<string, { host: string; type: string | undefined }>();
+  const idOf = new Map<string, string>();
+  for (const vm of observed.vms) {
+    if (vm.fleet !== fleet) continue;
+    after.set(vm.id, { host: vm.host, type: vm.instanceType });
+    if (!idOf.has(vm.name)) idOf.set(vm.name, vm.id);
+  }
+  const key = (vm: string) => idOf.get(vm) ?? `new:${vm}`;
   for (const step of steps) {
-    if (step.kind === 'create' || step.kind === 'replace') placements.push({ host: step.host, type: types[step.vm] });
+    if (step.kind === 'delete') after.delete(step.ref.id ?? key(step.vm));
+    else if (step.kind === 'create' || step.kind === 'replace') after.set(`new:${step.vm}`, { host: step.host, type: types[step.vm] });
+    else if (step.kind === 'migrate') after.set(key(step.vm), { host: step.to, type: step.create?.instanceType ?? after.get(key(step.vm))?.type });
+    else if (step.kind === 'update' && step.instanceType) after.set(key(step.vm), { host: step.host, type: step.instanceType });
   }
   let cost = 0;
   const activeFixed = new Set<string>();
-  for (const p of placements) {
+  for (const p of after.values()) {
     const host = hosts.get(p.host);
     if (!host) continue;
     if (host.instanceTypes) cost += host.instanceTypes.find((t) => t.name === p.type)?.pricePerHour ?? 0;

@@ -64,6 +64,8 @@ export interface UpdateStep extends StepBase {
   readonly held?: string;
   /** The replacement to make when the cheap path fails, when the group allows it. */
   readonly fallback?: CreateVmRequest;
+  /** On a cloud zone: the instance or machine type the new size needs. */
+  readonly instanceType?: string;
 }
 
 /** Creates a VM anew after its `delete` step removed the old one (a change no cheaper path can make). */
