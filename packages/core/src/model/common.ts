@@ -10,7 +10,12 @@ export function name(what: string, maxLength: number) {
     .regex(NAME, `${what} names use lowercase letters, digits and '-', start with a letter and do not end with '-'`);
 }
 
-/** Label keys and values as the strictest target (GCE labels) accepts them, so a fleet's labels work everywhere. */
+/**
+ * Label keys and values. Keys are lowercase and may use `.` and `/` (Kubernetes-style
+ * prefixes such as `team.example.com/owner`); values may carry uppercase. EC2 tags and
+ * libvirt metadata hold them as written; GCE labels cannot, so the GCP provider keeps the
+ * exact labels in instance metadata and sets sanitised GCE labels beside them.
+ */
 export const labelKey = z
   .string()
   .regex(/^[a-z][a-z0-9_./-]{0,62}$/, 'label keys use lowercase letters, digits, _ . / -, start with a letter, at most 63 characters');
