@@ -31,6 +31,8 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import {
   assertOwned,
   CapacityExceededError,
+  CapacityMemory,
+  type ElasticPlacement,
   cheapestFit,
   ConflictError,
   hostId,
@@ -105,11 +107,6 @@ const PAGE = 1000;
 /** Token generations followed before giving up (each is an earlier attempt that was cleaned up). */
 const MAX_TOKEN_GENERATIONS = 5;
 
-interface Placement {
-  readonly zone: string;
-  readonly type: string;
-}
-
 /**
  * NovaCron's AWS EC2 provider: the availability zones of one region as elastic hosts, each
  * offering the catalog's instance types at their on-demand prices; VMs as instances whose
@@ -133,7 +130,7 @@ export class AwsProvider implements Provider {
   readonly #clock: Clock;
   readonly #clients: AwsClientFactory;
   readonly #log: (message: string) => void;
-  readonly #cooldownMs: number;
+  readonly #capacity: CapacityMemory;
   readonly #catalog: Ec2Catalog;
   readonly #windowMs: number;
   readonly #watcher: InstanceWatcher;
@@ -143,7 +140,6 @@ export class AwsProvider implements Provider {
   readonly #lookups = new Map<string, Coalescer<string, readonly Instance[]>>();
   readonly #images = new Map<string, { image: Image; until: number }>();
   /** `zone/type` → until when it stays out of the inventory after a capacity refusal. */
-  readonly #exhausted = new Map<string, number>();
   /** Types offered per zone, as of the last inventory: create's fallbacks stay within them. */
   #offered = new Map<string, ReadonlySet<string>>();
   #ec2Client: EC2Client | undefined;
@@ -157,7 +153,7 @@ export class AwsProvider implements Provider {
     this.#clock = options.clock ?? systemClock;
     this.#clients = options.clients ?? defaultClientFactory;
     this.#log = options.log ?? (() => {});
-    this.#cooldownMs = options.capacityCooldownMs ?? 15 * 60_000;
+    this.#capacity = new CapacityMemory(this.#clock, options.capacityCooldownMs ?? 15 * 60_000);
     this.#catalog = options.catalog ?? EC2_CATALOG;
     this.#windowMs = options.batchWindowMs ?? 10;
     this.#watcher = new InstanceWatcher({
@@ -235,10 +231,9 @@ export class AwsProvider implements Provider {
       } while (token);
     }
     this.#offered = offered;
-    const now = this.#clock.now();
     return zoneList.map((z) => {
       const zone = z.ZoneName!;
-      const types = catalog.types.filter((t) => offered.get(zone)?.has(t.name) && !this.#isExhausted(zone, t.name, now));
+      const types = catalog.types.filter((t) => offered.get(zone)?.has(t.name) && !this.#capacity.isExhausted(zone, t.name));
       return {
         id: hostId(this.name, zone),
         provider: this.name,
@@ -289,15 +284,15 @@ export class AwsProvider implements Provider {
     const existing = await this.#findOwned({ name: request.name, fleet: request.ownership.fleet }, where, ctx.signal);
     if (existing) return this.#settle(existing, where, ctx);
 
-    const candidates = this.#candidates(request, zone, where);
+    const candidates = this.#capacity.candidates({ request, zone, typesIn: (z) => this.#typesIn(z), zoneOf: (h) => this.#zoneOf(h, where), fallbacks: this.#config.capacityFallbacks, where, typeWord: 'instance', typesKey: 'instanceTypes' });
     const refused: string[] = [];
     let lastRefusal: NovaCronError | undefined;
     for (const [i, candidate] of candidates.entries()) {
       throwIfAborted(ctx.signal, where);
       const at: ErrorContext = { ...where, host: hostId(this.name, candidate.zone) };
       const isLast = i === candidates.length - 1;
-      if (!isLast && this.#isExhausted(candidate.zone, candidate.type, this.#clock.now())) {
-        refused.push(`${candidate.type} in ${candidate.zone} (refused in the last ${Math.round(this.#cooldownMs / 60_000)} min)`);
+      if (!isLast && this.#capacity.isExhausted(candidate.zone, candidate.type)) {
+        refused.push(`${candidate.type} in ${candidate.zone} (refused in the last ${Math.round(this.#capacity.cooldownMs / 60_000)} min)`);
         continue;
       }
       let instance: Instance;
@@ -307,7 +302,7 @@ export class AwsProvider implements Provider {
         const code = awsErrorCode(error);
         if (!isCapacityShortage(code) && code !== 'Unsupported') throw mapAwsError(error, at);
         lastRefusal = mapAwsError(error, at);
-        this.#markExhausted(candidate.zone, candidate.type);
+        this.#capacity.markExhausted(candidate.zone, candidate.type);
         refused.push(`${candidate.type} in ${candidate.zone}: ${code}`);
         ctx.onProgress?.({ operation: 'create', phase: 'capacity-fallback', message: `${candidate.type} in ${candidate.zone}: ${code}` });
         continue;
@@ -320,7 +315,7 @@ export class AwsProvider implements Provider {
         // EC2 may accept the launch and then give up for want of capacity: the instance
         // goes to terminated with a Server.InsufficientInstanceCapacity reason.
         if (NovaCronError.isInstance(error) && error.code === 'CapacityExceeded') {
-          this.#markExhausted(candidate.zone, candidate.type);
+          this.#capacity.markExhausted(candidate.zone, candidate.type);
           refused.push(`${candidate.type} in ${candidate.zone}: terminated for want of capacity`);
           lastRefusal = error;
           continue;
@@ -332,41 +327,13 @@ export class AwsProvider implements Provider {
     throw new CapacityExceededError(`no capacity for VM "${request.name}": ${refused.join('; ')}`, {
       context: where,
       cause: lastRefusal,
-      hint: `the refusing zone/type pairs stay out of this provider's inventory for ${Math.round(this.#cooldownMs / 60_000)} min, so a new plan places the VM elsewhere; or allow more zones or instance types`,
+      hint: `the refusing zone/type pairs stay out of this provider's inventory for ${Math.round(this.#capacity.cooldownMs / 60_000)} min, so a new plan places the VM elsewhere; or allow more zones or instance types`,
     });
   }
 
-  /** The places to try, best first: the chosen one, then the request's alternatives or cheaper-next types in the zone. */
-  #candidates(request: CreateVmRequest, zone: string, where: ErrorContext): Placement[] {
-    const types = this.#typesIn(zone);
-    const fits = types
-      .filter((t) => t.cpu >= request.resources.cpu && t.memoryMiB >= request.resources.memoryMiB && (t.gpu ?? 0) >= request.resources.gpu)
-      .sort((a, b) => a.pricePerHour - b.pricePerHour || a.memoryMiB - b.memoryMiB || (a.name < b.name ? -1 : 1));
-    const first = request.instanceType ?? fits[0]?.name;
-    if (!first) {
-      throw new CapacityExceededError(`no instance type in the catalog fits VM "${request.name}" (${formatResources(request.resources)} cpu/MiB/GiB/gpu)`, {
-        context: where,
-        hint: 'lower the group\'s size, or add larger types to the provider\'s instanceTypes',
-      });
-    }
-    const out: Placement[] = [{ zone, type: first }];
-    const add = (p: Placement) => {
-      if (!out.some((o) => o.zone === p.zone && o.type === p.type)) out.push(p);
-    };
-    if (request.alternatives) {
-      for (const alt of request.alternatives) {
-        const altZone = this.#zoneOf(alt.host, where);
-        const type = alt.instanceType ?? cheapestFit(this.#typesIn(altZone), request.resources)?.name;
-        if (type) add({ zone: altZone, type });
-      }
-    } else {
-      for (const t of fits) add({ zone, type: t.name });
-    }
-    return out.slice(0, 1 + this.#config.capacityFallbacks);
-  }
 
   /** RunInstances, following the client-token chain past attempts that were cleaned up. */
-  async #runInstance(request: CreateVmRequest, at: Placement, image: Image, userData: string | undefined, where: ErrorContext, signal: AbortSignal | undefined): Promise<Instance> {
+  async #runInstance(request: CreateVmRequest, at: ElasticPlacement, image: Image, userData: string | undefined, where: ErrorContext, signal: AbortSignal | undefined): Promise<Instance> {
     const identity = { fleet: request.ownership.fleet, name: request.name, specHash: request.ownership.specHash, zone: at.zone, instanceType: at.type };
     const tags = ownershipTags(request.name, request.ownership, request.image, request.resources, request.labels);
     const subnet = this.#config.subnetIds?.[at.zone];
@@ -558,7 +525,7 @@ export class AwsProvider implements Provider {
         await this.#call(where, (ec2) => ec2.send(new StartInstancesCommand({ InstanceIds: [id] }), { abortSignal: ctx.signal }));
       } catch (error) {
         if (!(NovaCronError.isInstance(error) && error.code === 'CapacityExceeded') || newType === oldType) throw error;
-        this.#markExhausted(zone, newType);
+        this.#capacity.markExhausted(zone, newType);
         await this.#revertType(id, oldType, current, where);
         throw error;
       }
@@ -875,17 +842,6 @@ export class AwsProvider implements Provider {
     return offered ? all.filter((t) => offered.has(t.name)) : all;
   }
 
-  #isExhausted(zone: string, type: string, now: number): boolean {
-    const until = this.#exhausted.get(`${zone}/${type}`);
-    if (until === undefined) return false;
-    if (until > now) return true;
-    this.#exhausted.delete(`${zone}/${type}`);
-    return false;
-  }
-
-  #markExhausted(zone: string, type: string): void {
-    this.#exhausted.set(`${zone}/${type}`, this.#clock.now() + this.#cooldownMs);
-  }
 
   /** Resolves a fleet image name: the provider's `images` map (AMI id, or `owner/name-pattern`), else an AMI imported under that name. */
   async #image(name: string, where: ErrorContext, signal: AbortSignal | undefined, imported = false): Promise<Image> {

@@ -5,6 +5,8 @@ import type { protos } from '@google-cloud/compute';
 import {
   assertOwned,
   CapacityExceededError,
+  CapacityMemory,
+  type ElasticPlacement,
   cheapestFit,
   ConflictError,
   hostId,
@@ -44,7 +46,6 @@ import type { GceCatalog } from './catalog/types.js';
 import { createGcpClients, type GcpClients } from './clients.js';
 import { gcpProblem, isCapacityShortage, mapGcpError } from './errors.js';
 import {
-  formatResources,
   labelValue,
   lastSegment,
   LABEL,
@@ -85,11 +86,6 @@ const ELASTIC: Resources = Object.freeze({ cpu: 1_000_000, memoryMiB: 1_000_000_
 const PAGE = 500;
 const SETTLED = new Set(['RUNNING', 'TERMINATED', 'STOPPED', 'SUSPENDED']);
 
-interface Placement {
-  readonly zone: string;
-  readonly type: string;
-}
-
 /**
  * NovaCron's Compute Engine provider: the configured zones as elastic hosts, each offering
  * the catalog's machine types at their on-demand prices; VMs as instances whose labels
@@ -117,10 +113,9 @@ export class GcpProvider implements Provider {
   readonly #makeClients: (config: GcpProviderConfig, authClient: AuthClient | undefined) => GcpClients;
   readonly #log: (message: string) => void;
   readonly #pollMs: number;
-  readonly #cooldownMs: number;
+  readonly #capacity: CapacityMemory;
   readonly #catalog: GceCatalog;
   readonly #images = new Map<string, { source: string; until: number }>();
-  readonly #exhausted = new Map<string, number>();
   #offered = new Map<string, ReadonlySet<string>>();
   #clients: GcpClients | undefined;
   #warned = new Set<string>();
@@ -133,7 +128,7 @@ export class GcpProvider implements Provider {
     this.#makeClients = options.clients ?? ((config, authClient) => createGcpClients(config, authClient ? { authClient } : {}));
     this.#log = options.log ?? (() => {});
     this.#pollMs = options.pollMs ?? 1000;
-    this.#cooldownMs = options.capacityCooldownMs ?? 15 * 60_000;
+    this.#capacity = new CapacityMemory(this.#clock, options.capacityCooldownMs ?? 15 * 60_000);
     this.#catalog = options.catalog ?? GCE_CATALOG;
   }
 
@@ -142,7 +137,6 @@ export class GcpProvider implements Provider {
   async inventory(ctx: OperationContext = {}): Promise<readonly Host[]> {
     const where = this.#where('inventory');
     const c = this.#c();
-    const now = this.#clock.now();
     const offered = new Map<string, Set<string>>();
     const hosts: Host[] = [];
     for (const zone of this.#config.zones) {
@@ -181,7 +175,7 @@ export class GcpProvider implements Provider {
         overcommit: { cpu: 1, memory: 1, disk: 1 },
         pricePerHour: 0,
         state: status === 'UP' ? 'up' : 'down',
-        instanceTypes: types.filter((t) => names.has(t.name) && !this.#isExhausted(zone, t.name, now)),
+        instanceTypes: types.filter((t) => names.has(t.name) && !this.#capacity.isExhausted(zone, t.name)),
       });
     }
     this.#offered = offered;
@@ -207,7 +201,7 @@ export class GcpProvider implements Provider {
     const where: ErrorContext = { provider: this.name, vm: request.name, host: request.host, operation: 'create' };
     throwIfAborted(ctx.signal, where);
     const zone = this.#zoneOf(request.host, where);
-    const candidates = this.#candidates(request, zone, where);
+    const candidates = this.#capacity.candidates({ request, zone, typesIn: (z) => this.#typesIn(z), zoneOf: (h) => this.#zoneOf(h, where), fallbacks: this.#config.capacityFallbacks, where, typeWord: 'machine', typesKey: 'machineTypes' });
     for (const z of new Set(candidates.map((c) => c.zone))) {
       const existing = await this.#get(z, request.name, where, ctx.signal);
       if (existing) {
@@ -222,8 +216,8 @@ export class GcpProvider implements Provider {
     for (const [i, candidate] of candidates.entries()) {
       throwIfAborted(ctx.signal, where);
       const at: ErrorContext = { ...where, host: hostId(this.name, candidate.zone) };
-      if (i < candidates.length - 1 && this.#isExhausted(candidate.zone, candidate.type, this.#clock.now())) {
-        refused.push(`${candidate.type} in ${candidate.zone} (refused in the last ${Math.round(this.#cooldownMs / 60_000)} min)`);
+      if (i < candidates.length - 1 && this.#capacity.isExhausted(candidate.zone, candidate.type)) {
+        refused.push(`${candidate.type} in ${candidate.zone} (refused in the last ${Math.round(this.#capacity.cooldownMs / 60_000)} min)`);
         continue;
       }
       let op: Operation;
@@ -239,7 +233,7 @@ export class GcpProvider implements Provider {
           }
         }
         if (!isCapacityShortage(error)) throw mapped;
-        this.#markExhausted(candidate.zone, candidate.type);
+        this.#capacity.markExhausted(candidate.zone, candidate.type);
         refused.push(`${candidate.type} in ${candidate.zone}: ${gcpProblem(error).code}`);
         lastRefusal = mapped;
         continue;
@@ -250,7 +244,7 @@ export class GcpProvider implements Provider {
       } catch (error) {
         if (isCapacityShortage(error)) {
           // Compute Engine removes an instance it could not place; nothing to clean up.
-          this.#markExhausted(candidate.zone, candidate.type);
+          this.#capacity.markExhausted(candidate.zone, candidate.type);
           refused.push(`${candidate.type} in ${candidate.zone}: ${gcpProblem(error).code}`);
           lastRefusal = mapGcpError(error, at);
           ctx.onProgress?.({ operation: 'create', phase: 'capacity-fallback', message: `${candidate.type} in ${candidate.zone}: ${gcpProblem(error).code}` });
@@ -266,39 +260,13 @@ export class GcpProvider implements Provider {
     throw new CapacityExceededError(`no capacity for VM "${request.name}": ${refused.join('; ')}`, {
       context: where,
       cause: lastRefusal,
-      hint: `the refusing zone/type pairs stay out of this provider's inventory for ${Math.round(this.#cooldownMs / 60_000)} min, so a new plan places the VM elsewhere; or allow more zones or machine types`,
+      hint: `the refusing zone/type pairs stay out of this provider's inventory for ${Math.round(this.#capacity.cooldownMs / 60_000)} min, so a new plan places the VM elsewhere; or allow more zones or machine types`,
     });
   }
 
-  #candidates(request: CreateVmRequest, zone: string, where: ErrorContext): Placement[] {
-    const fits = this.#typesIn(zone)
-      .filter((t) => t.cpu >= request.resources.cpu && t.memoryMiB >= request.resources.memoryMiB && (t.gpu ?? 0) >= request.resources.gpu)
-      .sort((a, b) => a.pricePerHour - b.pricePerHour || a.memoryMiB - b.memoryMiB || (a.name < b.name ? -1 : 1));
-    const first = request.instanceType ?? fits[0]?.name;
-    if (!first) {
-      throw new CapacityExceededError(`no machine type in the catalog fits VM "${request.name}" (${formatResources(request.resources)} cpu/MiB/GiB/gpu)`, {
-        context: where,
-        hint: 'lower the group\'s size, or add larger types to the provider\'s machineTypes',
-      });
-    }
-    const out: Placement[] = [{ zone, type: first }];
-    const add = (p: Placement) => {
-      if (!out.some((o) => o.zone === p.zone && o.type === p.type)) out.push(p);
-    };
-    if (request.alternatives) {
-      for (const alt of request.alternatives) {
-        const altZone = this.#zoneOf(alt.host, where);
-        const type = alt.instanceType ?? cheapestFit(this.#typesIn(altZone), request.resources)?.name;
-        if (type) add({ zone: altZone, type });
-      }
-    } else {
-      for (const t of fits) add({ zone, type: t.name });
-    }
-    return out.slice(0, 1 + this.#config.capacityFallbacks);
-  }
 
   /** instances.insert with a derived request id, past an earlier attempt's replayed failure. */
-  async #insert(request: CreateVmRequest, at: Placement, sourceImage: string, where: ErrorContext, signal: AbortSignal | undefined): Promise<Operation> {
+  async #insert(request: CreateVmRequest, at: ElasticPlacement, sourceImage: string, where: ErrorContext, signal: AbortSignal | undefined): Promise<Operation> {
     const c = this.#c();
     const gpu = this.#catalog.types.find((t) => t.name === at.type)?.gpu ?? 0;
     const instanceResource: protos.google.cloud.compute.v1.IInstance = {
@@ -482,7 +450,7 @@ export class GcpProvider implements Provider {
         await this.#operate(where, ctx, zone, (c) => c.instances.start({ project, zone, instance: name, requestId: requestId(['resize-start', zone, name, request.specHash]) }, NO_RETRY));
       } catch (error) {
         if (!(NovaCronError.isInstance(error) && error.code === 'CapacityExceeded') || newType === oldType) throw error;
-        this.#markExhausted(zone, newType);
+        this.#capacity.markExhausted(zone, newType);
         await this.#revertType(zone, name, oldType, where, ctx);
         throw error;
       }
@@ -819,17 +787,6 @@ export class GcpProvider implements Provider {
     return offered ? all.filter((t) => offered.has(t.name)) : all;
   }
 
-  #isExhausted(zone: string, type: string, now: number): boolean {
-    const until = this.#exhausted.get(`${zone}/${type}`);
-    if (until === undefined) return false;
-    if (until > now) return true;
-    this.#exhausted.delete(`${zone}/${type}`);
-    return false;
-  }
-
-  #markExhausted(zone: string, type: string): void {
-    this.#exhausted.set(`${zone}/${type}`, this.#clock.now() + this.#cooldownMs);
-  }
 
   /** A fleet image name as a `sourceImage`: the provider's `images` map, else an image imported under that name. */
   async #image(name: string, where: ErrorContext, signal: AbortSignal | undefined): Promise<string> {

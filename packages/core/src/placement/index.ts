@@ -10,3 +10,4 @@ export { validatePlacement } from './validate.js';
 export type { PlacementViolation } from './validate.js';
 export { parsePlacementInput, parseWeights } from './inventory.js';
 export type { HostInput, ParsedPlacementInput, PlacementInput, VmInput } from './inventory.js';
+export * from './capacityFallback.js';
