@@ -1,4 +1,5 @@
 import {
+  NO_CAPABILITIES,
   CHANGE_CLASSES as CORE_CHANGE_CLASSES,
   classifyChanges,
   describeChanges,
@@ -100,7 +101,7 @@ export const CHANGE_RULES: readonly ChangeRule[] = [
       const want = desiredOf(news);
       const current = recordOf(olds);
       if (!want || !current) return undefined;
-      const { class: cls, changes } = classifyChanges(want, current, { ...NO_CAPS, ...caps });
+      const { class: cls, changes } = classifyChanges(want, current, { ...NO_CAPABILITIES, ...caps });
       if (cls === 'none') return undefined;
       return {
         class: cls,
@@ -146,17 +147,6 @@ export const CHANGE_RULES: readonly ChangeRule[] = [
   },
 ];
 
-const NO_CAPS: Capabilities = {
-  resize: false,
-  hotplugCpu: false,
-  hotplugMemory: false,
-  liveMigration: false,
-  coldMigration: false,
-  snapshots: false,
-  incrementalSnapshots: false,
-  imageExport: false,
-  imageImport: false,
-};
 
 /** True when the change may depend on what the provider can do. */
 export function needsCapabilities(olds: Olds, news: News): boolean {
