@@ -144,6 +144,9 @@ const instanceArb = fc
     return { hosts: allocatedHosts, vms: placedVms, existing: running, groupRules, seed, weights };
   });
 
+/** `FC_RUNS=10` runs ten times as many cases (locally, with `FC_SEED=random`); CI runs the counts below. */
+const runs = (n: number) => Math.round(n * Number(process.env['FC_RUNS'] ?? 1));
+
 describe('place (property)', () => {
   it('never breaks a hard rule, accounts for every VM, and explains every unplaced one by every host', () => {
     fc.assert(
@@ -151,9 +154,13 @@ describe('place (property)', () => {
         const result = place(request);
         expect(validatePlacement(request, result)).toEqual([]);
         for (const u of result.unplaced) expect(Object.values(u.reasons).reduce((s, n) => s + n, 0)).toBe(request.hosts.length);
-        for (const [id, e] of Object.entries(result.explanations)) expect(e.host).toBe(result.assignments[id]);
+        for (const [id, e] of Object.entries(result.explanations)) {
+          expect(e.host).toBe(result.assignments[id]);
+          if (e.eligibleHosts !== undefined) expect(e.eligibleHosts).toBeGreaterThan(0);
+        }
+        expect(Object.keys(result.assignments).length + result.unplaced.length).toBe(request.vms.length);
       }),
-      { numRuns: 300 },
+      { numRuns: runs(300) },
     );
   });
 
@@ -164,7 +171,7 @@ describe('place (property)', () => {
         const b = place({ ...request, hosts: [...request.hosts].reverse(), vms: [...request.vms].reverse() });
         expect(JSON.stringify(b)).toBe(JSON.stringify(a));
       }),
-      { numRuns: 100 },
+      { numRuns: runs(100) },
     );
   });
 
@@ -225,7 +232,7 @@ describe('place (property)', () => {
         const assignments = Object.fromEntries(out.migrations.map((m) => [m.vm, m.to]));
         expect(validatePlacement(check, { assignments, unplaced: [] }).filter((v) => v.rule !== 'spread' && v.rule !== 'with-groups')).toEqual([]);
       }),
-      { numRuns: 150 },
+      { numRuns: runs(150) },
     );
   });
 });

@@ -255,6 +255,68 @@ describe('place: explanations', () => {
   });
 });
 
+describe('regression: a VM left unplaced beside room that repair made for another (property counterexample, CI seed 20261127)', () => {
+  // Repair made room for the first VM that fitted nowhere and never tried the next one again,
+  // though the room now fitted it too; its explanation then counted only the hosts that
+  // refused it (3 of 4), and the repaired VM was explained by "the 0 hosts that met every rule".
+  const cloud = host('h2', {
+    provider: 'cloud',
+    cpu: 4,
+    memoryMiB: 8 * GiB,
+    instanceTypes: [
+      { name: 'small', cpu: 2, memoryMiB: 4 * GiB, pricePerHour: 0.1 },
+      { name: 'large', cpu: 8, memoryMiB: 32 * GiB, pricePerHour: 0.4 },
+    ],
+  });
+  const lab = (id: string, patch: Partial<Host> = {}) => host(id, { provider: 'lab', cpu: 4, memoryMiB: 8 * GiB, diskGiB: 100, pricePerHour: 0.5, ...patch });
+
+  const expectEveryVmAccounted = (request: PlacementRequest, r: PlacementResult) => {
+    expect(Object.keys(r.assignments).length + r.unplaced.length).toBe(request.vms.length);
+    for (const u of r.unplaced) expect(Object.values(u.reasons).reduce((sum, n) => sum + n, 0)).toBe(request.hosts.length);
+    for (const e of Object.values(r.explanations)) {
+      if (e.eligibleHosts !== undefined) expect(e.eligibleHosts).toBeGreaterThan(0);
+      expect(e.reason).not.toMatch(/ 0 hosts/);
+    }
+  };
+
+  it('places both ssd VMs on the only ssd host once the 8-cpu VM is moved to the cloud', () => {
+    const groupRules: Record<string, PlacementRules> = { g0: {}, g1: { hostLabels: { ssd: 'true' } }, g2: { withGroups: [{ group: 'g0', scope: 'host' }] } };
+    const request: PlacementRequest = {
+      hosts: [lab('h0'), lab('h1', { labels: { ssd: 'true' }, overcommit: { cpu: 2, memory: 1, disk: 1 } }), cloud, lab('h3')],
+      vms: [vm('vm0', 'g1', [1, 1], groupRules['g1']), vm('vm1', 'g1', [1, 1], groupRules['g1']), vm('vm2', 'g0', [8, 1], groupRules['g0'])],
+      groupRules,
+      weights: { cost: 1 },
+      seed: 44,
+    };
+    const r = placed(request);
+    expect(r.assignments).toEqual({ vm0: 'h1', vm1: 'h1', vm2: 'h2' });
+    expect(r.instanceTypes).toEqual({ vm2: 'large' });
+    expectEveryVmAccounted(request, r);
+    expect(r.explanations['vm2']!.reason).toBe('moved by the local search off h1 to make room for vm0');
+    expect(r.explanations['vm0']!.reason).toMatch(/^placed on h1 after vm2 was moved off it/);
+  });
+
+  it('places both VMs of a group on the one host of their zone once an avoiding VM moves off it', () => {
+    const groupRules: Record<string, PlacementRules> = {
+      g0: { zones: ['z3'] },
+      g1: { avoidGroups: [{ group: 'g0', scope: 'host' }] },
+      g2: { withGroups: [{ group: 'g0', scope: 'host' }] },
+      g3: {},
+    };
+    const hs = Array.from({ length: 9 }, (_, i) => lab(`h${i}`, { ...(i === 6 ? { zone: 'z3' } : {}), ...(i === 2 || i === 6 ? { capacity: { cpu: 4, memoryMiB: 8 * GiB, diskGiB: 100, gpu: 2 } } : {}) }));
+    const request: PlacementRequest = {
+      hosts: hs,
+      vms: [vm('vm0', 'g1', [1, 1, 10, 1], groupRules['g1']), vm('vm1', 'g0', [1, 1], groupRules['g0']), vm('vm2', 'g0', [1, 1], groupRules['g0'])],
+      groupRules,
+      weights: { cost: 0, consolidation: 1, balance: 1, headroom: 0, preferLabels: 1 },
+      seed: 9,
+    };
+    const r = placed(request);
+    expect(r.assignments).toEqual({ vm0: 'h2', vm1: 'h6', vm2: 'h6' });
+    expectEveryVmAccounted(request, r);
+  });
+});
+
 describe('place: incremental and deterministic', () => {
   it('never moves running VMs, and counts them for every rule', () => {
     const hs = hosts(3).map((h, i) => (i === 0 ? { ...h, allocated: { cpu: 30, memoryMiB: 8 * GiB, diskGiB: 10, gpu: 0 } } : h));

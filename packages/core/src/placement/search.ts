@@ -161,6 +161,14 @@ export class LocalSearch {
     const s = this.#s;
     const left: number[] = [];
     for (const v of unplaced) {
+      // Room made for an earlier VM (a VM moved off a host it shares with this one) may be
+      // room for this one too: try it as things stand first.
+      const direct = this.#anyHost(v, -1);
+      if (direct >= 0) {
+        this.#s.add(v, direct);
+        this.#notes.set(v, `placed on ${p.hosts[direct]!.id}, the best-scoring host that took it when VMs that fitted nowhere were tried again after room was made`);
+        continue;
+      }
       let done = false;
       const cands = p.classes[p.vmClass[v]!]!.candidates;
       for (let c = 0; c < cands.length && !done && this.spent < this.#budget; c++) {
@@ -177,6 +185,7 @@ export class LocalSearch {
               this.#add(j, to);
               if (this.#stillValid()) {
                 this.#notes.set(j, `moved by the local search off ${p.hosts[h]!.id} to make room for ${p.vms[v]!.id}`);
+                this.#notes.set(v, `placed on ${p.hosts[h]!.id} after ${p.vms[j]!.id} was moved off it to make room (it fitted nowhere as things stood)`);
                 this.#commit(at);
                 done = true;
                 break;
@@ -223,6 +232,7 @@ export class LocalSearch {
         }
         if (ok && this.#stillValid()) {
           for (const j of [on[a]!, on[b]!]) this.#notes.set(j, `moved by the local search off ${p.hosts[h]!.id} to make room for ${p.vms[v]!.id}`);
+          this.#notes.set(v, `placed on ${p.hosts[h]!.id} after ${p.vms[on[a]!]!.id} and ${p.vms[on[b]!]!.id} were moved off it to make room (it fitted nowhere as things stood)`);
           this.#commit(at);
           return true;
         }

@@ -1,5 +1,5 @@
 import { fillGreedy } from './fill.js';
-import { dynamicRulesFor } from './filters.js';
+import { dynamicRulesFor, type VmRule } from './filters.js';
 import { greedy, greedyOrder } from './greedy.js';
 import { objectiveRefs, weightedObjective, type ObjectiveRefs } from './objective.js';
 import type { Problem } from './problem.js';
@@ -22,7 +22,9 @@ import type { Weights } from './types.js';
  *    that fit nowhere are swapped into hosts for lighter ones, which then need placing), trade
  *    a host for a cheaper or bigger empty one, move VMs off the fullest hosts, and, when
  *    nothing helps, shake a few VMs and try again.
- * 3. Repair: VMs that fit nowhere are tried again, then by moving one or two VMs aside.
+ * 3. Repair: VMs that fit nowhere are tried again, then by moving one or two VMs aside,
+ *    in rounds until one places nothing (see `settle`): a VM left unplaced is refused by
+ *    every host of the final placement, which its explanation counts.
  *
  * Small instances get several starts (greedy passes perturbed by the seed), keeping the best.
  * The search's budget is a count of host evaluations, never a time, so a seed gives one
@@ -92,8 +94,32 @@ function solveOnce(p: Problem, w: Weights, effort: number, budget: number, rando
   const notes = new Map<number, string>();
   const search = new LocalSearch(state, w, dynamic, budget, notes, p.seed + (random ? Math.floor(random() * 1e6) : 0));
   if (effort > 0 && p.V > 0) search.run();
-  let still = unplaced.length ? greedy(state, unplaced, w, dynamic, eligible) : [];
-  if (still.length && effort > 0) still = search.makeRoom(still);
+  const still = settle(state, unplaced, w, dynamic, eligible, effort > 0 ? search : undefined);
   return { state, unplaced: still, eligible, notes, evaluations: search.spent };
+}
+
+/**
+ * Places what it can of the VMs that fit nowhere: each is tried again as things stand, then
+ * by moving VMs aside (repair). Placing one can make room for another (a VM moved aside
+ * frees its host's room), raise a spread's minimum, or bring a group others must run with,
+ * so this repeats until a round places nothing. It ends with every VM left over having been
+ * tried, and refused, by every host in the final state: which is what an explanation of an
+ * unplaced VM counts.
+ */
+function settle(state: SolverState, unplaced: readonly number[], w: Weights, dynamic: readonly (readonly VmRule[])[], eligible: Int32Array, repair: LocalSearch | undefined): number[] {
+  let left = [...unplaced];
+  while (left.length > 0) {
+    const before = left.length;
+    left = greedy(state, left, w, dynamic, eligible);
+    if (left.length > 0 && repair) {
+      const tried = new Set(left);
+      left = repair.makeRoom(left);
+      // Placed by repair: the note says how; no count of eligible hosts applies.
+      const still = new Set(left);
+      for (const v of tried) if (!still.has(v)) eligible[v] = -1;
+    }
+    if (left.length === before) break;
+  }
+  return left;
 }
 
