@@ -1,6 +1,6 @@
 import type { CloudInit, MigrationPolicy } from '../model/index.js';
 import type { Labels } from '../model/common.js';
-import type { Host, Ownership, Resources, VmRecord } from '../model/records.js';
+import type { Host, Ownership, Resources, VmAddress, VmRecord, VmState } from '../model/records.js';
 
 /**
  * What a provider can do. The core never checks a provider's kind, only these flags; an
@@ -16,6 +16,8 @@ export interface Capabilities {
   readonly incrementalSnapshots: boolean;
   readonly imageExport: boolean;
   readonly imageImport: boolean;
+  /** `listUnowned` and `adopt`: VMs made outside NovaCron can be taken into a fleet without a restart. */
+  readonly adopt?: boolean;
 }
 
 export const NO_CAPABILITIES: Capabilities = Object.freeze({
@@ -28,6 +30,7 @@ export const NO_CAPABILITIES: Capabilities = Object.freeze({
   incrementalSnapshots: false,
   imageExport: false,
   imageImport: false,
+  adopt: false,
 });
 
 /** Progress of a long operation, reported through `OperationContext.onProgress`. */
@@ -103,6 +106,38 @@ export interface ResizeRequest {
   readonly reboot?: boolean;
   /** The instance or machine type placement chose for the new size; cloud providers pick the cheapest fit when absent. */
   readonly instanceType?: string;
+}
+
+/**
+ * A VM on the provider's hosts that no fleet owns (no ownership record on it): what
+ * adoption matches against a fleet's groups.
+ */
+export interface UnownedVm {
+  readonly name: string;
+  /** The provider's own id (domain UUID, instance id). */
+  readonly id: string;
+  readonly provider: string;
+  /** Host id (`provider/name`). */
+  readonly host: string;
+  readonly zone: string;
+  readonly state: VmState;
+  /** Its size as the provider reads it (the root disk's virtual size, rounded up to GiB). */
+  readonly resources: Resources;
+  /** The provider config's image name the VM's disk was made from, when the provider can tell (KVM: the root disk's backing volume). */
+  readonly image?: string;
+  /** What the provider knows of the disk's origin when no configured image matches (a backing volume, an AMI id), for a new fleet file. */
+  readonly imageSource?: string;
+  /** An image entry for the provider's config that would describe this VM's disk, for a new fleet file (KVM: `{ volume }`). */
+  readonly imageSuggestion?: { readonly name: string; readonly config: Readonly<Record<string, unknown>> };
+  readonly labels: Labels;
+  readonly addresses: readonly VmAddress[];
+}
+
+/** What `adopt` records on a VM: the fleet's ownership, and the image and labels the fleet declares for it. */
+export interface AdoptRequest {
+  readonly ownership: Ownership;
+  readonly image: string;
+  readonly labels: Labels;
 }
 
 export interface MigrationProgress {
@@ -306,6 +341,15 @@ export interface Provider {
   exportImage?(vm: VmRef, ctx?: OperationContext): Promise<ImageArtifact>;
   importImage?(artifact: ImageArtifact, imageName: string, ctx?: OperationContext): Promise<string>;
 
+  /** VMs on the provider's hosts that carry no fleet's ownership (capability `adopt`). */
+  listUnowned?(ctx?: OperationContext): Promise<readonly UnownedVm[]>;
+  /**
+   * Records a fleet's ownership on a VM that has none, without restarting or otherwise
+   * changing it. A VM owned by another fleet is refused (Conflict); adopting again into the
+   * same fleet and slot returns it as it is (idempotent).
+   */
+  adopt?(vm: VmRef, request: AdoptRequest, ctx?: OperationContext): Promise<VmRecord>;
+
   /** Releases connections and flushes state. */
   close?(): Promise<void>;
 }
@@ -318,11 +362,12 @@ type CapabilityOps = {
   incrementalSnapshots: 'snapshot' | 'listSnapshots' | 'restore' | 'deleteSnapshot' | 'recordVerification';
   imageExport: 'exportImage';
   imageImport: 'importImage';
+  adopt: 'listUnowned' | 'adopt';
 };
 
 export type ProviderWith<C extends keyof CapabilityOps> = Provider & Required<Pick<Provider, CapabilityOps[C]>>;
 
 /** Narrows a provider to one that offers a capability's operations. */
 export function supports<C extends keyof CapabilityOps>(provider: Provider, capability: C): provider is ProviderWith<C> {
-  return provider.capabilities[capability];
+  return provider.capabilities[capability] === true;
 }

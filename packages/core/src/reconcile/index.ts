@@ -5,3 +5,4 @@ export * from './observe.js';
 export * from './apply.js';
 export * from './drain.js';
 export * from './changes.js';
+export * from './adopt.js';

@@ -1,14 +1,15 @@
-import type { FleetSpec, PlacementWeights } from '../model/fleet.js';
+import type { FleetSpec, PlacementRules, PlacementWeights } from '../model/fleet.js';
 import type { Host, Resources, VmRecord } from '../model/records.js';
 import { cheapestFit } from '../placement/capacity.js';
 import { place } from '../placement/place.js';
 import { rebalance, type RebalanceTarget } from '../placement/rebalance.js';
+import { validatePlacement, type PlacementViolation } from '../placement/validate.js';
 import type { PlacedVm, PlacementVm, UnplacedVm } from '../placement/types.js';
 import type { CreateVmRequest, VmRef } from '../provider/Provider.js';
 import { NO_CAPABILITIES } from '../provider/Provider.js';
 import { classifyChanges, describeChanges, type VmChange } from './changes.js';
 import { expandFleet, type DesiredVm } from './desired.js';
-import type { CreateStep, DeleteStep, MigrateStep, Observed, Plan, PlanStep, ReplaceStep, StartStep, UpdateStep, StepKind } from './types.js';
+import type { CreateStep, DeleteStep, MigrateStep, Observed, Plan, PlanStep, ReplaceStep, RuleViolation, StartStep, UpdateStep, StepKind } from './types.js';
 import { emptySummary } from './types.js';
 
 export interface PlanOptions {
@@ -29,7 +30,6 @@ export interface PlanOptions {
  */
 export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions = {}): Plan {
   const desired = options.destroy ? [] : expandFleet(fleet);
-  const desiredByName = new Map(desired.map((d) => [d.name, d]));
   const hostsById = new Map(observed.hosts.map((h) => [h.id, h]));
   const freed = new Map<string, Resources>(); // host id → resources this plan frees on it
   const freeing = new Map<string, string[]>(); // host id → ids of steps that free it
@@ -42,17 +42,23 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
   const kept: PlacedVm[] = [];
   const current = new Map<string, VmRecord>();
   const replacing = new Map<string, VmChange>();
+  const replaced = new Map<string, VmRecord>(); // desired name → the VM its replacement removes
   const moving = new Map<string, { vm: VmRecord; providers: string[]; change: VmChange }>();
   const migrates: MigrateStep[] = [];
 
+  // A VM fills the slot its ownership names (group and index), whatever its name: VMs made by
+  // NovaCron are named after their slot, adopted ones keep the name they had.
+  const desiredBySlot = new Map(desired.map((d) => [slotKey(d.group, d.index), d]));
+  const bySlot = new Map<string, VmRecord>(); // desired name → the VM in that slot
   for (const vm of [...observed.vms].sort(byName)) {
-    const want = desiredByName.get(vm.name);
-    const duplicate = current.has(vm.name);
+    const want = desiredBySlot.get(slotKey(vm.group, vm.index));
+    const holder = want ? bySlot.get(want.name) : undefined;
+    const duplicate = holder !== undefined || current.has(vm.name);
     if (!want || want.group !== vm.group || duplicate) {
       const reason = options.destroy
         ? `fleet "${fleet.name}" is being destroyed`
         : duplicate
-        ? `duplicate of ${vm.name} on ${current.get(vm.name)!.host}`
+        ? `duplicate of ${holder?.name ?? vm.name} on ${(holder ?? current.get(vm.name))!.host}`
         : !(vm.group in fleet.groups)
           ? `group "${vm.group}" is no longer in the fleet`
           : `group "${vm.group}" has count ${fleet.groups[vm.group]!.count}`;
@@ -62,10 +68,11 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
       continue;
     }
     current.set(vm.name, vm);
+    bySlot.set(want.name, vm);
   }
 
   for (const want of desired) {
-    const vm = current.get(want.name);
+    const vm = bySlot.get(want.name);
     if (!vm) {
       toPlace.push(want);
       continue;
@@ -85,6 +92,7 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
       free(vm.host, vm.resources, step.id);
       toPlace.push(want);
       replacing.set(want.name, change);
+      replaced.set(want.name, vm);
       continue;
     }
     kept.push({ id: vm.name, group: vm.group, host: vm.host });
@@ -121,6 +129,11 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
   let existing = kept;
   const stuck: UnplacedVm[] = [];
   const rebalanced = new Map<string, string>(); // VM → host it migrates to
+  const leaving = new Map<string, string[]>(); // host → migrate steps leaving it, in order
+  // A VM moved by hand, a drain or an HA event is not drift: where it runs is never compared
+  // with where placement would put it. It moves only when it breaks a hard rule there (or
+  // when a rebalance is asked for, below).
+  const violations = options.destroy ? [] : repairRules();
   if (options.rebalance) {
     // Moves first, on the allocation left after deletes; new VMs are then placed around them.
     const busy = new Set([...updates, ...starts].map((s) => s.vm));
@@ -128,7 +141,8 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
       hosts,
       vms: kept.map((k) => {
         const vm = current.get(k.id)!;
-        return { id: vm.name, group: vm.group, host: vm.host, resources: vm.resources, labels: vm.labels, movable: !busy.has(vm.name) && migrationMode(vm) !== undefined };
+        const moved = rebalanced.get(vm.name);
+        return { id: vm.name, group: vm.group, host: moved ?? vm.host, resources: vm.resources, labels: vm.labels, movable: !moved && !busy.has(vm.name) && migrationMode(vm) !== undefined };
       }),
       target: options.rebalance,
       groupRules,
@@ -136,7 +150,6 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
       seed,
     });
     stuck.push(...result.stuck);
-    const leaving = new Map<string, string[]>(); // host → migrate steps leaving it, in order
     for (const m of result.migrations) {
       const vm = current.get(m.vm)!;
       const mode = migrationMode(vm)!;
@@ -156,10 +169,10 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
       rebalanced.set(vm.name, m.to);
       hosts = hosts.map((h) => (h.id === m.from ? withFreed(h, vm.resources) : h.id === m.to ? withFreed(h, negate(vm.resources)) : h));
     }
-    // New VMs on a host being emptied wait for the moves off it.
-    for (const [host, ids] of leaving) freeing.set(host, [...(freeing.get(host) ?? []), ...ids]);
-    existing = kept.map((k) => (rebalanced.has(k.id) ? { ...k, host: rebalanced.get(k.id)! } : k));
   }
+  // New VMs on a host being emptied wait for the moves off it.
+  for (const [host, ids] of leaving) freeing.set(host, [...(freeing.get(host) ?? []), ...ids]);
+  if (rebalanced.size > 0) existing = kept.map((k) => (rebalanced.has(k.id) ? { ...k, host: rebalanced.get(k.id)! } : k));
   const placement = place({
     hosts,
     vms: toPlace.map((want) => {
@@ -193,10 +206,12 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
       });
       continue;
     }
-    const old = current.get(want.name);
+    const old = replaced.get(want.name);
     if (old) {
+      const changes = replacing.get(want.name)?.changes ?? [];
       replaces.push({
-        ...base('replace', old, describeChanges(replacing.get(old.name)?.changes ?? []), hostRecord.provider),
+        ...base('replace', old, describeChanges(changes), hostRecord.provider),
+        changes,
         dependsOn: [...new Set([`delete:${old.name}`, ...(freeing.get(host) ?? [])])],
         fromProvider: old.provider,
         fromHost: old.host,
@@ -228,8 +243,68 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
     unplaced: [...placement.unplaced, ...stuck],
     placement,
     summary: { ...summary, unchanged: kept.length - updates.length - starts.length - rebalanced.size },
+    ...(violations.length > 0 ? { violations } : {}),
     costPerHour: fleetCost(fleet.name, rebalanced.size ? { ...observed, vms: observed.vms.map((vm) => (rebalanced.has(vm.name) ? { ...vm, host: rebalanced.get(vm.name)! } : vm)) } : observed, steps, placement.instanceTypes, hostsById),
   };
+
+  /**
+   * Finds the kept VMs that break a hard rule where they run now and plans a move for each
+   * that can move, one at a time (the last by name first, so `web-0` stays put), each checked
+   * against the moves before it, until no rule is broken or nothing more can be moved.
+   */
+  function repairRules(): RuleViolation[] {
+    const out: RuleViolation[] = [];
+    const at = new Map(kept.map((k) => [k.id, k.host]));
+    const given = new Set<string>(); // VMs already moved or found unmovable
+    const pending = new Map([...updates, ...starts].map((s) => [s.vm, s.id]));
+    for (let round = 0; round < kept.length; round++) {
+      const broken = brokenRules(hosts, kept.map((k) => current.get(k.id)!), at, groupRules).filter((v) => v.vm && !given.has(v.vm));
+      if (broken.length === 0) break;
+      const pick = broken.map((v) => v.vm!).sort(naturalCompare).at(-1)!;
+      const violation = broken.find((v) => v.vm === pick)!;
+      const vm = current.get(pick)!;
+      given.add(pick);
+      const where = { vm: vm.name, group: vm.group, host: at.get(pick)!, rule: violation.rule, message: violation.message };
+      const mode = migrationMode(vm);
+      if (!mode) {
+        out.push({ ...where, action: 'none', reason: `provider "${vm.provider}" cannot migrate this VM (no ${vm.state === 'running' ? 'live or cold' : 'cold'} migration); move it by hand, or replace it` });
+        continue;
+      }
+      const from = at.get(pick)!;
+      const candidates = hosts.map((h) => (h.id === from ? withFreed(h, vm.resources) : h));
+      const result = place({
+        hosts: candidates.filter((h) => h.provider === vm.provider && !h.instanceTypes),
+        vms: [{ id: vm.name, group: vm.group, resources: vm.resources, labels: vm.labels, rules: { ...fleet.groups[vm.group]!.placement, providers: [vm.provider] } }],
+        existing: kept.filter((k) => k.id !== pick).map((k) => ({ ...k, host: at.get(k.id)! })),
+        groupRules,
+        seed,
+        weights,
+        alternatives: false,
+      });
+      const to = result.assignments[vm.name];
+      if (!to || to === from) {
+        out.push({ ...where, action: 'none', reason: `no host of provider "${vm.provider}" satisfies the rules: ${result.unplaced[0]?.message ?? 'it would stay where it is'}` });
+        continue;
+      }
+      const id = `migrate:${vm.name}`;
+      migrates.push({
+        ...base('migrate', vm, `rule ${violation.rule} broken: ${violation.message}; moved to ${to}, where it holds`),
+        dependsOn: [...new Set([...(pending.has(vm.name) ? [pending.get(vm.name)!] : []), ...(freeing.get(to) ?? []), ...(leaving.get(to) ?? [])])],
+        ref: refOf(vm, fleet.name),
+        from,
+        to,
+        mode,
+        policy: { ...fleet.groups[vm.group]!.migration, mode },
+        memoryMiB: vm.resources.memoryMiB,
+      });
+      leaving.set(from, [...(leaving.get(from) ?? []), id]);
+      at.set(pick, to);
+      rebalanced.set(vm.name, to);
+      hosts = hosts.map((h) => (h.id === from ? withFreed(h, vm.resources) : h.id === to ? withFreed(h, negate(vm.resources)) : h));
+      out.push({ ...where, action: 'migrate' });
+    }
+    return out;
+  }
 
   /** How a VM would move: its group's mode, live only when it runs and the provider can; undefined when the provider cannot move it. */
   function migrationMode(vm: VmRecord): 'live' | 'cold' | undefined {
@@ -288,6 +363,26 @@ export function fleetCost(fleet: string, observed: Observed, steps: readonly Pla
   }
   for (const id of activeFixed) cost += hosts.get(id)!.pricePerHour;
   return Math.round(cost * 10_000) / 10_000;
+}
+
+/** Rules the placement validator checks that a VM's current host can break (capacity and host state are not "rules broken by a move"). */
+const MOVABLE_RULES = new Set(['anti-affinity', 'max-per-host', 'zone', 'region', 'labels', 'with-groups', 'avoid-groups', 'spread']);
+
+/** Hard rules broken by the kept VMs at the hosts `at` gives them, as the placement validator sees them. */
+function brokenRules(hosts: readonly Host[], vms: readonly VmRecord[], at: ReadonlyMap<string, string>, groupRules: Readonly<Record<string, PlacementRules>>): PlacementViolation[] {
+  // The validator adds the VMs it checks to their hosts' allocation: take them out first.
+  const own = new Map<string, Resources>();
+  for (const vm of vms) own.set(vm.host, add(own.get(vm.host) ?? { cpu: 0, memoryMiB: 0, diskGiB: 0, gpu: 0 }, vm.resources, 1));
+  const request = {
+    hosts: hosts.map((h) => withFreed(h, own.get(h.id))),
+    vms: vms.map((vm) => ({ id: vm.name, group: vm.group, resources: vm.resources, labels: vm.labels, ...(groupRules[vm.group] ? { rules: groupRules[vm.group] } : {}) })),
+    groupRules,
+  };
+  return validatePlacement(request, { assignments: Object.fromEntries(vms.map((vm) => [vm.name, at.get(vm.name) ?? vm.host])), unplaced: [] }).filter((v) => MOVABLE_RULES.has(v.rule));
+}
+
+function slotKey(group: string, index: number): string {
+  return `${group}\u0000${index}`;
 }
 
 function base<K extends StepKind>(kind: K, vm: VmRecord, reason: string, provider = vm.provider) {

@@ -76,6 +76,8 @@ export interface ReplaceStep extends StepBase {
   readonly ref: VmRef;
   readonly host: string;
   readonly request: CreateVmRequest;
+  /** The field changes that make the replacement necessary, each with its class and reason. */
+  readonly changes?: readonly FieldChange[];
 }
 
 export interface MigrateStep extends StepBase {
@@ -107,4 +109,23 @@ export interface Plan {
   readonly summary: Readonly<Record<StepKind, number>> & { readonly unchanged: number };
   /** Hourly cost of the fleet once applied (hosts it keeps active, plus cloud instances). */
   readonly costPerHour: number;
+  /**
+   * Hard placement rules that running VMs break where they are now (moved by hand, by an HA
+   * event, or rules changed since). Each becomes a migrate step when the VM can move; the
+   * others are listed here with what stops them.
+   */
+  readonly violations?: readonly RuleViolation[];
+}
+
+/** A running VM that breaks a hard placement rule where it runs. */
+export interface RuleViolation {
+  readonly vm: string;
+  readonly group: string;
+  readonly host: string;
+  /** The rule's name, as placement's validator reports it: `anti-affinity`, `max-per-host`, `zone`, `labels`, … */
+  readonly rule: string;
+  readonly message: string;
+  /** `migrate`: a migrate step in this plan repairs it; `none`: nothing does, for `reason`. */
+  readonly action: 'migrate' | 'none';
+  readonly reason?: string;
 }
