@@ -103,6 +103,8 @@ const kvmHost = z.strictObject({
   network: z.string().min(1).optional(),
   /** Overrides the provider's `ssh` settings for this host, key by key. */
   ssh: sshAuth.optional(),
+  /** Overrides the provider's `backupDir` on this host. */
+  backupDir: z.string().regex(/^\/[A-Za-z0-9._+@=-]+(?:\/[A-Za-z0-9._+@=-]+)*$/, 'an absolute path of letters, digits and ._+@=-').optional(),
 });
 
 const kvmImage = z.strictObject({
@@ -117,6 +119,12 @@ const kvmImage = z.strictObject({
   initrd: z.string().min(1).optional(),
   /** Kernel command line, as given. */
   cmdline: z.string().optional(),
+  /**
+   * A regular expression the guest prints on its serial console when it is up, which a
+   * restore test that boots the restored VM waits for. Default: NovaCron's test guest
+   * marker, a `login:` prompt, or cloud-init's "finished" line.
+   */
+  readyMarker: z.string().min(1).optional(),
 });
 
 export const kvmProviderConfig = z.strictObject({
@@ -131,6 +139,16 @@ export const kvmProviderConfig = z.strictObject({
   images: z.record(z.string().min(1), kvmImage).default({}),
   /** How long `stop` waits for the guest to power off after the ACPI power button before it forces it off. */
   stopTimeout: duration(3_600_000).default(60_000),
+  /**
+   * The backup folder on each host (per host: `hosts[].backupDir`): backups of a VM land in
+   * `<backupDir>/<vm>/<snapshot id>/` on the host a snapshot policy's `target` names, or on the
+   * VM's own host.
+   */
+  backupDir: z.string().regex(/^\/[A-Za-z0-9._+@=-]+(?:\/[A-Za-z0-9._+@=-]+)*$/, 'an absolute path of letters, digits and ._+@=-').default('/var/lib/novacron/backups'),
+  /** How long a restore test waits for a restored VM to boot to its `readyMarker`. */
+  bootTimeout: duration(3_600_000).default(300_000),
+  /** Where exported disk images are written on this machine. Defaults to the system temp directory. */
+  imageDir: z.string().min(1).optional(),
   /**
    * Ceilings for live resizing. VMs are defined with these maxima (at least their own size),
    * so vCPUs can be added and memory ballooned up to them without a reboot. Unset: resizing
