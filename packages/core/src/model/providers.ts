@@ -89,6 +89,18 @@ const sshAuth = z.strictObject({
   jumpHost: z.string().regex(/^(?:[A-Za-z0-9._-]+@)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::\d{1,5})?$/, 'write the jump host as [user@]host[:port]').optional(),
   /** Channels one connection runs at once (sshd's MaxSessions is 10); more wait their turn. @default 8 */
   maxChannels: z.number().int().min(1).max(64).optional(),
+  /**
+   * The OpenSSH client config to read, as `ssh` does: a host's `address` may be a `Host`
+   * alias, and `HostName`, `User`, `Port`, `IdentityFile`, `IdentityAgent`, `ProxyJump`,
+   * `UserKnownHostsFile`, `StrictHostKeyChecking`, `ConnectTimeout`, `ServerAliveInterval`
+   * fill what the fleet does not set. `false` ignores it. @default ~/.ssh/config (when it exists)
+   */
+  config: z.union([z.string().min(1), z.literal(false)]).optional(),
+  /**
+   * Forward the agent to the hosts, so one host can copy an image to another over SSH with
+   * your key (as `ssh -A`). Off unless set; the hosts' own keys are used otherwise.
+   */
+  forwardAgent: z.boolean().optional(),
 });
 
 const kvmHost = z.strictObject({
@@ -125,6 +137,8 @@ const kvmImage = z.strictObject({
    * marker, a `login:` prompt, or cloud-init's "finished" line.
    */
   readyMarker: z.string().min(1).optional(),
+  /** `cow`: new disks are qcow2 overlays on the cached base (instant). `full`: an independent copy made on the host. @default cow */
+  clone: z.enum(['cow', 'full']).default('cow'),
 });
 
 export const kvmProviderConfig = z.strictObject({
@@ -160,6 +174,31 @@ export const kvmProviderConfig = z.strictObject({
       memory: size('MiB', 16, 16 * 1024 ** 2).optional(),
     })
     .optional(),
+  /** Where VM addresses come from, each source bounded in time: no list or apply waits longer on a guest without an agent or a lease. */
+  addresses: z
+    .strictObject({
+      /** Asked in one round trip per host; every address found is reported with its source. @default [lease, agent, arp] */
+      sources: z.array(z.enum(['lease', 'agent', 'arp'])).min(1).default(['lease', 'agent', 'arp']),
+      /** How long one source may take to answer (a guest agent can hang). @default 3s */
+      sourceTimeout: duration(60_000).default(3_000),
+      /** How long create waits for a new VM's first address; 0 does not wait (addresses show up in status later). @default 0 */
+      waitOnCreate: duration(600_000).default(0),
+    })
+    .default({ sources: ['lease', 'agent', 'arp'], sourceTimeout: 3_000, waitOnCreate: 0 }),
+  /** Work queued per host and per storage pool in this process; the hosts also lock the critical sections against other processes. */
+  queues: z
+    .strictObject({
+      /** Creates, deletes and resizes running at once on one host. @default 4 */
+      perHost: z.number().int().min(1).max(64).default(4),
+      /** Disk-heavy work (image fetches and copies, full clones) running at once on one storage pool. @default 2 */
+      perPool: z.number().int().min(1).max(64).default(2),
+    })
+    .default({ perHost: 4, perPool: 2 }),
+  /**
+   * The folder on each host for NovaCron's locks and name claims, shared by every process
+   * that manages the host. @default /var/lib/libvirt/novacron for root, else $XDG_RUNTIME_DIR/novacron or /tmp/novacron-UID
+   */
+  lockDir: z.string().regex(/^\/[A-Za-z0-9._+@=-]+(?:\/[A-Za-z0-9._+@=-]+)*$/, 'an absolute path of letters, digits and ._+@=-').optional(),
 });
 
 export const awsProviderConfig = z.strictObject({
