@@ -145,7 +145,9 @@ const instanceArb = fc
   });
 
 /** `FC_RUNS=10` runs ten times as many cases (locally, with `FC_SEED=random`); CI runs the counts below. */
-const runs = (n: number) => Math.round(n * Number(process.env['FC_RUNS'] ?? 1));
+const scale = Number(process.env['FC_RUNS'] ?? 1);
+const runs = (n: number) => Math.round(n * scale);
+const timeout = 30_000 * Math.max(1, scale);
 
 describe('place (property)', () => {
   it('never breaks a hard rule, accounts for every VM, and explains every unplaced one by every host', () => {
@@ -162,7 +164,7 @@ describe('place (property)', () => {
       }),
       { numRuns: runs(300) },
     );
-  });
+  }, timeout);
 
   it('is deterministic, whatever the order of hosts and VMs', () => {
     fc.assert(
@@ -173,7 +175,7 @@ describe('place (property)', () => {
       }),
       { numRuns: runs(100) },
     );
-  });
+  }, timeout);
 
   it('rebalance keeps every hard rule and moves only within a provider', () => {
     fc.assert(
@@ -234,5 +236,5 @@ describe('place (property)', () => {
       }),
       { numRuns: runs(150) },
     );
-  });
+  }, timeout);
 });
