@@ -33,6 +33,8 @@ import {
   type StopOptions,
   type VmRecord,
   type VmRef,
+  type AdoptRequest,
+  type UnownedVm,
 } from '@novacron/core';
 import { FaultInjector, SimulatedCrash } from './faults.js';
 import { checkArtifact, exportDisk } from './images.js';
@@ -70,6 +72,7 @@ export class SimProvider implements Provider {
     incrementalSnapshots: true,
     imageExport: true,
     imageImport: true,
+    adopt: true,
   };
   readonly name: string;
   readonly faults: FaultInjector;
@@ -220,6 +223,38 @@ export class SimProvider implements Provider {
     if (volume) this.world.put('volumes', volume.name, { ...volume, sizeGiB: request.resources.diskGiB });
     const labels = request.labels ? { ...vm.labels, ...request.labels } : vm.labels;
     return this.#toRecord(this.#update(vm, { resources: request.resources, specHash: request.specHash, labels }));
+  }
+
+  /** VMs no fleet owns (made by another tool: `addForeignVm`, or restored as a new VM). */
+  async listUnowned(ctx: OperationContext = {}): Promise<readonly UnownedVm[]> {
+    await this.#enter('listUnowned', ctx, {});
+    const images = this.#config.images;
+    const out: UnownedVm[] = [];
+    for (const vm of this.world.values('vms')) {
+      if (vm.fleet !== '') continue;
+      const record = this.#toRecord(vm);
+      const known = !images || images.includes(vm.image);
+      out.push({
+        name: vm.name, id: vm.id, provider: this.name, host: record.host, zone: record.zone, state: vm.state, resources: vm.resources,
+        ...(known ? { image: vm.image } : { imageSource: `image ${vm.image}` }), labels: vm.labels, addresses: record.addresses,
+      });
+    }
+    return out;
+  }
+
+  /** Records the fleet's ownership on a VM that has none, leaving it running as it is. */
+  async adopt(ref: VmRef, request: AdoptRequest, ctx: OperationContext = {}): Promise<VmRecord> {
+    await this.#enter('adopt', ctx, { vm: ref.name });
+    const vm = this.world.get('vms', ref.name);
+    const context = { provider: this.name, vm: ref.name, operation: 'adopt' };
+    if (!vm) throw new NotFoundError(`VM "${ref.name}" does not exist in the simulated datacenter`, { context });
+    const { ownership } = request;
+    if (vm.fleet !== '') {
+      if (vm.fleet === ownership.fleet && vm.group === ownership.group && vm.index === ownership.index) return this.#toRecord(vm);
+      throw new ConflictError(`VM "${ref.name}" is already owned by fleet "${vm.fleet}"`, { context, hint: 'a VM belongs to one fleet' });
+    }
+    for (const volume of [...this.world.values('volumes')]) if (volume.vm === vm.name && volume.fleet === '') this.world.put('volumes', volume.name, { ...volume, fleet: ownership.fleet });
+    return this.#toRecord(this.#update(vm, { fleet: ownership.fleet, group: ownership.group, index: ownership.index, specHash: ownership.specHash, image: request.image, labels: { ...vm.labels, ...request.labels } }));
   }
 
   async migrate(ref: VmRef, request: MigrateRequest, ctx: OperationContext = {}): Promise<MigrationResult> {
