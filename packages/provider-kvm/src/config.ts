@@ -1,7 +1,9 @@
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { InvalidInputError, type KvmProviderConfig, type Labels, type Overcommit, type ProviderEnvironment } from '@novacron/core';
 import { assertName } from './names.js';
+import { SshClientConfig, type SshConfigEntry } from './ssh-config/sshConfig.js';
 
 /** Where and how to reach one SSH endpoint (a KVM host or a jump host). */
 export interface SshEndpoint {
@@ -25,6 +27,8 @@ export interface SshAuthSettings {
   readonly keepaliveIntervalMs: number;
   readonly connectTimeoutMs: number;
   readonly maxChannels: number;
+  /** Forward the agent over this connection (host-to-host copies with the user's key). */
+  readonly forwardAgent?: boolean;
 }
 
 /** A KVM host with every default applied: what the provider works with. */
@@ -46,10 +50,25 @@ export const DEFAULT_MAX_CHANNELS = 8;
 
 type SshConfig = KvmProviderConfig['ssh'];
 
-/** Resolves hosts against the provider defaults; paths against the working directory and `~`. */
+/**
+ * Resolves hosts against the provider defaults; paths against the working directory and `~`.
+ * The OpenSSH client config (`ssh.config`, by default `~/.ssh/config` when it exists) is read
+ * as `ssh` reads it: a host's `address` may be an alias there, and what the fleet leaves
+ * unsaid (HostName, User, Port, IdentityFile, IdentityAgent, ProxyJump, UserKnownHostsFile,
+ * StrictHostKeyChecking, ConnectTimeout, ServerAliveInterval) comes from it. What the fleet
+ * says wins, as options on `ssh`'s command line do.
+ */
 export function resolveHosts(providerName: string, config: KvmProviderConfig, environment: Pick<ProviderEnvironment, 'cwd' | 'env'>): KvmHost[] {
   const home = environment.env['HOME'] ?? homedir();
   const path = (p: string) => (p === '~' ? home : p.startsWith('~/') ? resolve(home, p.slice(2)) : isAbsolute(p) ? p : resolve(environment.cwd, p));
+  const localUser = environment.env['USER'] ?? environment.env['LOGNAME'] ?? 'root';
+  const clientConfigs = new Map<string, SshClientConfig | undefined>();
+  const clientConfig = (setting: string | false | undefined): SshClientConfig | undefined => {
+    if (setting === false) return undefined;
+    const file = path(setting ?? '~/.ssh/config');
+    if (!clientConfigs.has(file)) clientConfigs.set(file, SshClientConfig.load(file, home, localUser, setting === undefined));
+    return clientConfigs.get(file);
+  };
   const seen = new Set<string>();
   return config.hosts.map((h) => {
     if (seen.has(h.name)) {
@@ -59,25 +78,49 @@ export function resolveHosts(providerName: string, config: KvmProviderConfig, en
     const ssh: SshConfig = { ...config.ssh, ...(h.ssh ?? {}) };
     const pool = assertName('object', h.pool ?? config.pool, 'storage pool', { provider: providerName, host: h.name });
     const network = assertName('object', h.network ?? config.network, 'network', { provider: providerName, host: h.name });
-    const agent = ssh.agent === true ? environment.env['SSH_AUTH_SOCK'] : ssh.agent === false ? undefined : ssh.agent;
-    if (ssh.agent === true && !agent) {
-      throw new InvalidInputError('ssh.agent is true but SSH_AUTH_SOCK is not set', {
-        context: { provider: providerName, host: h.name },
-        hint: 'start an agent (eval $(ssh-agent); ssh-add), or give the socket path as ssh.agent',
-      });
-    }
-    const auth: SshAuthSettings = {
-      ...(ssh.identityFile ? { identityFile: path(ssh.identityFile) } : {}),
-      ...(agent ? { agent } : {}),
-      ...(ssh.passwordEnv ? { passwordEnv: ssh.passwordEnv } : {}),
-      knownHosts: path(ssh.knownHosts ?? '~/.ssh/known_hosts'),
-      strictHostKeyChecking: ssh.strictHostKeyChecking ?? 'yes',
-      keepaliveIntervalMs: ssh.keepaliveInterval ?? DEFAULT_KEEPALIVE_MS,
-      connectTimeoutMs: ssh.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT_MS,
-      maxChannels: ssh.maxChannels ?? DEFAULT_MAX_CHANNELS,
+    const cfg = clientConfig(ssh.config);
+    const entry = cfg?.lookup(h.address, ssh.user);
+    const endpoint = (label: string, address: string, fleet: SshConfig, found: SshConfigEntry | undefined, defaults?: SshEndpoint): SshEndpoint => {
+      const fromAgent = found?.identityAgent;
+      const agentSetting = fleet.agent ?? (fromAgent === undefined ? undefined : fromAgent.toLowerCase() === 'none' ? false : fromAgent === 'SSH_AUTH_SOCK' ? true : fromAgent);
+      const agent = agentSetting === true ? environment.env['SSH_AUTH_SOCK'] : agentSetting === false ? undefined : agentSetting ?? defaults?.auth.agent;
+      if (agentSetting === true && !agent) {
+        throw new InvalidInputError('ssh.agent is true but SSH_AUTH_SOCK is not set', {
+          context: { provider: providerName, host: h.name },
+          hint: 'start an agent (eval $(ssh-agent); ssh-add), or give the socket path as ssh.agent',
+        });
+      }
+      const identityFile = fleet.identityFile ? path(fleet.identityFile) : (found?.identityFiles.find((f) => existsSync(f)) ?? (found?.identityFiles.length && !fleet.agent && !found.identityAgent ? found.identityFiles[0] : undefined) ?? defaults?.auth.identityFile);
+      const strict = fleet.strictHostKeyChecking ?? (found?.strictHostKeyChecking === 'accept-new' || found?.strictHostKeyChecking === 'no' || found?.strictHostKeyChecking === 'off' ? 'accept-new' : found?.strictHostKeyChecking === 'yes' ? 'yes' : undefined);
+      const auth: SshAuthSettings = {
+        ...(identityFile ? { identityFile } : {}),
+        ...(agent ? { agent } : {}),
+        ...(fleet.passwordEnv ? { passwordEnv: fleet.passwordEnv } : defaults?.auth.passwordEnv ? { passwordEnv: defaults.auth.passwordEnv } : {}),
+        // A changed key is refused whatever the config says: "no" is read as accept-new.
+        knownHosts: fleet.knownHosts ? path(fleet.knownHosts) : (found?.userKnownHostsFile ?? defaults?.auth.knownHosts ?? path('~/.ssh/known_hosts')),
+        strictHostKeyChecking: strict ?? defaults?.auth.strictHostKeyChecking ?? 'yes',
+        keepaliveIntervalMs: fleet.keepaliveInterval ?? found?.serverAliveIntervalMs ?? DEFAULT_KEEPALIVE_MS,
+        connectTimeoutMs: fleet.connectTimeout ?? found?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+        maxChannels: fleet.maxChannels ?? DEFAULT_MAX_CHANNELS,
+        ...((fleet.forwardAgent ?? found?.forwardAgent) ? { forwardAgent: true } : {}),
+      };
+      return { label, address: found?.hostName ?? address, port: fleet.port ?? found?.port ?? 22, user: fleet.user ?? found?.user ?? 'root', auth };
     };
-    const user = ssh.user ?? 'root';
-    const jump = ssh.jumpHost ? parseJumpHost(ssh.jumpHost, user, auth) : undefined;
+    const target = endpoint(h.name, h.address, ssh, entry);
+    // ProxyJump hops: the fleet's jumpHost (same key and known_hosts as the host), else the
+    // config's ProxyJump, each hop looked up in the config in turn, as `ssh -J` does.
+    let jump: SshEndpoint | undefined;
+    if (ssh.jumpHost) {
+      jump = parseJumpHost(ssh.jumpHost, target.user, target.auth);
+    } else if (entry?.proxyJump && entry.proxyJump.toLowerCase() !== 'none') {
+      for (const hop of entry.proxyJump.split(',').map((x) => x.trim()).filter(Boolean)) {
+        const parsed = parseJumpHost(hop, target.user, target.auth);
+        const explicit = hopParts(hop);
+        const found = cfg?.lookup(parsed.address, explicit.user);
+        const made = endpoint(`jump ${hop}`, parsed.address, { ...(explicit.user ? { user: explicit.user } : {}), ...(explicit.port ? { port: explicit.port } : {}) }, found, target);
+        jump = { ...made, ...(found?.user || explicit.user ? {} : { user: target.user }), ...(jump ? { jump } : {}) };
+      }
+    }
     return {
       name: h.name,
       zone: h.zone,
@@ -87,9 +130,15 @@ export function resolveHosts(providerName: string, config: KvmProviderConfig, en
       overcommit: h.overcommit ?? config.overcommit,
       pool,
       network,
-      ssh: { label: h.name, address: h.address, port: ssh.port ?? 22, user, auth, ...(jump ? { jump } : {}) },
+      ssh: { ...target, ...(jump ? { jump } : {}) },
     };
   });
+}
+
+function hopParts(spec: string): { user?: string; port?: number } {
+  const at = spec.lastIndexOf('@');
+  const port = /:(\d+)$/.exec(spec)?.[1];
+  return { ...(at >= 0 ? { user: spec.slice(0, at) } : {}), ...(port && !spec.endsWith(']') ? { port: Number(port) } : {}) };
 }
 
 /** `[user@]host[:port]`, with an IPv6 address in brackets (`[::1]:22`). */

@@ -147,7 +147,11 @@ export class SshPool implements Transport {
         });
       }
     }
-    if (auth.agent) config.agent = auth.agent;
+    if (auth.agent) {
+      config.agent = auth.agent;
+      // Only with an agent: the hosts then use the user's key for host-to-host copies.
+      if (auth.forwardAgent) config.agentForward = true;
+    }
     if (auth.passwordEnv) {
       const password = this.#options.env[auth.passwordEnv];
       if (password === undefined) {
@@ -262,7 +266,7 @@ export class SshConnection {
   forward(target: SshEndpoint): Promise<Duplex> {
     return new Promise((resolve, reject) => {
       this.client.forwardOut('127.0.0.1', 0, target.address, target.port, (error, stream) => {
-        if (error) reject(unreachable(target, `the jump host ${this.endpoint.address} could not connect: ${error.message}`, error));
+        if (error) reject(forwardError(this.endpoint, target, error));
         else resolve(stream);
       });
     });
@@ -359,6 +363,21 @@ export class SshConnection {
       });
     });
   }
+}
+
+/**
+ * Why a jump host would not open the way on: its sshd forbids TCP forwarding
+ * (`administratively prohibited`: AllowTcpForwarding no), or it could not reach the target.
+ */
+export function forwardError(jump: SshEndpoint, target: SshEndpoint, error: Error & { reason?: number }): NovaCronError {
+  if (error.reason === 1 || /prohibited/i.test(error.message)) {
+    return new AuthFailedError(`${target.label}: the jump host ${jump.address}:${jump.port} refuses to forward connections (${error.message})`, {
+      context: { host: target.label },
+      hint: `TCP forwarding is disabled on ${jump.address}: set AllowTcpForwarding yes (or local) for user ${jump.user} in its sshd_config, or reach ${target.address} another way`,
+      cause: error,
+    });
+  }
+  return unreachable(target, `the jump host ${jump.address} could not connect: ${error.message}`, error);
 }
 
 function truncate(text: string, max = 160): string {
