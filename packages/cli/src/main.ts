@@ -10,6 +10,8 @@ import { planCommand } from './commands/plan.js';
 import { schemaCommand } from './commands/schema.js';
 import { registerSnapshotCommands } from './commands/snapshot.js';
 import { statusCommand } from './commands/status.js';
+import { adoptCommand } from './commands/adopt.js';
+import { importCommand } from './commands/import.js';
 
 const CLIENT_CODES = new Set(['InvalidSpec', 'InvalidInput', 'Conflict', 'Unsupported', 'NotFound']);
 
@@ -37,9 +39,13 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       .option('--debug', 'print stack traces', false);
   const concurrency = new Option('-c, --concurrency <n>', 'steps run at once').default(10).argParser(positiveInt);
 
-  common(program.command('plan').description('show what apply would change, and why')).action(run((o) => planCommand(io, o as unknown as GlobalOptions)));
+  const rebalance = new Option('--rebalance <target>', 'also move running VMs: balance, consolidate, or drain:HOST[,HOST…] (otherwise where a VM runs is not drift)');
+  common(program.command('plan').description('show what apply would change, and why'))
+    .addOption(rebalance)
+    .action(run((o) => planCommand(io, o as never)));
   common(program.command('apply').description('create, change and delete VMs until the fleet matches its spec'))
     .addOption(concurrency)
+    .addOption(rebalance)
     .action(run((o) => applyCommand(io, o as never)));
   common(program.command('status').description("the fleet's VMs and hosts as the providers report them")).action(run((o) => statusCommand(io, o as unknown as GlobalOptions)));
   common(program.command('destroy').description('delete every VM the fleet owns'))
@@ -71,6 +77,19 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     .action((host: string, opts: Record<string, unknown>, cmd: Command) => run((o) => drainCommand(io, host, o as never))(opts, cmd));
 
   registerSnapshotCommands(program, io, common, run);
+
+  common(program.command('adopt').description("take VMs on the fleet's hosts that no fleet owns into the fleet, without restarting them"))
+    .option('-g, --group <group>', 'only into this group (also adopts VMs whose image cannot be told, as the group\'s)')
+    .option('--names <glob>', 'only VMs whose names match, e.g. "web-*"')
+    .option('--write-fleet <file>', 'write a new fleet file for the VMs (one group per size and image) and adopt them into it')
+    .option('--fleet-name <name>', 'the new fleet\'s name (default: the file\'s name)')
+    .option('--dry-run', 'match and explain, change nothing', false)
+    .action(run((o) => adoptCommand(io, o as never)));
+  common(program.command('import').description('print the Pulumi or CDKTF program that manages this (adopted) fleet'))
+    .option('--pulumi', 'a Pulumi program (@novacron/pulumi VmFleet)')
+    .option('--cdktf', 'a CDKTF stack (@novacron/cdktf VmFleet), importing the running VMs')
+    .option('-o, --out <file>', 'write it here instead of stdout')
+    .action(run((o) => importCommand(io, o as never)));
 
   program
     .command('place')
