@@ -263,6 +263,8 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
       const pick = broken.map((v) => v.vm!).sort(naturalCompare).at(-1)!;
       const violation = broken.find((v) => v.vm === pick)!;
       const vm = current.get(pick)!;
+      // One VM answers for the others that break the same rule with it (two anti-affine VMs on one host: one moves).
+      for (const v of broken) if (v.rule === violation.rule && v.host === violation.host && v.group === violation.group) given.add(v.vm!);
       given.add(pick);
       const where = { vm: vm.name, group: vm.group, host: at.get(pick)!, rule: violation.rule, message: violation.message };
       const mode = migrationMode(vm);
