@@ -24,6 +24,12 @@ import {
   type VmRecord,
   type VmRef,
   type VmState,
+  type ImageArtifact,
+  type RestoreRequest,
+  type RestoreResult,
+  type SnapshotRecord,
+  type SnapshotRequest,
+  type SnapshotVerification,
 } from '@novacron/core';
 import { buildSeedIso } from './cloudinit/seed.js';
 import { resolveHosts, type KvmHost } from './config.js';
@@ -32,6 +38,8 @@ import { metadataCommand, type NovaCronMetadata } from './domain/metadata.js';
 import { assertName } from './names.js';
 import { SshPool } from './ssh/SshPool.js';
 import type { Transport } from './transport.js';
+import { KvmSnapshots, type BootCheckResult } from './snapshots/KvmSnapshots.js';
+import { KvmImages } from './images/KvmImages.js';
 import { readHostState, type DomainView, type HostState } from './virsh/hostState.js';
 import type { Lease } from './virsh/parsers.js';
 import { Virsh } from './virsh/Virsh.js';
@@ -83,6 +91,8 @@ export class KvmProvider implements Provider {
   readonly #log: ((message: string) => void) | undefined;
   readonly #hostLocks = new Map<string, Promise<void>>();
   readonly #books = new Map<string, { seq: number; active: Map<symbol, Resources>; released: { at: number; resources: Resources }[] }>();
+  readonly #snapshots: KvmSnapshots;
+  readonly #images: KvmImages;
 
   constructor(options: KvmProviderOptions) {
     this.name = options.name;
@@ -91,6 +101,8 @@ export class KvmProvider implements Provider {
     this.#log = options.log;
     this.hosts = new Map(resolveHosts(options.name, options.config, options).map((h) => [h.name, h]));
     this.transport = options.transport ?? new SshPool({ env: options.env, ...(options.log ? { log: options.log } : {}) });
+    this.#snapshots = new KvmSnapshots(this, { config: options.config, clock: this.#clock, ...(options.log ? { log: options.log } : {}) });
+    this.#images = new KvmImages(this, { config: options.config, ...(options.log ? { log: options.log } : {}) });
     this.capabilities = {
       resize: true,
       // Live only up to the ceilings VMs are defined with; without them a resize reboots.
@@ -99,10 +111,11 @@ export class KvmProvider implements Provider {
       // Their own issues: declared when they work.
       liveMigration: false,
       coldMigration: false,
-      snapshots: false,
-      incrementalSnapshots: false,
-      imageExport: false,
-      imageImport: false,
+      // Backup folders, checkpoints and qcow2 internal snapshots (snapshots/); disk images (images/).
+      snapshots: true,
+      incrementalSnapshots: true,
+      imageExport: true,
+      imageImport: true,
     };
   }
 
@@ -282,6 +295,40 @@ export class KvmProvider implements Provider {
     return this.#reread(found, 'resize', ctx);
   }
 
+  // ---- snapshots (snapshots/KvmSnapshots.ts) and image moves (images/KvmImages.ts) -------
+
+  snapshot(ref: VmRef, request: SnapshotRequest, ctx: OperationContext = {}): Promise<SnapshotRecord> {
+    return this.#snapshots.snapshot(ref, request, ctx);
+  }
+
+  listSnapshots(fleet: string, ctx: OperationContext = {}): Promise<readonly SnapshotRecord[]> {
+    return this.#snapshots.listSnapshots(fleet, ctx);
+  }
+
+  restore(ref: VmRef, request: RestoreRequest, ctx: OperationContext = {}): Promise<RestoreResult> {
+    return this.#snapshots.restore(ref, request, ctx);
+  }
+
+  deleteSnapshot(snapshotId: string, ctx: OperationContext = {}): Promise<void> {
+    return this.#snapshots.deleteSnapshot(snapshotId, ctx);
+  }
+
+  recordVerification(snapshotId: string, verification: SnapshotVerification, ctx: OperationContext = {}): Promise<SnapshotRecord> {
+    return this.#snapshots.recordVerification(snapshotId, verification, ctx);
+  }
+
+  bootCheck(ref: VmRef, options: { readonly timeoutMs?: number } = {}, ctx: OperationContext = {}): Promise<BootCheckResult> {
+    return this.#snapshots.bootCheck(ref, options, ctx);
+  }
+
+  exportImage(ref: VmRef, ctx: OperationContext = {}): Promise<ImageArtifact> {
+    return this.#images.exportImage(ref, ctx);
+  }
+
+  importImage(artifact: ImageArtifact, imageName: string, ctx: OperationContext = {}): Promise<string> {
+    return this.#images.importImage(artifact, imageName, ctx);
+  }
+
   async close(): Promise<void> {
     await this.transport.close?.();
   }
@@ -332,7 +379,9 @@ export class KvmProvider implements Provider {
     const name = assertName('vm', request.name, 'VM name', { provider: this.name, host: host.name });
     const virsh = this.virshFor(host.name);
     const opts = { signal: signalOf(ctx), vm: name, operation: 'create' };
-    const image = this.#image(request.image, host, name);
+    // A VM moved from another provider boots the fleet's image as configured here (kernel,
+    // command line) when there is such an entry, with the imported disk either way.
+    const image = request.fromImage !== undefined ? (this.#config.images[request.image] ?? { format: 'qcow2' as const }) : this.#image(request.image, host, name);
     throwIfAborted(ctx.signal, virsh.context(opts));
     if (request.resources.gpu > 0) throw new UnsupportedError('GPUs are not supported on KVM hosts yet', { context: virsh.context(opts), hint: 'set gpu: 0 for groups placed on KVM hosts, or place them on a cloud provider' });
 
@@ -349,7 +398,10 @@ export class KvmProvider implements Provider {
     const undo: { what: string; run: () => Promise<unknown> }[] = [];
     try {
       progress(ctx, 'create', 'image', 0.1);
-      const base = await ensureImageVolume(virsh, host.pool, request.image, image, ctx);
+      const imported = request.fromImage !== undefined ? await this.#images.baseFor(host, request.fromImage, ctx) : undefined;
+      const base = imported ?? (await ensureImageVolume(virsh, host.pool, request.image, image, ctx));
+      // An imported disk larger than the group's size keeps its size: never cut.
+      const diskGiB = Math.max(request.resources.diskGiB, Math.ceil((imported?.capacityBytes ?? 0) / 1024 ** 3));
       const seed = buildSeedIso({
         vmName: name,
         specHash: request.ownership.specHash,
@@ -360,7 +412,7 @@ export class KvmProvider implements Provider {
 
       progress(ctx, 'create', 'volume', 0.2);
       const made = await Promise.allSettled([
-        this.#createVolume(host, virsh, rootVolumeName(name), ['vol-create-as', host.pool, rootVolumeName(name), `${request.resources.diskGiB}G`, '--format', 'qcow2', '--backing-vol', base.volume, '--backing-vol-format', base.format], opts, ctx),
+        this.#createVolume(host, virsh, rootVolumeName(name), ['vol-create-as', host.pool, rootVolumeName(name), `${diskGiB}G`, '--format', 'qcow2', '--backing-vol', base.volume, '--backing-vol-format', base.format], opts, ctx),
         this.#createVolume(host, virsh, seedVolumeName(name), ['vol-create-as', host.pool, seedVolumeName(name), String(seed.length), '--format', 'raw'], opts, ctx),
       ]);
       for (const [i, volume] of [rootVolumeName(name), seedVolumeName(name)].entries()) {
@@ -370,7 +422,15 @@ export class KvmProvider implements Provider {
       if (failed) throw failed.reason;
 
       progress(ctx, 'create', 'seed', 0.35);
-      await virsh.run(['vol-upload', '--pool', host.pool, seedVolumeName(name), '/dev/stdin'], { ...opts, stdin: seed });
+      // libvirt makes qcow2 v2 volumes, which cannot hold the dirty bitmaps that incremental
+      // backups need: the root disk is made v3 alongside the seed upload.
+      const [uploaded, upgraded] = await Promise.allSettled([
+        virsh.run(['vol-upload', '--pool', host.pool, seedVolumeName(name), '/dev/stdin'], { ...opts, stdin: seed }),
+        virsh.script(KvmImages.upgradeScript(virsh, host.pool, rootVolumeName(name)), { ...(ctx.signal ? { signal: ctx.signal } : {}) }),
+      ]);
+      if (uploaded.status === 'rejected') throw uploaded.reason;
+      if (upgraded.status === 'rejected') throw upgraded.reason;
+      if (upgraded.value.code !== 0) this.#log?.(`kvm: ${host.name}: could not make ${rootVolumeName(name)} qcow2 v3 (${upgraded.value.stderr.trim()}); its backups will all be fulls`);
 
       progress(ctx, 'create', 'define', 0.5);
       const [defined, started, state, dumped] = await virsh.batch(
