@@ -40,6 +40,13 @@ export interface MigrationStats {
 }
 
 export interface MigrationDriver {
+  /**
+   * The guest's pause at switchover besides sending the last dirty pages (device state,
+   * disk hand-over, resuming on the destination), when the hypervisor's downtime limit does
+   * not include it (QEMU's does not). The orchestrator keeps that limit this much below the
+   * policy's `maxDowntimeMs`. @default 0
+   */
+  readonly switchoverMs?: number;
   start(settings: MigrationSettings): Promise<void>;
   poll(): Promise<MigrationStats>;
   setDowntimeLimit(ms: number): Promise<void>;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { migrationPolicy, type MigrationPolicy } from '../model/policies.js';
 import type { Clock } from '../util/clock.js';
+import type { MigrationDriver } from './driver.js';
 import { predictPreCopy } from './model.js';
 import { orchestrateMigration } from './orchestrator.js';
 import { SimulatedMigrationDriver, type SimulatedGuest, type SimulatedLink } from './simulatedDriver.js';
@@ -24,6 +25,20 @@ async function migrate(guest: SimulatedGuest, link: SimulatedLink, p: MigrationP
   return { result, stats: await driver.poll() };
 }
 
+/** The driver with some members replaced (the simulated one keeps private state, so no prototype tricks). */
+function wrap(driver: MigrationDriver, patch: Partial<MigrationDriver>): MigrationDriver {
+  return {
+    start: (s) => driver.start(s),
+    poll: () => driver.poll(),
+    setDowntimeLimit: (ms) => driver.setDowntimeLimit(ms),
+    setBandwidth: (b) => driver.setBandwidth(b),
+    engageAutoConverge: () => driver.engageAutoConverge(),
+    switchToPostCopy: () => driver.switchToPostCopy(),
+    abort: () => driver.abort(),
+    ...patch,
+  };
+}
+
 const idle: SimulatedGuest = { memoryBytes: 2 * GiB, workingSetBytes: 8 * MiB, dirtyRateBytesPerSec: 1 * MiB, zeroFraction: 0.9 };
 const heavy: SimulatedGuest = { memoryBytes: 4 * GiB, workingSetBytes: 1 * GiB, dirtyRateBytesPerSec: 200 * MiB };
 
@@ -44,12 +59,48 @@ describe('orchestrateMigration', () => {
     expect((await driver.poll()).status).toBe('cancelled');
   });
 
-  it('raises the downtime limit in steps, then engages auto-converge, and converges', async () => {
+  it('raises the downtime limit in steps while the rest would fit under the maximum', async () => {
+    // A small working set rewritten every round: 20 MiB stay dirty, about 170 ms at 1 Gbit/s.
+    const hot: SimulatedGuest = { memoryBytes: 2 * GiB, workingSetBytes: 20 * MiB, dirtyRateBytesPerSec: 300 * MiB };
+    const { result } = await migrate(hot, { bandwidthBytesPerSec: gbit(1) }, policy({ autoConverge: true }));
+    expect(result.actions.map((a) => a.kind)).toEqual(['downtime', 'downtime']);
+    expect(result.actions.map((a) => (a as { ms: number }).ms)).toEqual([150, 300]);
+    expect(result.downtimeMs).toBeLessThanOrEqual(300);
+  });
+
+  it('goes to the maximum at once and engages auto-converge when no limit would do, and converges', async () => {
     const { result } = await migrate(heavy, { bandwidthBytesPerSec: gbit(1) }, policy({ autoConverge: true, timeoutPerGiB: '5m' }));
     const kinds = result.actions.map((a) => a.kind);
-    expect(kinds.slice(0, 2)).toEqual(['downtime', 'downtime']);
-    expect(kinds).toContain('auto-converge');
+    expect(kinds.slice(0, 2)).toEqual(['downtime', 'auto-converge']);
+    expect(result.actions[0]).toMatchObject({ kind: 'downtime', ms: 300 });
     expect(result.downtimeMs).toBeLessThanOrEqual(300);
+  });
+
+  it('keeps the hypervisor\'s limit below the maximum by the driver\'s switchover time', async () => {
+    const clock = virtualClock();
+    const driver = new SimulatedMigrationDriver(heavy, { bandwidthBytesPerSec: gbit(1) }, clock);
+    const limits: number[] = [];
+    const spy = wrap(driver, {
+      switchoverMs: 120,
+      start: (s: Parameters<SimulatedMigrationDriver['start']>[0]) => (limits.push(s.downtimeLimitMs), driver.start(s)),
+      setDowntimeLimit: (ms: number) => (limits.push(ms), driver.setDowntimeLimit(ms)),
+    });
+    await orchestrateMigration({ driver: spy, policy: policy({ autoConverge: true, timeoutPerGiB: '5m' }), memoryMiB: 4096, clock, pollMs: 100 });
+    expect(limits[0]).toBe(50);
+    expect(Math.max(...limits)).toBe(180);
+  });
+
+  it('times out a migration whose set-up never reaches memory, and aborts it', async () => {
+    const clock = virtualClock();
+    const driver = new SimulatedMigrationDriver(idle, { bandwidthBytesPerSec: gbit(1) }, clock);
+    let aborted = 0;
+    const stuck = wrap(driver, {
+      poll: async () => ({ ...(await driver.poll()), status: 'setup' as const }),
+      abort: async () => void aborted++,
+    });
+    await expect(orchestrateMigration({ driver: stuck, policy: policy({ timeoutPerGiB: '10s' }), memoryMiB: 2048, clock, pollMs: 500 })).rejects.toMatchObject({ code: 'Timeout' });
+    expect(aborted).toBe(1);
+    expect(clock.now()).toBe(40_000); // twice the 20 s timeout: once for set-up, once for memory
   });
 
   it('switches to post-copy after the allowed rounds when pre-copy will not converge', async () => {
@@ -109,6 +160,15 @@ describe('predictPreCopy', () => {
       expect(prediction.converges).toBe(true);
       expect(Math.abs(prediction.totalMs - result.durationMs) / result.durationMs).toBeLessThan(0.25);
     }
+  });
+
+  it('adds the set-up and the storage copy before the memory rounds', () => {
+    const base = { memoryBytes: 256 * MiB, workingSetBytes: 8 * MiB, dirtyRateBytesPerSec: 0, bandwidthBytesPerSec: 32 * MiB, maxDowntimeMs: 300, switchoverMs: 150 };
+    const plain = predictPreCopy(base);
+    const withDisk = predictPreCopy({ ...base, setupMs: 700, storageCopyBytes: 64 * MiB, storageBandwidthBytesPerSec: 16 * MiB });
+    expect(withDisk.totalMs - plain.totalMs).toBeCloseTo(700 + 4000, 6);
+    expect(withDisk.downtimeMs).toBe(plain.downtimeMs);
+    expect(plain.downtimeMs).toBeGreaterThanOrEqual(150);
   });
 
   it('says when pre-copy cannot converge, and why', () => {

@@ -38,10 +38,17 @@ export interface OrchestratorOptions {
 
 /**
  * Drives one live migration to completion with the least downtime the policy allows. It
- * starts with a low downtime limit and, each time the job stops converging, takes the next
- * step: raise the limit (doubling, up to the policy's maximum), engage auto-converge, then
- * switch to post-copy once the policy's rounds have passed. On timeout it aborts or
- * switches to post-copy, as the policy says; on abort the guest stays on the source.
+ * starts with a low downtime limit and, each round the job is not converging, takes the
+ * next step: raise the limit (doubling, up to the policy's maximum) while the expected
+ * downtime would fit under that maximum; when it would not (the guest dirties memory about
+ * as fast as it is sent), go straight to the maximum and engage auto-converge, then switch
+ * to post-copy once the policy's rounds have passed. On timeout it aborts or switches to
+ * post-copy, as the policy says; on abort the guest stays on the source.
+ *
+ * The hypervisor's limit covers only the last dirty pages; the driver's `switchoverMs`
+ * (device state, disk hand-over, resuming on the destination) comes on top, so the limit
+ * is kept that much below the policy's `maxDowntimeMs`. The timeout counts from the first
+ * memory round: a storage copy before it is not memory migration.
  */
 export async function orchestrateMigration(options: OrchestratorOptions): Promise<OrchestratedMigration> {
   const { driver, policy, clock } = options;
@@ -52,7 +59,9 @@ export async function orchestrateMigration(options: OrchestratorOptions): Promis
   const actions: OrchestratorAction[] = [];
   const cap = policy.bandwidthMbps === undefined ? undefined : mbpsToBytesPerSec(policy.bandwidthMbps);
 
-  let downtime = Math.max(Math.min(50, policy.maxDowntimeMs), Math.round(policy.maxDowntimeMs / 4));
+  // What the hypervisor may spend on the last pages: the policy's maximum less the fixed switchover.
+  const maxLimit = Math.max(1, Math.min(policy.maxDowntimeMs, Math.round(policy.maxDowntimeMs - (driver.switchoverMs ?? 0))));
+  let downtime = Math.min(maxLimit, Math.max(Math.min(50, maxLimit), Math.round(maxLimit / 4)));
   let autoConverging = false;
   let postCopy = false;
   let bandwidth = cap;
@@ -69,6 +78,7 @@ export async function orchestrateMigration(options: OrchestratorOptions): Promis
 
   const remainingAt = new Map<number, number>(); // iteration → data remaining when it began
   let lastEscalationIteration = -1;
+  let memoryStarted: number | undefined;
   let stats: MigrationStats | undefined;
   try {
     for (;;) {
@@ -90,9 +100,12 @@ export async function orchestrateMigration(options: OrchestratorOptions): Promis
       if (stats.status === 'failed' || stats.status === 'cancelled') {
         throw new NovaCronError('Provider', 'server', `migration ${stats.status}${stats.error ? `: ${stats.error}` : ''}; the VM keeps running on the source`, { context, retryable: true });
       }
-      if (postCopy || stats.status !== 'active') continue;
+      if (postCopy || (stats.status !== 'active' && stats.status !== 'setup')) continue;
+      if (stats.status === 'active' && memoryStarted === undefined) memoryStarted = elapsed;
+      // A set-up or storage copy that never reaches memory still ends: after the same timeout again.
+      const sinceMemory = memoryStarted === undefined ? elapsed - timeoutMs : elapsed - memoryStarted;
 
-      if (elapsed >= timeoutMs) {
+      if (sinceMemory >= timeoutMs) {
         if (policy.onTimeout === 'postcopy') {
           await driver.switchToPostCopy();
           postCopy = true;
@@ -101,6 +114,8 @@ export async function orchestrateMigration(options: OrchestratorOptions): Promis
         }
         throw new TimeoutError(`migration did not complete within ${Math.round(timeoutMs / 1000)} s (policy timeoutPerGiB); aborted, the VM keeps running on the source`, { context, retryable: false });
       }
+
+      if (stats.status !== 'active') continue;
 
       if (eff.adaptiveRate && stats.throughputBytesPerSec > 0) {
         // Follow the path: a little above what it carried, never above the cap.
@@ -115,11 +130,15 @@ export async function orchestrateMigration(options: OrchestratorOptions): Promis
       if (!remainingAt.has(stats.iteration)) remainingAt.set(stats.iteration, stats.dataRemainingBytes);
       if (stats.iteration === lastEscalationIteration || !notConverging(stats, remainingAt, downtime)) continue;
       lastEscalationIteration = stats.iteration;
-      if (downtime < policy.maxDowntimeMs) {
-        downtime = Math.min(policy.maxDowntimeMs, downtime * 2);
+      // Raising the limit helps only if what is left would then fit in it; otherwise take the maximum at once and adapt further.
+      const hopeless = expectedDowntime(stats) > maxLimit && (policy.autoConverge || policy.postCopy.allowed);
+      if (downtime < maxLimit) {
+        downtime = hopeless ? maxLimit : Math.min(maxLimit, downtime * 2);
         await driver.setDowntimeLimit(downtime);
         actions.push({ kind: 'downtime', ms: downtime, atMs: elapsed });
-      } else if (policy.autoConverge && !autoConverging) {
+        if (!hopeless) continue;
+      }
+      if (policy.autoConverge && !autoConverging) {
         await driver.engageAutoConverge();
         autoConverging = true;
         actions.push({ kind: 'auto-converge', atMs: elapsed });
@@ -146,12 +165,16 @@ export async function orchestrateMigration(options: OrchestratorOptions): Promis
  */
 function notConverging(stats: MigrationStats, remainingAt: ReadonlyMap<number, number>, downtimeLimitMs: number): boolean {
   if (stats.iteration < 2) return false;
-  const expected = stats.expectedDowntimeMs ?? (stats.throughputBytesPerSec > 0 ? (stats.dataRemainingBytes / stats.throughputBytesPerSec) * 1000 : Infinity);
-  if (expected <= downtimeLimitMs) return false;
+  if (expectedDowntime(stats) <= downtimeLimitMs) return false;
   if (stats.throughputBytesPerSec > 0 && stats.dirtyRateBytesPerSec >= 0.9 * stats.throughputBytesPerSec) return true;
   const before = remainingAt.get(stats.iteration - 2);
   const now = remainingAt.get(stats.iteration);
   return before !== undefined && now !== undefined && now >= 0.7 * before;
+}
+
+/** The pause if the job stopped now: what the hypervisor says, else what is left at the current rate. */
+function expectedDowntime(stats: MigrationStats): number {
+  return stats.expectedDowntimeMs ?? (stats.throughputBytesPerSec > 0 ? (stats.dataRemainingBytes / stats.throughputBytesPerSec) * 1000 : Infinity);
 }
 
 function fraction(stats: MigrationStats): number {
