@@ -18,6 +18,8 @@ export interface Capabilities {
   readonly imageImport: boolean;
   /** `listUnowned` and `adopt`: VMs made outside NovaCron can be taken into a fleet without a restart. */
   readonly adopt?: boolean;
+  /** `bootCheck`: a restored VM can be booted to its guest's ready marker, so restore tests also boot (`method: boot`). */
+  readonly bootCheck?: boolean;
 }
 
 export const NO_CAPABILITIES: Capabilities = Object.freeze({
@@ -31,6 +33,7 @@ export const NO_CAPABILITIES: Capabilities = Object.freeze({
   imageExport: false,
   imageImport: false,
   adopt: false,
+  bootCheck: false,
 });
 
 /** Progress of a long operation, reported through `OperationContext.onProgress`. */
@@ -277,6 +280,18 @@ export interface RestoreResult {
   readonly bytesWritten: number;
 }
 
+export interface BootCheckOptions {
+  /** How long the guest may take to report ready; the provider's own default when absent. */
+  readonly timeoutMs?: number;
+}
+
+/** A restored VM booted for a restore test: whether its guest reported ready, and what was seen. */
+export interface BootCheckResult {
+  readonly ok: boolean;
+  readonly detail: string;
+  readonly durationMs: number;
+}
+
 export interface ImageArtifact {
   readonly path: string;
   readonly format: 'raw' | 'qcow2' | 'vmdk' | 'tar.gz';
@@ -337,6 +352,12 @@ export interface Provider {
   deleteSnapshot?(snapshotId: string, ctx?: OperationContext): Promise<void>;
   /** Stores a restore test's outcome with the snapshot (backup metadata, tags, labels). */
   recordVerification?(snapshotId: string, verification: SnapshotVerification, ctx?: OperationContext): Promise<SnapshotRecord>;
+  /**
+   * Boots a stopped VM (the scratch VM a restore test restored into), waits until its guest
+   * reports ready, and stops it again. Refuses a VM that is neither `vm.fleet`'s nor one the
+   * provider restored. A guest that does not come up in time is `ok: false`, not an error.
+   */
+  bootCheck?(vm: VmRef, options?: BootCheckOptions, ctx?: OperationContext): Promise<BootCheckResult>;
 
   exportImage?(vm: VmRef, ctx?: OperationContext): Promise<ImageArtifact>;
   importImage?(artifact: ImageArtifact, imageName: string, ctx?: OperationContext): Promise<string>;
@@ -363,6 +384,7 @@ type CapabilityOps = {
   imageExport: 'exportImage';
   imageImport: 'importImage';
   adopt: 'listUnowned' | 'adopt';
+  bootCheck: 'bootCheck';
 };
 
 export type ProviderWith<C extends keyof CapabilityOps> = Provider & Required<Pick<Provider, CapabilityOps[C]>>;

@@ -237,8 +237,9 @@ export interface VerifyResult {
 
 /**
  * Restore tests: each chosen snapshot is restored into a scratch VM, the digest read back
- * from it is compared with the one recorded at backup time, the result is stored with the
- * snapshot and the scratch VM is removed. By default each VM's newest complete snapshot, the
+ * from it is compared with the one recorded at backup time, the scratch VM is booted to its
+ * guest's ready marker where the provider can (capability `bootCheck`: `method: boot`), the
+ * result is stored with the snapshot and the scratch VM is removed. By default each VM's newest complete snapshot, the
  * one a restore would use.
  */
 export async function verifySnapshots(fleet: FleetSpec, providers: ProviderSet, options: VerifyOptions = {}): Promise<VerifyResult> {
@@ -328,6 +329,7 @@ async function verifyOne(ops: SnapshotOps, snapshot: SnapshotRecord, options: Sn
   let restored: RestoreResult | undefined;
   let verification: SnapshotVerification;
   const at = () => new Date(clock.now()).toISOString();
+  let phase: 'restore' | 'boot' = 'restore';
   try {
     restored = await ops.restore({ name: snapshot.vm, fleet: snapshot.fleet }, { snapshot: snapshot.id, asName: scratchVmName(snapshot.vm), scratch: true }, ctx);
     verification =
@@ -338,11 +340,18 @@ async function verifyOne(ops: SnapshotOps, snapshot: SnapshotRecord, options: Sn
           : restored.digest === snapshot.digest
             ? { at: at(), ok: true, method: 'checksum', detail: `restored ${formatBytes(restored.bytesWritten)} into ${restored.vm.name}; digest matches (${short(snapshot.digest)})` }
             : { at: at(), ok: false, method: 'checksum', detail: `digest mismatch: recorded ${short(snapshot.digest)}, restored ${short(restored.digest)}` };
+    // Where the provider can boot what it restored (KVM), the data must also boot: the
+    // scratch VM is started and has to reach its guest's ready marker.
+    if (verification.ok && supports(ops.provider, 'bootCheck')) {
+      phase = 'boot';
+      const boot = await ops.provider.bootCheck({ name: restored.vm.name, fleet: restored.vm.fleet, host: restored.vm.host }, {}, ctx);
+      verification = { at: at(), ok: boot.ok, method: 'boot', detail: boot.ok ? `${verification.detail}; ${boot.detail}` : `digest matches, but the restored VM did not boot: ${boot.detail}` };
+    }
   } catch (thrown) {
-    const error = toNovaCronError(thrown, { provider: snapshot.provider, vm: snapshot.vm, operation: 'restore' });
+    const error = toNovaCronError(thrown, { provider: snapshot.provider, vm: snapshot.vm, operation: phase === 'boot' ? 'bootCheck' : 'restore' });
     // A host that did not answer says nothing about the backup: report it, record nothing.
     if (error.retryable || error.code === 'Aborted' || error.code === 'CircuitOpen') throw error;
-    verification = { at: at(), ok: false, method: 'checksum', detail: `restore failed: ${error.message}` };
+    verification = { at: at(), ok: false, method: phase === 'boot' ? 'boot' : 'checksum', detail: `${phase === 'boot' ? 'boot check' : 'restore'} failed: ${error.message}` };
   } finally {
     if (restored) {
       await ops.provider.delete({ name: restored.vm.name, fleet: restored.vm.fleet }, ctx).catch(() => undefined);
