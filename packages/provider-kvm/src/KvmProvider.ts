@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import {
+  AbortedError,
   assertOwned,
   CapacityExceededError,
   ConflictError,
@@ -10,8 +12,10 @@ import {
   throwIfAborted,
   UnreachableError,
   UnsupportedError,
+  type AdoptRequest,
   type Capabilities,
   type Clock,
+  type CloudInit,
   type CreateVmRequest,
   type ErrorContext,
   type Host,
@@ -21,6 +25,8 @@ import {
   type ResizeRequest,
   type Resources,
   type StopOptions,
+  type UnownedVm,
+  type VmAddress,
   type VmRecord,
   type VmRef,
   type VmState,
@@ -30,7 +36,10 @@ import {
   type SnapshotRecord,
   type SnapshotRequest,
   type SnapshotVerification,
+  type BootCheckOptions,
+  type BootCheckResult,
 } from '@novacron/core';
+import { resolveAddresses, waitForAddresses } from './addresses/addresses.js';
 import { buildSeedIso } from './cloudinit/seed.js';
 import { resolveHosts, type KvmHost } from './config.js';
 import { buildDomainXml, parseDomainXml, serialLogPath, type DomainSpec } from './domain/domainXml.js';
@@ -38,12 +47,16 @@ import { metadataCommand, type NovaCronMetadata } from './domain/metadata.js';
 import { assertName } from './names.js';
 import { SshPool } from './ssh/SshPool.js';
 import type { Transport } from './transport.js';
-import { KvmSnapshots, type BootCheckResult } from './snapshots/KvmSnapshots.js';
-import { KvmImages } from './images/KvmImages.js';
 import { readHostState, type DomainView, type HostState } from './virsh/hostState.js';
 import type { Lease } from './virsh/parsers.js';
 import { Virsh } from './virsh/Virsh.js';
-import { ensureImageVolume, type ImageConfig } from './images.js';
+import { imageOfBackingFile, type BaseVolume, type ImageConfig } from './images.js';
+import { ImageCache, type ImageCacheStats } from './image-cache/ImageCache.js';
+import { KeyedQueue } from './locks/KeyedQueue.js';
+import { CLAIM_TTL_SEC, claimScript, nameProbeScript, parseClaims, releaseScript } from './locks/claims.js';
+import { probeRootDisks } from './adopt/diskProbe.js';
+import { KvmSnapshots } from './snapshots/KvmSnapshots.js';
+import { KvmImages } from './images/KvmImages.js';
 
 export interface KvmProviderOptions {
   readonly name: string;
@@ -91,6 +104,12 @@ export class KvmProvider implements Provider {
   readonly #log: ((message: string) => void) | undefined;
   readonly #hostLocks = new Map<string, Promise<void>>();
   readonly #books = new Map<string, { seq: number; active: Map<symbol, Resources>; released: { at: number; resources: Resources }[] }>();
+  /** Per-host and per-pool queues (day-2 concurrency); the hosts' own locks order work across processes. */
+  readonly #queue = new KeyedQueue();
+  readonly #imageCache: ImageCache;
+  /** This provider's mark on the name claims it writes on hosts. */
+  readonly #claimToken = randomBytes(8).toString('hex');
+  readonly #releasing = new Set<Promise<void>>();
   readonly #snapshots: KvmSnapshots;
   readonly #images: KvmImages;
 
@@ -101,6 +120,14 @@ export class KvmProvider implements Provider {
     this.#log = options.log;
     this.hosts = new Map(resolveHosts(options.name, options.config, options).map((h) => [h.name, h]));
     this.transport = options.transport ?? new SshPool({ env: options.env, ...(options.log ? { log: options.log } : {}) });
+    this.#imageCache = new ImageCache({
+      hosts: this.hosts,
+      virshFor: (h) => this.virshFor(h),
+      queue: this.#queue,
+      perPool: options.config.queues?.perPool ?? 2,
+      ...(options.config.lockDir ? { lockDir: options.config.lockDir } : {}),
+      ...(options.log ? { log: options.log } : {}),
+    });
     this.#snapshots = new KvmSnapshots(this, { config: options.config, clock: this.#clock, ...(options.log ? { log: options.log } : {}) });
     this.#images = new KvmImages(this, { config: options.config, ...(options.log ? { log: options.log } : {}) });
     this.capabilities = {
@@ -116,6 +143,9 @@ export class KvmProvider implements Provider {
       incrementalSnapshots: true,
       imageExport: true,
       imageImport: true,
+      // Restore tests boot the restored VM to its image's ready marker.
+      bootCheck: true,
+      adopt: true,
     };
   }
 
@@ -143,8 +173,11 @@ export class KvmProvider implements Provider {
     // Every host must answer: a VM missing from the list would be created again elsewhere.
     const perHost = await Promise.all(
       [...this.hosts.values()].map(async (host) => {
-        const state = await readHostState(this.virshFor(host.name), { network: host.network, signal: signalOf(ctx), operation: 'list' });
-        return state.domains.filter((d) => d.info.metadata?.fleet === fleet).map((d) => this.#toRecord(host, d, state.leases));
+        const virsh = this.virshFor(host.name);
+        const state = await readHostState(virsh, { network: host.network, signal: signalOf(ctx), operation: 'list' });
+        const mine = state.domains.filter((d) => d.info.metadata?.fleet === fleet);
+        const addresses = await this.#addressesOf(host, virsh, mine, state.leases, ctx);
+        return mine.map((d) => this.#toRecord(host, d, addresses.get(d.info.uuid) ?? []));
       }),
     );
     return perHost.flat();
@@ -155,7 +188,8 @@ export class KvmProvider implements Provider {
     let lastCapacityError: CapacityExceededError | undefined;
     for (const target of targets) {
       try {
-        return await this.#createOn(this.#hostOf(target, 'create'), request, ctx);
+        const host = this.#hostOf(target, 'create');
+        return await this.#queue.run(`host:${host.name}`, this.#config.queues?.perHost ?? 4, () => this.#createOn(host, request, ctx), ctx.signal);
       } catch (error) {
         // "No room here" moves on to the next place placement found acceptable.
         if (error instanceof CapacityExceededError && target !== targets.at(-1)) {
@@ -242,6 +276,10 @@ export class KvmProvider implements Provider {
     if (grow.cpu > 0 || grow.memoryMiB > 0) await this.#assertRoom(host, virsh, { ...grow, diskGiB: 0, gpu: 0 }, ref.name, 'resize', ctx);
 
     const running = view.state !== 'shut off';
+    // New cloud-init data is written into the seed while the VM is off, and read at the next
+    // boot: with the reboot policy that boot is now (one reboot, shared with a resize that needs one).
+    const newSeed = request.reboot && request.cloudInit ? this.#seedFor(ref.name, request.cloudInit) : undefined;
+    let rebooted = false;
     const cpuChange = want.cpu !== info.vcpus;
     const memChange = want.memoryMiB !== info.memoryMiB;
     if (cpuChange || memChange) {
@@ -279,9 +317,23 @@ export class KvmProvider implements Provider {
         if (running) {
           progress(ctx, 'resize', 'reboot');
           await this.#powerOff(found, {}, ctx);
+          if (newSeed) await this.#replaceSeed(host, virsh, ref.name, newSeed, opts, ctx);
           await virsh.run(['start', ref.name], opts);
+          rebooted = true;
         }
       }
+    }
+    if (newSeed && !rebooted) {
+      if (running && !request.allowReboot) {
+        throw new ConflictError(`VM "${ref.name}" needs a reboot to read its new cloud-init data, and reboots are not allowed`, {
+          context: virsh.context(opts),
+          hint: 'allow reboots for this group (changes.allowReboot), or set cloudInit.onChange: ignore',
+        });
+      }
+      progress(ctx, 'resize', 'reboot');
+      if (running) await this.#powerOff(found, {}, ctx);
+      await this.#replaceSeed(host, virsh, ref.name, newSeed, opts, ctx);
+      if (running) await virsh.run(['start', ref.name], opts);
     }
     if (want.diskGiB > meta.diskGiB) {
       progress(ctx, 'resize', 'disk');
@@ -290,9 +342,74 @@ export class KvmProvider implements Provider {
       else await virsh.run(['vol-resize', rootVolumeName(ref.name), `${want.diskGiB}G`, '--pool', host.pool], opts);
     }
     const now = await this.#reread(found, 'resize', ctx);
-    const nextMeta: NovaCronMetadata = { ...meta, specHash: request.specHash, diskGiB: want.diskGiB };
+    // Labels the fleet declares are set; others (put there by hand or another tool) stay.
+    const nextMeta: NovaCronMetadata = { ...meta, specHash: request.specHash, diskGiB: want.diskGiB, labels: { ...meta.labels, ...(request.labels ?? {}) } };
     await virsh.run(metadataCommand(ref.name, nextMeta, now.state === 'running'), opts);
     return this.#reread(found, 'resize', ctx);
+  }
+
+  /** Domains on the hosts without NovaCron's record (another fleet's are not listed): what `novacron adopt` matches. */
+  async listUnowned(ctx: OperationContext = {}): Promise<readonly UnownedVm[]> {
+    const perHost = await Promise.all(
+      [...this.hosts.values()].map(async (host) => {
+        const virsh = this.virshFor(host.name);
+        const state = await readHostState(virsh, { network: host.network, signal: signalOf(ctx), operation: 'adopt' });
+        const foreign = state.domains.filter((d) => !d.info.metadata);
+        const disks = await probeRootDisks(virsh, foreign.map((d) => d.info), signalOf(ctx));
+        return foreign.map((d): UnownedVm => {
+          const disk = disks.get(d.info.uuid || d.info.name) ?? {};
+          const image = disk.backingFile ? imageOfBackingFile(this.#config.images, disk.backingFile) : undefined;
+          const base = disk.backingFile?.slice(disk.backingFile.lastIndexOf('/') + 1);
+          return {
+            name: d.info.name,
+            id: d.info.uuid,
+            provider: this.name,
+            host: hostId(this.name, host.name),
+            zone: host.zone,
+            state: vmState(d.state),
+            resources: { cpu: d.info.vcpus, memoryMiB: d.info.memoryMiB, diskGiB: Math.ceil((disk.capacityBytes ?? 0) / 1024 ** 3), gpu: 0 },
+            ...(image ? { image } : {}),
+            ...(base ? { imageSource: `backing file ${disk.backingFile}` } : { imageSource: disk.path ? `its own disk ${disk.path} (no base image)` : 'no disk' }),
+            ...(!image && base ? { imageSuggestion: { name: base.replace(/\.(qcow2|raw|img)$/, '').toLowerCase().replace(/[^a-z0-9._-]+/g, '-'), config: { volume: base, format: disk.format === 'raw' ? 'raw' : 'qcow2' } } } : {}),
+            labels: {},
+            addresses: leaseAddresses(d.info.macs, state.leases),
+          };
+        });
+      }),
+    );
+    return perHost.flat();
+  }
+
+  /**
+   * Writes the fleet's record into a domain that has none (`virsh metadata`, live and in its
+   * config): the VM keeps running, nothing else in it changes. Idempotent for the same slot;
+   * a domain that another fleet, or another slot, owns is refused.
+   */
+  async adopt(ref: VmRef, request: AdoptRequest, ctx: OperationContext = {}): Promise<VmRecord> {
+    const context = { provider: this.name, vm: ref.name, operation: 'adopt' };
+    const found = await this.locate(ref, 'adopt', ctx);
+    if (!found) throw new NotFoundError(`VM "${ref.name}" is on no host of provider "${this.name}"`, { context, hint: 'run `novacron adopt --dry-run` again: it may have been removed' });
+    assertName('vm', ref.name, 'VM name', { ...context, host: found.host.name });
+    const meta = found.view.info.metadata;
+    const { ownership } = request;
+    if (meta) {
+      if (meta.fleet === ownership.fleet && meta.group === ownership.group && meta.index === ownership.index) return this.#reread(found, 'adopt', ctx);
+      throw new ConflictError(`${found.host.name}: VM "${ref.name}" is already owned (fleet "${meta.fleet}", group "${meta.group}", index ${meta.index})`, {
+        context: { ...context, host: found.host.name },
+        hint: 'a VM belongs to one fleet: remove it from the other fleet first',
+      });
+    }
+    const disk = (await probeRootDisks(found.virsh, [found.view.info], signalOf(ctx))).get(found.view.info.uuid || found.view.info.name);
+    const next: NovaCronMetadata = {
+      ...ownership,
+      image: request.image,
+      diskGiB: Math.ceil((disk?.capacityBytes ?? 0) / 1024 ** 3),
+      labels: request.labels,
+      createdAt: new Date(this.#clock.now()).toISOString(),
+    };
+    progress(ctx, 'adopt', 'metadata');
+    await found.virsh.run(metadataCommand(ref.name, next, vmState(found.view.state) === 'running'), { signal: signalOf(ctx), vm: ref.name, operation: 'adopt' });
+    return this.#reread(found, 'adopt', ctx);
   }
 
   // ---- snapshots (snapshots/KvmSnapshots.ts) and image moves (images/KvmImages.ts) -------
@@ -317,7 +434,7 @@ export class KvmProvider implements Provider {
     return this.#snapshots.recordVerification(snapshotId, verification, ctx);
   }
 
-  bootCheck(ref: VmRef, options: { readonly timeoutMs?: number } = {}, ctx: OperationContext = {}): Promise<BootCheckResult> {
+  bootCheck(ref: VmRef, options: BootCheckOptions = {}, ctx: OperationContext = {}): Promise<BootCheckResult> {
     return this.#snapshots.bootCheck(ref, options, ctx);
   }
 
@@ -330,6 +447,7 @@ export class KvmProvider implements Provider {
   }
 
   async close(): Promise<void> {
+    await Promise.all(this.#releasing);
     await this.transport.close?.();
   }
 
@@ -365,7 +483,7 @@ export class KvmProvider implements Provider {
 
   /** The domain's record as NovaCron reports it. */
   toRecord(found: LocatedDomain, leases: readonly Lease[] = []): VmRecord {
-    return this.#toRecord(found.host, found.view, leases);
+    return this.#toRecord(found.host, found.view, leaseAddresses(found.view.info.macs, leases));
   }
 
   // ---- internals -------------------------------------------------------------------------
@@ -386,7 +504,7 @@ export class KvmProvider implements Provider {
     if (request.resources.gpu > 0) throw new UnsupportedError('GPUs are not supported on KVM hosts yet', { context: virsh.context(opts), hint: 'set gpu: 0 for groups placed on KVM hosts, or place them on a cloud provider' });
 
     progress(ctx, 'create', 'capacity', 0.05);
-    const seen = await this.#reserve(host, virsh, name, request.resources, ctx);
+    const seen = await this.#reserve(host, virsh, name, request.resources, ctx, request.ownership.fleet);
     if (seen.existing) {
       const existing: LocatedDomain = { host, virsh, view: seen.existing };
       assertOwnedOnHost(existing, { name, fleet: request.ownership.fleet }, this.name, 'create');
@@ -399,20 +517,20 @@ export class KvmProvider implements Provider {
     try {
       progress(ctx, 'create', 'image', 0.1);
       const imported = request.fromImage !== undefined ? await this.#images.baseFor(host, request.fromImage, ctx) : undefined;
-      const base = imported ?? (await ensureImageVolume(virsh, host.pool, request.image, image, ctx));
+      // Atomic names: no other host has (or is making) a VM of this name; checked while the disks are made.
+      const elsewhere = this.#nameElsewhere(host, name, ctx);
+      elsewhere.catch(() => undefined);
+      const base = imported ?? (await this.#imageCache.ensure(host, request.image, image, ctx));
       // An imported disk larger than the group's size keeps its size: never cut.
       const diskGiB = Math.max(request.resources.diskGiB, Math.ceil((imported?.capacityBytes ?? 0) / 1024 ** 3));
-      const seed = buildSeedIso({
-        vmName: name,
-        specHash: request.ownership.specHash,
-        ...(request.cloudInit ? { cloudInit: request.cloudInit } : {}),
-        date: new Date(this.#clock.now()),
-      });
+      const seed = this.#seedFor(name, request.cloudInit);
       const xml = buildDomainXml(this.#domainSpec(host, name, request, image));
 
       progress(ctx, 'create', 'volume', 0.2);
       const made = await Promise.allSettled([
-        this.#createVolume(host, virsh, rootVolumeName(name), ['vol-create-as', host.pool, rootVolumeName(name), `${diskGiB}G`, '--format', 'qcow2', '--backing-vol', base.volume, '--backing-vol-format', base.format], opts, ctx),
+        image.clone === 'full' && !imported
+          ? this.#fullClone(host, virsh, base, rootVolumeName(name), diskGiB, opts, ctx)
+          : this.#createVolume(host, virsh, rootVolumeName(name), ['vol-create-as', host.pool, rootVolumeName(name), `${diskGiB}G`, '--format', 'qcow2', '--backing-vol', base.volume, '--backing-vol-format', base.format], opts, ctx),
         this.#createVolume(host, virsh, seedVolumeName(name), ['vol-create-as', host.pool, seedVolumeName(name), String(seed.length), '--format', 'raw'], opts, ctx),
       ]);
       for (const [i, volume] of [rootVolumeName(name), seedVolumeName(name)].entries()) {
@@ -432,6 +550,8 @@ export class KvmProvider implements Provider {
       if (upgraded.status === 'rejected') throw upgraded.reason;
       if (upgraded.value.code !== 0) this.#log?.(`kvm: ${host.name}: could not make ${rootVolumeName(name)} qcow2 v3 (${upgraded.value.stderr.trim()}); its backups will all be fulls`);
 
+      const taken = await elsewhere;
+      if (taken) throw taken;
       progress(ctx, 'create', 'define', 0.5);
       const [defined, started, state, dumped] = await virsh.batch(
         [['define', '/dev/stdin'], ['start', name], ['domstate', name], ['dumpxml', '--inactive', name]],
@@ -444,8 +564,10 @@ export class KvmProvider implements Provider {
       const failure = [defined, started, state, dumped].find((r) => r?.error)?.error;
       if (failure) throw failure;
       if (!state || !dumped) throw new UnreachableError(`${host.name}: no answer from virsh while creating ${name}`, { context: virsh.context(opts), hint: 'the command was cut short (connection lost?): re-run; create is idempotent' });
+      const view: DomainView = { state: state.stdout.trim(), info: parseDomainXml(dumped.stdout) };
+      const addresses = await this.#firstAddresses(host, virsh, view, ctx);
       progress(ctx, 'create', 'done', 1);
-      return this.#toRecord(host, { state: state.stdout.trim(), info: parseDomainXml(dumped.stdout) }, []);
+      return this.#toRecord(host, view, addresses);
     } catch (error) {
       seen.release();
       const failures: string[] = [];
@@ -459,6 +581,41 @@ export class KvmProvider implements Provider {
       if (failures.length > 0) this.#log?.(`kvm: create of ${name} on ${host.name} failed and cleanup left: ${failures.join('; ')}`);
       throw error;
     }
+  }
+
+  /** With `addresses.waitOnCreate`, waits that long at most for the new VM's first address; never fails for want of one. */
+  async #firstAddresses(host: KvmHost, virsh: Virsh, view: DomainView, ctx: OperationContext): Promise<VmAddress[]> {
+    const { sources, sourceTimeout, waitOnCreate } = this.#addressConfig;
+    if (waitOnCreate <= 0) return [];
+    progress(ctx, 'create', 'addresses', 0.9);
+    try {
+      return await waitForAddresses(virsh, { id: view.info.uuid, macs: view.info.macs, running: true }, {
+        sources, sourceTimeoutMs: sourceTimeout, network: host.network, waitMs: waitOnCreate, clock: this.#clock, ...(ctx.signal ? { signal: ctx.signal } : {}),
+      });
+    } catch (error) {
+      if (error instanceof AbortedError) throw error;
+      // The VM is made; an address that cannot be read now is read by the next list.
+      this.#log?.(`kvm: ${host.name}: no address for ${view.info.name} yet: ${(error as Error).message}`);
+      return [];
+    }
+  }
+
+  /** The config as parsed has these defaults; a config built by hand may lack them. */
+  get #addressConfig(): KvmProviderConfig['addresses'] {
+    return this.#config.addresses ?? { sources: ['lease', 'agent', 'arp'], sourceTimeout: 3_000, waitOnCreate: 0 };
+  }
+
+  #seedFor(name: string, cloudInit: CloudInit | undefined): Buffer {
+    return buildSeedIso({ vmName: name, ...(cloudInit ? { cloudInit } : {}), date: new Date(this.#clock.now()) });
+  }
+
+  /** Writes a new seed into the VM's seed volume (made anew at the new size) while the VM is off. */
+  async #replaceSeed(host: KvmHost, virsh: Virsh, name: string, seed: Buffer, opts: { signal?: AbortSignal; vm: string; operation: string }, ctx: OperationContext): Promise<void> {
+    progress(ctx, opts.operation, 'seed');
+    const volume = seedVolumeName(name);
+    await this.#deleteVolumes(virsh, host.pool, [volume], opts);
+    await virsh.run(['vol-create-as', host.pool, volume, String(seed.length), '--format', 'raw'], opts);
+    await virsh.run(['vol-upload', '--pool', host.pool, volume, '/dev/stdin'], { ...opts, stdin: seed });
   }
 
   #domainSpec(host: KvmHost, name: string, request: CreateVmRequest, image: ImageConfig): DomainSpec {
@@ -497,16 +654,46 @@ export class KvmProvider implements Provider {
    * still counted by that create (it may not see the new domain yet): conservative, never
    * over-committing.
    */
-  async #reserve(host: KvmHost, virsh: Virsh, name: string, need: Resources, ctx: OperationContext): Promise<{ existing?: DomainView; release: () => void }> {
+  async #reserve(host: KvmHost, virsh: Virsh, name: string, need: Resources, ctx: OperationContext, fleet = ''): Promise<{ existing?: DomainView; release: () => void }> {
     const book = this.#bookFor(host.name);
     return this.#withHostLock(host.name, async () => {
       const readSeq = book.seq++;
-      const state = await readHostState(virsh, { node: true, signal: signalOf(ctx), operation: 'create' });
+      // Under the host's own lock (other processes too): the claims of creates under way
+      // anywhere, and this one's claim written, in the same round trip as the host read.
+      const claim = { name, fleet, resources: need, token: this.#claimToken };
+      const state = await readHostState(virsh, { node: true, signal: signalOf(ctx), operation: 'create', prelude: claimScript(virsh, this.#config.lockDir, claim) });
       const existing = state.domains.find((d) => d.info.name === name);
-      if (existing) return { existing, release: () => undefined };
-      const pending = [...book.active.values(), ...book.released.filter((g) => g.at > readSeq).map((g) => g.resources)];
+      const unclaim = () => {
+        // Not waited for by the create (libvirt counts the domain from here); close() waits for it.
+        const done = virsh.script(releaseScript(virsh, this.#config.lockDir, name, this.#claimToken)).then(() => undefined, () => undefined);
+        this.#releasing.add(done);
+        void done.finally(() => this.#releasing.delete(done));
+      };
+      if (existing) {
+        unclaim();
+        return { existing, release: () => undefined };
+      }
+      const defined = new Set(state.domains.map((d) => d.info.name));
+      const claims = parseClaims(state.prelude ?? '').filter((c) => c.ageSec < CLAIM_TTL_SEC && !defined.has(c.name));
+      const rival = claims.find((c) => c.name === name && c.token !== this.#claimToken);
+      if (rival) {
+        unclaim();
+        throw new ConflictError(`${host.name}: VM "${name}" is being created on this host by another process (fleet "${rival.fleet}")`, {
+          context: virsh.context({ vm: name, operation: 'create' }),
+          retryable: true,
+          hint: 'two applies of the same VM at once: this one waits and tries again',
+        });
+      }
+      // Other processes' creates under way count as allocated; this process's are in its book.
+      const others = claims.filter((c) => c.token !== this.#claimToken).map((c) => c.resources);
+      const pending = [...book.active.values(), ...book.released.filter((g) => g.at > readSeq).map((g) => g.resources), ...others];
       book.released = book.released.filter((g) => g.at > readSeq);
-      this.#checkRoom(host, state, need, pending, virsh.context({ vm: name, operation: 'create' }), name);
+      try {
+        this.#checkRoom(host, state, need, pending, virsh.context({ vm: name, operation: 'create' }), name);
+      } catch (error) {
+        unclaim();
+        throw error;
+      }
       const id = Symbol(name);
       book.active.set(id, need);
       let released = false;
@@ -516,6 +703,7 @@ export class KvmProvider implements Provider {
           released = true;
           book.active.delete(id);
           book.released.push({ at: book.seq, resources: need });
+          unclaim();
         },
       };
     });
@@ -528,6 +716,57 @@ export class KvmProvider implements Provider {
       this.#books.set(host, book);
     }
     return book;
+  }
+
+  /**
+   * Another host of this provider with a domain of this name, or a live claim on it by
+   * another process: the error to stop this create with (undefined when the name is free
+   * everywhere else). Retryable: the retry finds the VM made by the other process, or the
+   * name free. Hosts that do not answer are passed over: whoever creates there checks again.
+   */
+  async #nameElsewhere(here: KvmHost, name: string, ctx: OperationContext): Promise<Error | undefined> {
+    const others = [...this.hosts.values()].filter((h) => h.name !== here.name);
+    const answers = await Promise.all(
+      others.map(async (h) => {
+        const v = this.virshFor(h.name);
+        const r = await v.script(nameProbeScript(v, this.#config.lockDir, name), { ...(ctx.signal ? { signal: ctx.signal } : {}), timeoutMs: 60_000 }).catch(() => undefined);
+        return { host: h, text: r?.code === 0 ? r.stdout : '' };
+      }),
+    );
+    for (const { host, text } of answers) {
+      const context = { provider: this.name, host: host.name, vm: name, operation: 'create' };
+      if (/^D /m.test(text)) {
+        return new ConflictError(`VM name "${name}" is taken on host ${host.name}: one name, one VM across the provider's hosts`, {
+          context,
+          hint: 'a domain of that name was made there by hand or by another fleet: rename it, or the group or fleet',
+        });
+      }
+      const claim = parseClaims(text).find((c) => c.name === name && c.token !== this.#claimToken && c.ageSec < CLAIM_TTL_SEC);
+      if (claim) {
+        return new ConflictError(`VM "${name}" is being created on host ${host.name} by another process (fleet "${claim.fleet}")`, {
+          context,
+          retryable: true,
+          hint: 'two applies of the same VM at once: this one waits and tries again',
+        });
+      }
+    }
+    return undefined;
+  }
+
+  /** A full, independent copy of the base made on the host (`vol-clone`), grown to the disk size; disk-heavy, so queued per pool. */
+  async #fullClone(host: KvmHost, virsh: Virsh, base: BaseVolume, volume: string, diskGiB: number, opts: { signal?: AbortSignal; vm: string; operation: string }, ctx: OperationContext): Promise<void> {
+    await this.#queue.run(`pool:${host.name}/${host.pool}`, this.#config.queues?.perPool ?? 2, async () => {
+      progress(ctx, 'create', 'clone');
+      await this.#createVolume(host, virsh, volume, ['vol-clone', '--pool', host.pool, base.volume, volume], opts, ctx);
+    }, ctx.signal);
+    const info = await virsh.run(['vol-info', volume, '--pool', host.pool, '--bytes'], opts);
+    const capacity = Number(/Capacity:\s+(\d+)/.exec(info)?.[1] ?? 0);
+    if (capacity < diskGiB * 1024 ** 3) await virsh.run(['vol-resize', volume, `${diskGiB}G`, '--pool', host.pool], opts);
+  }
+
+  /** How images reached the hosts in this provider's life: cache hits, fetches by URL, host-to-host copies. */
+  get imageStats(): ImageCacheStats {
+    return this.#imageCache.stats;
   }
 
   /** vol-create-as, replacing a leftover of an interrupted create that no domain uses. */
@@ -725,10 +964,30 @@ export class KvmProvider implements Provider {
     };
   }
 
-  #toRecord(host: KvmHost, view: DomainView, leases: readonly Lease[]): VmRecord {
+  /**
+   * Addresses of these domains: from the leases already read, and for running domains the
+   * leases do not cover, from the other configured sources (agent, ARP) in one more round
+   * trip, each source bounded by `addresses.sourceTimeout`.
+   */
+  async #addressesOf(host: KvmHost, virsh: Virsh, domains: readonly DomainView[], leases: readonly Lease[], ctx: OperationContext): Promise<Map<string, VmAddress[]>> {
+    const { sources, sourceTimeout } = this.#addressConfig;
+    const out = new Map<string, VmAddress[]>();
+    for (const d of domains) out.set(d.info.uuid, sources.includes('lease') ? leaseAddresses(d.info.macs, leases) : []);
+    const others = sources.filter((s) => s !== 'lease');
+    const missing = domains.filter((d) => out.get(d.info.uuid)!.length === 0 && vmState(d.state) === 'running');
+    if (others.length === 0 || missing.length === 0) return out;
+    const found = await resolveAddresses(
+      virsh,
+      missing.map((d) => ({ id: d.info.uuid, macs: d.info.macs, running: true })),
+      { sources: others, sourceTimeoutMs: sourceTimeout, network: host.network, ...(ctx.signal ? { signal: ctx.signal } : {}) },
+    );
+    for (const [id, list] of found) out.set(id, list);
+    return out;
+  }
+
+  #toRecord(host: KvmHost, view: DomainView, addresses: readonly VmAddress[]): VmRecord {
     const info = view.info;
     const meta = info.metadata;
-    const macs = new Set(info.macs.map((m) => m.toLowerCase()));
     return {
       name: info.name,
       id: info.uuid,
@@ -743,10 +1002,15 @@ export class KvmProvider implements Provider {
       resources: { cpu: info.vcpus, memoryMiB: info.memoryMiB, diskGiB: meta?.diskGiB ?? 0, gpu: 0 },
       image: meta?.image ?? 'unknown',
       labels: meta?.labels ?? {},
-      addresses: leases.filter((l) => macs.has(l.mac)).map((l) => ({ address: l.address, source: 'lease' as const })),
+      addresses,
       ...(meta?.createdAt ? { createdAt: meta.createdAt } : {}),
     };
   }
+}
+
+function leaseAddresses(macs: readonly string[], leases: readonly Lease[]): VmAddress[] {
+  const mine = new Set(macs.map((m) => m.toLowerCase()));
+  return leases.filter((l) => mine.has(l.mac)).map((l) => ({ address: l.address, source: 'lease' as const }));
 }
 
 /** libvirt's state words → NovaCron's. */

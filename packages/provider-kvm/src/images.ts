@@ -11,6 +11,21 @@ export interface BaseVolume {
   readonly format: 'qcow2' | 'raw';
 }
 
+/** The pool volume an image given by URL is cached in on every host: named after the image, its URL and checksum. */
+export function cachedImageVolume(imageName: string, image: Pick<ImageConfig, 'url' | 'checksum' | 'format'>): string {
+  const tag = createHash('sha256').update(`${image.url ?? ''}\n${image.checksum ?? ''}`).digest('hex').slice(0, 12);
+  return `novacron-image-${imageName.replace(/[^A-Za-z0-9._+-]/g, '_')}-${tag}.${image.format}`;
+}
+
+/** The configured image whose base volume is this file (an overlay's backing file), if any. */
+export function imageOfBackingFile(images: Readonly<Record<string, ImageConfig>>, backingFile: string): string | undefined {
+  const base = backingFile.slice(backingFile.lastIndexOf('/') + 1);
+  for (const [name, image] of Object.entries(images)) {
+    if (image.volume ? image.volume === base : image.url ? cachedImageVolume(name, image) === base : false) return name;
+  }
+  return undefined;
+}
+
 /**
  * The volume new disks are backed by. An image with `volume` names one already in the pool
  * (vol-create-as reports it missing, with a hint). An image with only `url` is fetched by
@@ -25,8 +40,7 @@ export async function ensureImageVolume(virsh: Virsh, pool: string, imageName: s
     throw new InvalidInputError(`image "${imageName}" has neither a volume nor a url`, { context, hint: 'give the image a `volume` in the pool, or a `url` (with a sha256 checksum) the hosts can fetch' });
   }
   if (!/^https?:\/\//.test(image.url)) throw new InvalidInputError(`image "${imageName}": only http(s) URLs can be fetched`, { context, hint: 'serve the image over http(s), or put it in the pool and name its volume' });
-  const tag = createHash('sha256').update(`${image.url}\n${image.checksum ?? ''}`).digest('hex').slice(0, 12);
-  const volume = assertName('object', `novacron-image-${imageName.replace(/[^A-Za-z0-9._+-]/g, '_')}-${tag}.${image.format}`, 'image volume', context);
+  const volume = assertName('object', cachedImageVolume(imageName, image), 'image volume', context);
   const exists = await virsh.tryRun(['vol-info', volume, '--pool', pool], { ...(ctx.signal ? { signal: ctx.signal } : {}), operation: 'create' });
   if (!exists.error) return { volume, format: image.format };
   if (exists.error.code !== 'NotFound') throw exists.error;

@@ -8,6 +8,8 @@ export interface ExecRequest {
   readonly signal?: AbortSignal;
   /** Fails with a TimeoutError after this long (the channel is closed; the command may go on). */
   readonly timeoutMs?: number;
+  /** Forward the user's agent into this command (only where the endpoint's `forwardAgent` allows it). */
+  readonly agentForward?: boolean;
 }
 
 export interface ExecResult {

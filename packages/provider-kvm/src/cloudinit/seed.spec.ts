@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { buildIso9660, primaryName } from './iso9660.js';
 import { buildSeedIso, seedFiles } from './seed.js';
@@ -44,7 +45,7 @@ describe('NoCloud seed', () => {
     expect(read.label).toBe('cidata');
     expect(read.primaryLabel).toBe('CIDATA');
     expect(read.primaryNames).toEqual(['META_DATA.;1', 'USER_DATA.;1']);
-    expect(read.files['meta-data']).toBe('instance-id: "shop-web-0-abc"\nlocal-hostname: "shop-web-0"\n');
+    expect(read.files['meta-data']).toMatch(/^instance-id: "nc-[0-9a-f]{20}"\nlocal-hostname: "shop-web-0"\n$/);
     expect(read.files['user-data']).toBe('#cloud-config\nhostname: "shop-web-0"\n');
     expect(iso.length).toBe(27 * 2048);
   });
@@ -52,6 +53,19 @@ describe('NoCloud seed', () => {
   it('is deterministic for the same input and date', () => {
     const a = buildSeedIso({ vmName: 'a', specHash: 'h', date });
     expect(buildSeedIso({ vmName: 'a', specHash: 'h', date }).equals(a)).toBe(true);
+  });
+
+  it('takes its instance id from its content: new cloud-init data, new id; nothing else changes it', () => {
+    const a = seedFiles({ vmName: 'a', specHash: 'h1', date, cloudInit: { userData: '#cloud-config\n', onChange: 'reboot' } });
+    const sameData = seedFiles({ vmName: 'a', specHash: 'h2', date: new Date(0), cloudInit: { userData: '#cloud-config\n', onChange: 'ignore' } });
+    const newData = seedFiles({ vmName: 'a', specHash: 'h1', date, cloudInit: { userData: '#cloud-config\npackages: [nginx]\n', onChange: 'reboot' } });
+    const withKeys = seedFiles({ vmName: 'a', specHash: 'h1', date, cloudInit: { userData: '#cloud-config\n', sshAuthorizedKeys: ['ssh-ed25519 AAAA me'], onChange: 'reboot' } });
+    expect(a.instanceId).toMatch(/^nc-[0-9a-f]{20}$/);
+    expect(sameData.instanceId).toBe(a.instanceId);
+    expect(new Set([a.instanceId, newData.instanceId, withKeys.instanceId]).size).toBe(3);
+    expect(a.metaData).toContain(`instance-id: "${a.instanceId}"`);
+    const hash = createHash('sha256').update('local-hostname: "a"\n').update('\0').update(a.userData).digest('hex');
+    expect(a.instanceId).toBe(`nc-${hash.slice(0, 20)}`);
   });
 
   it('passes user data through and adds authorized keys as their own part', () => {

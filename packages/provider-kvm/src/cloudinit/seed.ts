@@ -1,21 +1,36 @@
+import { createHash } from 'node:crypto';
 import type { CloudInit } from '@novacron/core';
 import { buildIso9660 } from './iso9660.js';
 
 /**
  * The cloud-init NoCloud seed of a VM: an ISO 9660 volume labelled `cidata` holding
  * `meta-data` (instance id and hostname) and `user-data` (the spec's, or a cloud-config
- * with the hostname and authorized keys). The instance id changes with the spec hash, so
- * cloud-init re-runs its per-instance modules when the VM is recreated from a new spec.
+ * with the hostname and authorized keys). The instance id is a hash of the seed's content
+ * (hostname and user data): new cloud-init data gives a new instance id, so cloud-init runs
+ * its per-instance modules again at the next boot, and nothing else (a resize, a rebuild
+ * from the same data) does.
  */
 export interface SeedInput {
   readonly vmName: string;
-  readonly specHash: string;
+  /** Not part of the seed: the instance id follows the content, not the spec. */
+  readonly specHash?: string;
   readonly cloudInit?: CloudInit;
   readonly date: Date;
 }
 
-export function seedFiles(input: SeedInput): { metaData: string; userData: string } {
-  const metaData = `instance-id: ${yamlString(`${input.vmName}-${input.specHash}`)}\nlocal-hostname: ${yamlString(input.vmName)}\n`;
+export function seedFiles(input: SeedInput): { metaData: string; userData: string; instanceId: string } {
+  const userData = renderUserData(input);
+  const hostname = `local-hostname: ${yamlString(input.vmName)}\n`;
+  const instanceId = seedInstanceId(hostname, userData);
+  return { metaData: `instance-id: ${yamlString(instanceId)}\n${hostname}`, userData, instanceId };
+}
+
+/** `nc-` and the first 20 hex digits of SHA-256 over the rest of the seed. */
+export function seedInstanceId(metaDataWithoutId: string, userData: string): string {
+  return `nc-${createHash('sha256').update(metaDataWithoutId).update('\0').update(userData).digest('hex').slice(0, 20)}`;
+}
+
+function renderUserData(input: SeedInput): string {
   const given = input.cloudInit?.userData;
   const keys = input.cloudInit?.sshAuthorizedKeys ?? [];
   let userData: string;
@@ -24,7 +39,8 @@ export function seedFiles(input: SeedInput): { metaData: string; userData: strin
   } else if (given !== undefined) {
     // Both given: cloud-init merges the parts of a MIME multipart document; the keys go
     // in their own cloud-config part so the user's data is passed through untouched.
-    const boundary = `novacron-${input.specHash}`;
+    // From the content too, so the seed (and its instance id) depends on nothing else.
+    const boundary = `novacron-${createHash('sha256').update(given).update('\0').update(keys.join('\n')).digest('hex').slice(0, 16)}`;
     userData = [
       'Content-Type: multipart/mixed; boundary="' + boundary + '"',
       'MIME-Version: 1.0',
@@ -43,7 +59,7 @@ export function seedFiles(input: SeedInput): { metaData: string; userData: strin
   } else {
     userData = cloudConfig(input.vmName, keys);
   }
-  return { metaData, userData };
+  return userData;
 }
 
 export function buildSeedIso(input: SeedInput): Buffer {

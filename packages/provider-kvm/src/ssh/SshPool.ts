@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
-import { Client, type ClientChannel, type ConnectConfig, type ServerHostKeyAlgorithm } from 'ssh2';
+import { Client, type ClientChannel, type ConnectConfig, type ExecOptions, type ServerHostKeyAlgorithm } from 'ssh2';
 import { AbortedError, AuthFailedError, InvalidInputError, NovaCronError, TimeoutError, UnreachableError } from '@novacron/core';
 import type { SshEndpoint } from '../config.js';
 import type { ExecRequest, ExecResult, Transport } from '../transport.js';
@@ -335,7 +335,9 @@ export class SshConnection {
         );
       }
       this.stats.channelsOpened++;
-      this.client.exec(request.command, (error, stream) => {
+      // ssh2 honours `agentForward` on exec (its typings omit it) when the connection was made with it.
+      const execOptions = (request.agentForward && endpoint.auth.forwardAgent && endpoint.auth.agent ? { agentForward: true } : {}) as ExecOptions;
+      this.client.exec(request.command, execOptions, (error, stream) => {
         if (error) {
           return finish(
             new UnreachableError(`${endpoint.label}: the host refused a new SSH channel: ${error.message}`, {

@@ -16,6 +16,8 @@ export interface HostState {
   readonly pool?: PoolInfo;
   readonly leases: readonly Lease[];
   readonly domains: readonly DomainView[];
+  /** What the request's `prelude` printed. */
+  readonly prelude?: string;
 }
 
 export interface HostStateRequest {
@@ -26,6 +28,11 @@ export interface HostStateRequest {
   readonly network?: string;
   readonly signal?: AbortSignal;
   readonly operation?: string;
+  /**
+   * Shell lines run first, in the same script (a lock taken there is held while the host is
+   * read); what they print comes back as `prelude`. A non-zero status fails the read.
+   */
+  readonly prelude?: string;
 }
 
 /**
@@ -43,6 +50,7 @@ export async function readHostState(virsh: Virsh, request: HostStateRequest): Pr
   const v = (args: string[]) => `${virsh.commandLine(args)} </dev/null`;
   const lines = [
     `s() { printf '\\n%s %s %d\\n' ${marker} "$1" "$2"; }`,
+    ...(request.prelude ? [`{\n${request.prelude}\n}; s prelude $?`] : []),
     ...(request.node ? [`${v(['nodeinfo'])}; s nodeinfo $?`, `${v(['nodememstats'])}; s memstats $?`] : []),
     ...(request.pool ? [`${v(['pool-info', '--bytes', request.pool])}; s pool $?`] : []),
     ...(request.network ? [`${v(['net-dhcp-leases', request.network])}; s leases $?`] : []),
@@ -74,7 +82,9 @@ export async function readHostState(virsh: Virsh, request: HostStateRequest): Pr
     }
   }
   const leasesSection = sections.get('leases');
+  const prelude = request.prelude ? must('prelude') : undefined;
   return {
+    ...(prelude !== undefined ? { prelude } : {}),
     ...(request.node ? { node: parseNodeInfo(must('nodeinfo')), memory: parseNodeMemStats(must('memstats')) } : {}),
     ...(request.pool ? { pool: parsePoolInfo(must('pool')) } : {}),
     leases: leasesSection && leasesSection.code === 0 ? parseLeases(leasesSection.text) : [],
