@@ -37,7 +37,7 @@ describe('planAdoption', () => {
     const full = planAdoption(fleet, [owned('web', 0), owned('web', 1), owned('web', 2)], [unowned('extra')]);
     expect(full.skipped[0]!.reason).toMatch(/group "web" is full \(count 3\)/);
     const unknown = unowned('mystery', { image: undefined, imageSource: 'volume base.qcow2' });
-    expect(planAdoption(fleet, [], [unknown]).skipped[0]!.reason).toMatch(/cannot be told \(volume base.qcow2\); name the group with --group/);
+    expect(planAdoption(fleet, [], [unknown]).skipped[0]!.reason).toMatch(/cannot be told \(volume base.qcow2\); name the group "web" with --group/);
     expect(planAdoption(fleet, [], [unknown], { group: 'web' }).adoptions[0]).toMatchObject({ group: 'web', index: 0, image: 'debian-12' });
     expect(planAdoption(fleet, [], [unowned('a'), unowned('b')], { names: 'b*' }).adoptions.map((a) => a.vm.name)).toEqual(['b']);
   });

@@ -1,4 +1,4 @@
-import { NovaCronError, toNovaCronError } from '../errors/NovaCronError.js';
+import { toNovaCronError, type NovaCronError } from '../errors/NovaCronError.js';
 import { UnsupportedError } from '../errors/errors.js';
 import type { FleetSpec, GroupSpec } from '../model/fleet.js';
 import type { Resources, VmRecord } from '../model/records.js';
@@ -90,8 +90,7 @@ function mismatch(vm: UnownedVm, group: string, spec: GroupSpec, chosen: boolean
   const differ = (['cpu', 'memoryMiB', 'diskGiB', 'gpu'] as const).filter((k) => want[k] !== vm.resources[k]);
   if (differ.length > 0) return `size differs (${differ.map((k) => `${k} ${vm.resources[k]} ≠ ${want[k]}`).join(', ')})`;
   if (vm.image !== undefined && vm.image !== spec.image) return `image ${vm.image} ≠ ${spec.image}`;
-  if (vm.image === undefined && !chosen) return `its image cannot be told (${vm.imageSource ?? 'unknown origin'}); name the group with --group to adopt it as ${spec.image}`;
-  void group;
+  if (vm.image === undefined && !chosen) return `its image cannot be told (${vm.imageSource ?? 'unknown origin'}); name the group "${group}" with --group to adopt it as ${spec.image}`;
   return undefined;
 }
 
