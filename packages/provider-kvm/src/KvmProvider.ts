@@ -85,6 +85,8 @@ export function seedVolumeName(vm: string): string {
 }
 
 const POLL_MS = 500;
+/** How long a create waits for another host to say whether a VM name is taken there. */
+const NAME_PROBE_MS = 5_000;
 
 /**
  * VMs on the user's own KVM hosts: libvirt driven through `virsh` over one pooled SSH
@@ -729,7 +731,10 @@ export class KvmProvider implements Provider {
     const answers = await Promise.all(
       others.map(async (h) => {
         const v = this.virshFor(h.name);
-        const r = await v.script(nameProbeScript(v, this.#config.lockDir, name), { ...(ctx.signal ? { signal: ctx.signal } : {}), timeoutMs: 60_000 }).catch(() => undefined);
+        // A host that does not answer soon is passed over: a create must not wait a connect timeout on a host that is down.
+        const probe = v.script(nameProbeScript(v, this.#config.lockDir, name), { ...(ctx.signal ? { signal: ctx.signal } : {}), timeoutMs: 60_000 }).catch(() => undefined);
+        let timer: NodeJS.Timeout | undefined;
+        const r = await Promise.race([probe, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), NAME_PROBE_MS)))]).finally(() => clearTimeout(timer));
         return { host: h, text: r?.code === 0 ? r.stdout : '' };
       }),
     );

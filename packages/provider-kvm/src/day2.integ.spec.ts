@@ -96,7 +96,7 @@ describe('day 2 on KVM', () => {
       count: 1, cpu: 1, memory: '128MiB', disk: '1GiB', image: 'tiny', labels: { tier: 'a' },
       cloudInit: { userData: '#cloud-config\n# v1\n', onChange: 'reboot' }, ...patch,
     });
-    const spec = (patch: Record<string, unknown>) => fleetOf({ name: RUN, groups: { ci: group(patch) } }, { hotplug: { cpu: 2, memory: 256 } });
+    const spec = (patch: Record<string, unknown>) => fleetOf({ name: RUN, groups: { ci: group(patch) as FleetSpecInput['groups'][string] } }, { hotplug: { cpu: 2, memory: 256 } });
     const run = async (fleet: FleetSpec) => {
       const p = plan(fleet, await observe(fleet, providers));
       const result = await apply(p, providers);
@@ -241,7 +241,7 @@ describe('day 2 on KVM', () => {
     const loose = fleetOf({ name: FLEET, groups: { mv: { count: 2, cpu: 1, memory: '128MiB', disk: '1GiB', image: 'tiny', placement: { antiAffinity: 'host' } } } });
     const made = await apply(plan(loose, await observe(loose, providers)), providers);
     expect(made.ok).toBe(true);
-    const vms = (await provider.list(FLEET)).sort((a, b) => a.name.localeCompare(b.name));
+    const vms = [...(await provider.list(FLEET))].sort((a, b) => a.name.localeCompare(b.name));
     const [a, b] = vms as [typeof vms[0], typeof vms[0]];
     expect(a.host).not.toBe(b.host);
     const src = hostOf(b.host);

@@ -26,7 +26,7 @@ let url = '';
 
 beforeAll(async () => {
   // The hosts fetch from the testbed's root namespace (10.77.0.1), as from any web server they can reach.
-  server = createServer((req, res) => {
+  server = createServer((_req, res) => {
     requests++;
     res.setHeader('content-length', String(readFileSync(baseFile).length));
     createReadStream(baseFile).pipe(res);
