@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import {
   AbortedError,
   ConflictError,
+  type BootCheckOptions,
+  type BootCheckResult,
   InvalidInputError,
   NotFoundError,
   splitHostId,
@@ -63,13 +65,6 @@ export interface KvmSnapshotsOptions {
   readonly config: KvmProviderConfig;
   readonly clock: Clock;
   readonly log?: (message: string) => void;
-}
-
-/** The outcome of booting a restored VM to its guest's ready marker. */
-export interface BootCheckResult {
-  readonly ok: boolean;
-  readonly detail: string;
-  readonly durationMs: number;
 }
 
 /** What a guest prints when it is up, when its image names nothing else: the test guest, a login prompt, cloud-init done. */
@@ -760,7 +755,7 @@ export class KvmSnapshots {
    * serial console (the image's `readyMarker`), then powers it off again. Only VMs of
    * `ref.fleet` or, with no fleet, VMs NovaCron restored.
    */
-  async bootCheck(ref: VmRef, options: { readonly timeoutMs?: number } = {}, ctx: OperationContext = {}): Promise<BootCheckResult> {
+  async bootCheck(ref: VmRef, options: BootCheckOptions = {}, ctx: OperationContext = {}): Promise<BootCheckResult> {
     const started = this.#clock.now();
     const found = await this.#p.locate(ref, 'bootCheck', ctx);
     const context = { provider: this.#p.name, vm: ref.name, operation: 'bootCheck' };
