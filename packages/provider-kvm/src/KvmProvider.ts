@@ -20,6 +20,8 @@ import {
   type ErrorContext,
   type Host,
   type KvmProviderConfig,
+  type MigrateRequest,
+  type MigrationResult,
   type OperationContext,
   type Provider,
   type ResizeRequest,
@@ -57,6 +59,8 @@ import { CLAIM_TTL_SEC, claimScript, nameProbeScript, parseClaims, releaseScript
 import { probeRootDisks } from './adopt/diskProbe.js';
 import { KvmSnapshots } from './snapshots/KvmSnapshots.js';
 import { KvmImages } from './images/KvmImages.js';
+import { KvmMigrations } from './migration/KvmMigrations.js';
+import type { KvmMigrationEstimate } from './migration/estimate.js';
 
 export interface KvmProviderOptions {
   readonly name: string;
@@ -114,6 +118,8 @@ export class KvmProvider implements Provider {
   readonly #releasing = new Set<Promise<void>>();
   readonly #snapshots: KvmSnapshots;
   readonly #images: KvmImages;
+  /** Live and cold moves between the hosts, and what they have measured (calibration). */
+  readonly migrations: KvmMigrations;
 
   constructor(options: KvmProviderOptions) {
     this.name = options.name;
@@ -132,14 +138,21 @@ export class KvmProvider implements Provider {
     });
     this.#snapshots = new KvmSnapshots(this, { config: options.config, clock: this.#clock, ...(options.log ? { log: options.log } : {}) });
     this.#images = new KvmImages(this, { config: options.config, ...(options.log ? { log: options.log } : {}) });
+    this.migrations = new KvmMigrations({
+      provider: this,
+      config: options.config,
+      clock: this.#clock,
+      ensureImage: (host, imageName, ctx) => this.#imageCache.ensure(host, imageName, this.#config.images[imageName]!, ctx),
+      ...(options.log ? { log: options.log } : {}),
+    });
     this.capabilities = {
       resize: true,
       // Live only up to the ceilings VMs are defined with; without them a resize reboots.
       hotplugCpu: options.config.hotplug?.cpu !== undefined,
       hotplugMemory: options.config.hotplug?.memory !== undefined,
-      // Their own issues: declared when they work.
-      liveMigration: false,
-      coldMigration: false,
+      // Between this provider's hosts (migration/): live through the core's orchestrator, cold with checksums.
+      liveMigration: true,
+      coldMigration: true,
       // Backup folders, checkpoints and qcow2 internal snapshots (snapshots/); disk images (images/).
       snapshots: true,
       incrementalSnapshots: true,
@@ -412,6 +425,16 @@ export class KvmProvider implements Provider {
     progress(ctx, 'adopt', 'metadata');
     await found.virsh.run(metadataCommand(ref.name, next, vmState(found.view.state) === 'running'), { signal: signalOf(ctx), vm: ref.name, operation: 'adopt' });
     return this.#reread(found, 'adopt', ctx);
+  }
+
+  // ---- moves between hosts (migration/KvmMigrations.ts) ------------------------------------
+
+  migrate(ref: VmRef, request: MigrateRequest, ctx: OperationContext = {}): Promise<MigrationResult> {
+    return this.migrations.migrate(ref, request, ctx);
+  }
+
+  estimateMigration(ref: VmRef, toHost: string, ctx: OperationContext = {}): Promise<KvmMigrationEstimate> {
+    return this.migrations.estimate(ref, toHost, ctx);
   }
 
   // ---- snapshots (snapshots/KvmSnapshots.ts) and image moves (images/KvmImages.ts) -------

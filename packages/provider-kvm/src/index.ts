@@ -22,6 +22,7 @@ export { el, renderXml, escapeAttr, escapeText, type XmlElement } from './xml/Xm
 export { parseXml, child, childrenOf, textOf, type XmlNode } from './xml/parseXml.js';
 export { NAME_RULES, assertName, validName } from './names.js';
 export { failingTransport, recordingTransport, type RecordedCommand } from './testing.js';
+export * from './migration/index.js';
 
 export const providerModule: ProviderModule<KvmProviderConfig> = {
   kind: 'kvm',

@@ -1,0 +1,11 @@
+export { KvmMigrations, type KvmMigrationsOptions } from './KvmMigrations.js';
+export { KvmMigrationDriver, type KvmMigrationDriverOptions, type KvmMigrationOutcome } from './KvmMigrationDriver.js';
+export { MigrationCalibration, TCG_DEFAULTS, KVM_DEFAULTS, type CalibrationDefaults } from './calibration.js';
+export { estimateMove, dirtyingFrom, type KvmMigrationEstimate } from './estimate.js';
+export { migrateArgs, preMigrationParameters, bandwidthMiB, type MigrateCommand } from './migrateArgs.js';
+export { destinationXml, copiesSparsely } from './destinationXml.js';
+export { parseRawJobStats, parseDomState, toMigrationStats, statusOf, type RawJobStats, type JobSample } from './jobStats.js';
+export { MigrationTunnel } from './MigrationTunnel.js';
+export { destinationUri, sshCommand, type HostLink } from './sshLink.js';
+export { parseVolumeXml, copyVolume, type VolumeInfo } from './volumes.js';
+export type { MigrationEnv, MigrationHostAccess } from './access.js';
