@@ -2,10 +2,12 @@
  * The destination's domain definitions, derived from the source's (libvirt's own
  * formatting, single-quoted attributes) with two changes:
  *
- * - `discard='unmap'` on qcow2 disks. Beyond passing the guest's TRIM through, it is what
- *   lets QEMU's storage copy skip zero areas (the NBD target may then write zeroes by
- *   unmapping): without it a 20 GiB disk holding 1 GiB of data sends 20 GiB. It applies to
- *   migrations *from* a domain defined this way, so a VM moved once moves sparsely after.
+ * - `discard='unmap' detect_zeroes='unmap'` on qcow2 and raw disks. Beyond passing the
+ *   guest's TRIM through, discard is what lets QEMU's storage copy skip zero areas (the NBD
+ *   target may then write zeroes by unmapping): without it a 20 GiB disk holding 1 GiB of
+ *   data sends 20 GiB. It applies to migrations *from* a domain defined this way, so a VM
+ *   moved once moves sparsely after; detect_zeroes keeps the destination's disk sparse
+ *   while the zeroes of that first, full copy arrive.
  * - For the live definition only, `-global migration.multifd-compression=…` when multifd
  *   compression is used: libvirt 9.0 cannot set it, and both QEMUs must agree before the
  *   first byte. Ours is removed first, so a definition never carries a stale setting.
@@ -33,10 +35,15 @@ function withQemuNamespace(xml: string): string {
   return xml.replace(/<domain\b([^>]*)>/, (whole, attrs: string) => (attrs.includes('xmlns:qemu=') ? whole : `<domain${attrs} xmlns:qemu='${QEMU_NS}'>`));
 }
 
-/** `discard='unmap'` on the driver of every qcow2 or raw `<disk device='disk'>` that has none. */
+/** `discard='unmap' detect_zeroes='unmap'` on the driver of every qcow2 or raw `<disk device='disk'>`, where not set. */
 function withDiscardUnmap(xml: string): string {
   return xml.replace(/<disk\b[^>]*device='disk'[^>]*>[\s\S]*?<\/disk>/g, (disk) =>
-    disk.replace(/<driver\b([^>]*?)(\/?)>/, (whole, attrs: string, close: string) => (/\bdiscard=/.test(attrs) || !/\btype='(?:qcow2|raw)'/.test(attrs) ? whole : `<driver${attrs} discard='unmap'${close}>`)),
+    disk.replace(/<driver\b([^>]*?)(\/?)>/, (whole, attrs: string, close: string) => {
+      if (!/\btype='(?:qcow2|raw)'/.test(attrs)) return whole;
+      const discard = /\bdiscard=/.test(attrs) ? '' : " discard='unmap'";
+      const zeroes = /\bdetect_zeroes=/.test(attrs) ? '' : " detect_zeroes='unmap'";
+      return `<driver${attrs}${discard}${zeroes}${close}>`;
+    }),
   );
 }
 

@@ -1,4 +1,5 @@
 import { NovaCronError, orchestrateMigration, toNovaCronError, type MigrateRequest, type MigrationResult, type OperationContext } from '@novacron/core';
+import { KvmImages } from '../images/KvmImages.js';
 import type { Virsh } from '../virsh/Virsh.js';
 import type { MigrationEnv } from './access.js';
 import { KvmMigrationDriver } from './KvmMigrationDriver.js';
@@ -43,6 +44,11 @@ export async function migrateLive(env: MigrationEnv, plan: MovePlan, request: Mi
       const backing = v.backing ? ['--backing-vol', baseName(v.backing.path), '--backing-vol-format', v.backing.format] : [];
       await destinationVirsh.run(['vol-create-as', pools.destination, v.name, String(v.capacityBytes), '--format', v.format, ...backing], opts);
       made.push(v.name);
+      // qcow2 v3 (libvirt makes v2): zero clusters keep the copy sparse, and dirty bitmaps (incremental backups) fit.
+      if (v.format === 'qcow2') {
+        const amended = await destinationVirsh.script(KvmImages.upgradeScript(destinationVirsh, pools.destination, v.name), { ...(ctx.signal ? { signal: ctx.signal } : {}) });
+        if (amended.code !== 0) throw new NovaCronError('Provider', 'server', `${destination.name}: cannot make ${v.name} qcow2 v3: ${amended.stderr.trim().slice(0, 300)}`, { context, hint: 'qemu-img must be installed on the destination' });
+      }
     }
     for (const v of plan.volumes.filter((x) => x.readonly)) {
       made.push(v.name);

@@ -70,7 +70,7 @@ const LIVE = `<domain type='qemu' id='7'>
 describe('destination definitions', () => {
   it('lets the storage copy skip zeroes on writable disks only', () => {
     const out = destinationXml(LIVE);
-    expect(out).toContain("<driver name='qemu' type='qcow2' discard='unmap'/>");
+    expect(out).toContain("<driver name='qemu' type='qcow2' discard='unmap' detect_zeroes='unmap'/>");
     expect(out).toContain("<driver name='qemu' type='raw'/>");
     expect(copiesSparsely(LIVE)).toBe(false);
     expect(copiesSparsely(out)).toBe(true);
