@@ -614,7 +614,7 @@ export class KvmProvider implements Provider {
     if (waitOnCreate <= 0) return [];
     progress(ctx, 'create', 'addresses', 0.9);
     try {
-      return await waitForAddresses(virsh, { id: view.info.uuid, macs: view.info.macs, running: true }, {
+      return await waitForAddresses(virsh, { id: view.info.uuid, macs: view.info.macs, running: true, agentChannel: view.info.hasAgentChannel !== false }, {
         sources, sourceTimeoutMs: sourceTimeout, network: host.network, waitMs: waitOnCreate, clock: this.#clock, ...(ctx.signal ? { signal: ctx.signal } : {}),
       });
     } catch (error) {
@@ -1006,7 +1006,7 @@ export class KvmProvider implements Provider {
     if (others.length === 0 || missing.length === 0) return out;
     const found = await resolveAddresses(
       virsh,
-      missing.map((d) => ({ id: d.info.uuid, macs: d.info.macs, running: true })),
+      missing.map((d) => ({ id: d.info.uuid, macs: d.info.macs, running: true, agentChannel: d.info.hasAgentChannel === true })),
       { sources: others, sourceTimeoutMs: sourceTimeout, network: host.network, ...(ctx.signal ? { signal: ctx.signal } : {}) },
     );
     for (const [id, list] of found) out.set(id, list);

@@ -19,6 +19,8 @@ export interface AddressTarget {
   readonly macs: readonly string[];
   /** Only running guests are asked through their agent. */
   readonly running: boolean;
+  /** Whether the domain has a guest agent channel; without one the agent is not asked. @default true */
+  readonly agentChannel?: boolean;
 }
 
 export interface AddressQuery {
@@ -43,11 +45,15 @@ export async function resolveAddresses(virsh: Virsh, targets: readonly AddressTa
     `if command -v timeout >/dev/null 2>&1; then T() { timeout -k 1 ${seconds} "$@"; }; else T() { "$@"; }; fi`,
   ];
   if (query.sources.includes('lease')) lines.push(`T ${v(['net-dhcp-leases', query.network])}; s lease $?`);
-  if (query.sources.includes('agent')) {
-    for (const [i, t] of targets.entries()) if (t.running) lines.push(`T ${v(['domifaddr', t.id, '--source', 'agent'])}; s agent-${i} $?`);
+  // One virsh process asks every agent in turn (a marker before each answer), bounded as a whole:
+  // a process per VM would cost more than the answers are worth.
+  const asked = targets.map((t, i) => ({ t, i })).filter(({ t }) => t.running && t.agentChannel !== false);
+  if (query.sources.includes('agent') && asked.length > 0) {
+    const batch = asked.map(({ t, i }) => `echo ${marker}-agent-${i}; domifaddr ${t.id} --source agent`).join('; ');
+    lines.push(`T ${virsh.commandLine([])} ${virsh.quote(batch)} </dev/null 2>/dev/null; s agent $?`);
   }
   if (query.sources.includes('arp')) lines.push(`{ T ip -4 neigh show 2>/dev/null || cat /proc/net/arp; }; s arp $?`);
-  const budget = query.sourceTimeoutMs * (query.sources.includes('agent') ? targets.length + 2 : 2) + 5_000;
+  const budget = query.sourceTimeoutMs * 3 + 5_000;
   const result = await virsh.script(lines.join('\n'), { ...(query.signal ? { signal: query.signal } : {}), timeoutMs: budget });
   const sections = new Map<string, { text: string; code: number }>();
   let from = 0;
@@ -64,10 +70,13 @@ export async function resolveAddresses(virsh: Virsh, targets: readonly AddressTa
   };
   const lease = sections.get('lease');
   if (lease?.code === 0) for (const l of parseLeases(lease.text)) add(byMac.get(l.mac), { address: l.address, source: 'lease' });
-  for (const [i, t] of targets.entries()) {
-    const agent = sections.get(`agent-${i}`);
-    if (agent?.code !== 0) continue;
-    for (const a of parseDomIfAddr(agent.text)) if (t.macs.length === 0 || !a.mac || t.macs.some((m) => m.toLowerCase() === a.mac)) add(t.id, { address: a.address, source: 'agent', ...(a.interface ? { interface: a.interface } : {}) });
+  // The agent batch: each VM's answer follows its marker line (a VM whose agent failed printed nothing).
+  const agentText = sections.get('agent')?.text ?? '';
+  const answers = agentText.split(new RegExp(`^${marker}-agent-(\\d+)$`, 'm'));
+  for (let k = 1; k + 1 < answers.length; k += 2) {
+    const t = targets[Number(answers[k])];
+    if (!t) continue;
+    for (const a of parseDomIfAddr(answers[k + 1]!)) if (t.macs.length === 0 || !a.mac || t.macs.some((m) => m.toLowerCase() === a.mac)) add(t.id, { address: a.address, source: 'agent', ...(a.interface ? { interface: a.interface } : {}) });
   }
   const arp = sections.get('arp');
   if (arp?.code === 0) for (const n of parseNeighbours(arp.text)) add(byMac.get(n.mac), { address: n.address, source: 'arp' });

@@ -78,6 +78,9 @@ describe('domain XML', () => {
           <console type="pty">
             <target type="serial" port="0"/>
           </console>
+          <channel type="unix">
+            <target type="virtio" name="org.qemu.guest_agent.0"/>
+          </channel>
           <memballoon model="virtio"/>
         </devices>
       </domain>

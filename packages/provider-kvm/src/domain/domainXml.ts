@@ -40,6 +40,8 @@ export interface DomainSpec {
   readonly description?: string;
 }
 
+export const GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0';
+
 export function serialLogPath(name: string): string {
   return `/var/log/libvirt/qemu/${name}-serial.log`;
 }
@@ -90,6 +92,9 @@ export function buildDomainXml(spec: DomainSpec): string {
       // starts it afresh on every boot.
       el('serial', { type: 'pty' }, el('log', { file: spec.serialLog, append: 'off' }), el('target', { port: 0 })),
       el('console', { type: 'pty' }, el('target', { type: 'serial', port: 0 })),
+      // The QEMU guest agent's channel (libvirt picks the socket): a guest that runs the
+      // agent reports its addresses through it; one that does not costs nothing.
+      el('channel', { type: 'unix' }, el('target', { type: 'virtio', name: GUEST_AGENT_CHANNEL })),
       el('memballoon', { model: 'virtio' }),
     ),
   );
@@ -122,6 +127,8 @@ export interface DomainInfo {
   readonly macs: readonly string[];
   readonly networks: readonly string[];
   readonly hasNvram: boolean;
+  /** Whether the domain has a QEMU guest agent channel (only then is the agent asked for addresses). */
+  readonly hasAgentChannel?: boolean;
   /** NovaCron's ownership record; undefined for domains NovaCron did not make. */
   readonly metadata?: NovaCronMetadata;
 }
@@ -176,6 +183,7 @@ export function parseDomainXml(xml: string): DomainInfo {
     macs: interfaces.map((i) => child(i, 'mac')?.attrs['address']).filter((m): m is string => !!m),
     networks: interfaces.map((i) => child(i, 'source')?.attrs['network']).filter((n): n is string => !!n),
     hasNvram: child(node, 'os', 'nvram') !== undefined,
+    hasAgentChannel: childrenOf(devices, 'channel').some((c) => child(c, 'target')?.attrs['name'] === GUEST_AGENT_CHANNEL),
     ...(metadata ? { metadata } : {}),
   };
 }

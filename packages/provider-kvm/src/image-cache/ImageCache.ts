@@ -48,6 +48,8 @@ export class ImageCache {
   /** Per volume: the host that has (or is getting) it, first come. */
   readonly #leaders = new Map<string, Promise<string>>();
   readonly #stats = { hits: 0, fetches: 0, pushes: 0 };
+  /** Host|pool|volume seen in place by this process: not asked again (a volume removed by hand later fails the create's vol-create-as, as before). */
+  readonly #present = new Set<string>();
 
   constructor(options: ImageCacheOptions) {
     this.#options = options;
@@ -61,9 +63,18 @@ export class ImageCache {
   ensure(host: KvmHost, imageName: string, image: ImageConfig, ctx: OperationContext = {}): Promise<BaseVolume> {
     const volume = this.volumeOf(imageName, image, host);
     const key = `${host.name}|${host.pool}|${volume}`;
+    if (this.#present.has(key)) {
+      this.#stats.hits++;
+      return Promise.resolve({ volume, format: image.format });
+    }
     let pending = this.#inflight.get(key);
     if (!pending) {
-      pending = this.#ensure(host, imageName, image, volume, ctx).finally(() => this.#inflight.delete(key));
+      pending = this.#ensure(host, imageName, image, volume, ctx)
+        .then((base) => {
+          this.#present.add(key);
+          return base;
+        })
+        .finally(() => this.#inflight.delete(key));
       this.#inflight.set(key, pending);
     }
     return pending;
