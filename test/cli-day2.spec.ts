@@ -1,11 +1,13 @@
 // Day-2 through the CLI on the simulated datacenter: the class and reason of every step in
 // plan (text and --json), --rebalance, adopt (into the fleet's groups, and --write-fleet),
 // and import --pulumi / --cdktf for the adopted fleet.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseFleet, parseFleetText } from '@novacron/core';
-import { buildCli, runCli } from './support/cli.js';
+import { buildCli, ROOT, runCli } from './support/cli.js';
 import { openSim, tempDir } from './support/sim.js';
 
 beforeAll(buildCli, 180_000);
@@ -82,21 +84,28 @@ describe('novacron day 2 (subprocess, sim)', () => {
     const sim = openSim(fleet, join(ws.cwd, 'state'));
     const before = sim.addForeignVm({ name: 'old-web', host: 'h2', resources: { cpu: 2, memoryMiB: 4096, diskGiB: 20, gpu: 0 }, image: 'debian-12' });
     sim.addForeignVm({ name: 'odd', host: 'h3', resources: { cpu: 3, memoryMiB: 4096, diskGiB: 20, gpu: 0 }, image: 'debian-12' });
+    const named = sim.addForeignVm({ name: 'shop-web-1', host: 'h3', resources: { cpu: 2, memoryMiB: 4096, diskGiB: 20, gpu: 0 }, image: 'debian-12' });
     await sim.close();
 
     const dry = await runCli(['adopt', '--dry-run'], ws);
     expect(dry.code, dry.stderr).toBe(0);
-    expect(dry.stdout).toMatch(/Fleet shop: 1 VM\(s\) would adopt, 1 left as they are\./);
+    expect(dry.stdout).toMatch(/Fleet shop: 2 VM\(s\) would adopt, 1 left as they are\./);
+    expect(dry.stdout).toMatch(/shop-web-1 +lab\/h3 +running +web\[1\] +named as slot 1 of group "web"/);
     expect(dry.stdout).toMatch(/old-web +lab\/h2 +running +web\[0\] +matches group "web": 2 vCPU, 4096 MiB, 20 GiB, image debian-12/);
     expect(dry.stdout).toMatch(/- odd on lab\/h3: not adopted: group "web": size differs \(cpu 3 ≠ 2\)/);
 
     const done = JSON.parse((await runCli(['adopt', '--json'], ws)).stdout) as { adoptions: { vm: string; group: string; index: number; status: string }[] };
-    expect(done.adoptions).toEqual([expect.objectContaining({ vm: 'old-web', group: 'web', index: 0, status: 'done' })]);
+    expect(done.adoptions).toEqual([
+      expect.objectContaining({ vm: 'old-web', group: 'web', index: 0, status: 'done' }),
+      expect.objectContaining({ vm: 'shop-web-1', group: 'web', index: 1, status: 'done' }),
+    ]);
     const status = JSON.parse((await runCli(['status', '--json'], ws)).stdout) as { vms: { name: string; id: string; state: string; labels: Record<string, string> }[] };
-    expect(status.vms).toEqual([expect.objectContaining({ name: 'old-web', id: before.id, state: 'running', labels: { tier: 'web' } })]);
-    const next = JSON.parse((await runCli(['plan', '--json'], ws)).stdout) as { steps: { kind: string; vm: string }[]; summary: { unchanged: number } };
-    expect(next.steps.map((s) => `${s.kind} ${s.vm}`)).toEqual(['create shop-web-1']);
-    expect(next.summary.unchanged).toBe(1);
+    expect(status.vms).toEqual([
+      expect.objectContaining({ name: 'old-web', id: before.id, state: 'running', labels: { tier: 'web' } }),
+      expect.objectContaining({ name: 'shop-web-1', id: named.id, state: 'running' }),
+    ]);
+    const next = JSON.parse((await runCli(['plan', '--json'], ws)).stdout) as { changes: number; summary: { unchanged: number } };
+    expect(next).toMatchObject({ changes: 0, summary: { unchanged: 2 } });
 
     // The program for the adopted fleet; a warning for the VM that keeps its own name.
     const pulumi = await runCli(['import', '--pulumi'], ws);
@@ -110,6 +119,24 @@ describe('novacron day 2 (subprocess, sim)', () => {
     expect(cdktf.stdout).toContain('this.fleet.vms[vm]?.resource.importFrom(id);');
     const neither = await runCli(['import'], ws);
     expect(neither.code).toBe(2);
+
+    // The printed programs are real: the CDKTF stack synthesizes with an import block per
+    // running VM, and the Pulumi program type-checks against @novacron/pulumi.
+    const dir = join(ROOT, 'test', `.run-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    try {
+      writeFileSync(join(dir, 'main.ts'), cdktf.stdout);
+      writeFileSync(join(dir, 'index.ts'), pulumi.stdout);
+      const synth = await promisify(execFile)(process.execPath, [join(dir, 'main.ts')], { cwd: ws.cwd });
+      expect(synth.stderr).not.toMatch(/Error/);
+      const stack = JSON.parse(readFileSync(join(ws.cwd, 'cdktf.out', 'stacks', 'shop', 'cdk.tf.json'), 'utf8')) as { import: { id: string; to: string }[] };
+      // The VM under its slot name is imported; the renamed one has no resource of its name (the warning above).
+      expect(stack.import).toEqual([{ id: named.id, to: expect.stringMatching(/^terraform_data\.shop_lab_shop-web-1_/) }]);
+      const tsc = await promisify(execFile)(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '--strict', '--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', join(dir, 'index.ts')], { cwd: ROOT }).catch((e: { stdout: string }) => e);
+      expect(tsc.stdout).toBe('');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('writes a new fleet file for VMs no fleet owns and adopts them into it', async () => {
