@@ -22,6 +22,13 @@ const KICK_SIZE = 6;
 /** Failed attempts in a row after which emptying hosts stops for the round. */
 const EMPTY_MISSES = 24;
 
+/** Rounds of draining slack into the lightest host, and nodes of each pair's repacking search. */
+const CONCENTRATE_ROUNDS = 8;
+const CONCENTRATE_SHARE = 0.3;
+/** Hosts with the most free room that gathering looks at (pairs of them). */
+const GATHER_HOSTS = 12;
+const REPACK_NODES = 300;
+
 /** Hosts a badly shaped host looks at for a swap partner, per reshaping pass. */
 const RESHAPE_PARTNERS = 48;
 
@@ -44,6 +51,8 @@ export class LocalSearch {
   readonly #w: Weights;
   readonly #dynamic: readonly (readonly VmRule[])[];
   readonly #budget: number;
+  /** Where the current phase of the search stops spending (at most the budget). */
+  #limit: number;
   readonly #notes: Map<number, string>;
   readonly #random: () => number;
   readonly #scorer: HostScorer;
@@ -55,6 +64,8 @@ export class LocalSearch {
   readonly #vol: Float64Array;
   /** VMs the search leaves where they are: those whose locality it does not model. */
   readonly #pinned: Uint8Array;
+  /** 1 for each dimension some VM asks for. */
+  readonly #demanded: Uint8Array;
   #log: LogEntry[] = [];
   #allowedSkew: (group: number) => number = () => Infinity;
   readonly #touchedHosts = new Set<number>();
@@ -65,6 +76,7 @@ export class LocalSearch {
     this.#w = w;
     this.#dynamic = dynamic;
     this.#budget = budget;
+    this.#limit = budget;
     this.#notes = notes;
     this.#random = seededRandom(seed + 1);
     this.#scorer = new HostScorer(s, w);
@@ -81,6 +93,8 @@ export class LocalSearch {
     }
     this.#vol = new Float64Array(p.V);
     for (let v = 0; v < p.V; v++) for (let d = 0; d < DIMS; d++) if (avg[d]! > 0) this.#vol[v]! += (p.req[v * DIMS + d]! * usable) / avg[d]!;
+    this.#demanded = new Uint8Array(DIMS);
+    for (let v = 0; v < p.V; v++) for (let d = 0; d < DIMS; d++) if (p.req[v * DIMS + d]! > 0) this.#demanded[d] = 1;
     this.#pinned = new Uint8Array(p.V);
     if (w.locality > 0) {
       // Locality is not in the search's objective: VMs that want to be near others, and the
@@ -99,7 +113,9 @@ export class LocalSearch {
     const w = this.#w;
     const consolidating = w.cost + w.consolidation > 0;
     const evening = w.balance + w.headroom > 0;
-    for (let round = 0; round < 4 && this.spent < this.#budget; round++) {
+    // The pairwise moves get most of the budget; draining slack into one host the rest.
+    this.#limit = Math.floor(this.#budget * (1 - CONCENTRATE_SHARE));
+    for (let round = 0; round < 4 && this.spent < this.#limit; round++) {
       let improved = false;
       if (consolidating) improved = this.#reshape() || improved;
       if (consolidating) improved = this.#emptyHosts() || improved;
@@ -107,7 +123,178 @@ export class LocalSearch {
       if (evening) improved = this.#evenOut() || improved;
       if (!improved) break;
     }
+    this.#limit = this.#budget;
+    // Gathering slack into one host only packs: weights that also spread load have no use for it.
+    if (consolidating && !evening) this.#concentrate();
     if (consolidating) this.#kicks();
+  }
+
+  /**
+   * Drains slack into the lightest host: repacks it with each other active host in turn so
+   * the other is as full as a search over their VMs can make it (combinations that pairwise
+   * swaps miss), then tries to empty it. When the packing is a host short of optimal, the
+   * missing room is scattered as slivers over many hosts, no one of which fits a VM; this
+   * gathers it. True when a host was emptied.
+   */
+  #concentrate(): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    let any = false;
+    const failed = new Set<number>();
+    for (let round = 0; round < CONCENTRATE_ROUNDS && this.spent < this.#limit; round++) {
+      let e = -1;
+      for (let h = 0; h < p.H; h++) {
+        if (s.hostVms[h]!.length === 0 || failed.has(h) || !this.#movable(h)) continue;
+        if (e < 0 || this.#fullness(h) < this.#fullness(e)) e = h;
+      }
+      if (e < 0) return any;
+      const others: number[] = [];
+      for (let h = 0; h < p.H; h++) if (h !== e && s.hostVms[h]!.length > 0 && this.#movable(h)) others.push(h);
+      if (others.length === 0) return any;
+      const start = Math.floor(this.#random() * others.length);
+      let moved = false;
+      for (let i = 0; i < others.length && this.spent < this.#limit && s.hostVms[e]!.length > 0; i++) {
+        if (this.#repackPair(others[(start + i) % others.length]!, e)) moved = true;
+      }
+      // What is left on e: each VM to a host whose slack, joined with another's, fits it.
+      for (const v of [...s.hostVms[e]!].sort((x, y) => this.#vol[y]! - this.#vol[x]!)) {
+        if (this.spent >= this.#limit) break;
+        if (this.#gather(v, e)) moved = true;
+      }
+      if (s.hostVms[e]!.length === 0) {
+        any = true;
+        continue;
+      }
+      if (this.#roomElsewhere(e) && this.#tryEmpty(e)) {
+        any = true;
+        continue;
+      }
+      if (!moved) failed.add(e);
+    }
+    return any;
+  }
+
+  /**
+   * Moves VM v off host e to a host b whose free room, with the free room of a host a
+   * drained into it (a repacked as full as it goes), fits v. True when v moved.
+   */
+  #gather(v: number, e: number): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    const free = (h: number, d: number) => p.cap[h * DIMS + d]! - s.used[h * DIMS + d]!;
+    const hosts: number[] = [];
+    for (let h = 0; h < p.H; h++) {
+      if (h === e || s.hostVms[h]!.length === 0 || !this.#movable(h) || !p.classes[p.vmClass[v]!]!.isCandidate[h]) continue;
+      if (this.#fullness(h) < this.#demanded.reduce((n, x) => n + x, 0) - 1e-9) hosts.push(h);
+    }
+    hosts.sort((x, y) => this.#fullness(x) - this.#fullness(y) || x - y);
+    const top = hosts.slice(0, GATHER_HOSTS);
+    const fits = (b: number) => {
+      for (let d = 0; d < DIMS; d++) if (free(b, d) + EPS < p.req[v * DIMS + d]!) return false;
+      return true;
+    };
+    const before = this.#objective();
+    for (const b of top) {
+      if (this.spent >= this.#limit) return false;
+      // Drain the others' free room into b, one repacked pair at a time, until v fits there.
+      const at = this.#begin();
+      for (const a of top) {
+        if (this.spent >= this.#limit) break;
+        if (a === b || s.hostVms[a]!.length === 0) continue;
+        if (!fits(b) && !this.#repackPair(a, b)) continue;
+        if (!fits(b)) continue;
+        this.#remove(v);
+        if (this.#allowed(v, b)) {
+          this.#add(v, b);
+          if (this.#stillValid() && this.#objective() <= before + 1e-9) {
+            this.#notes.set(v, `moved by the local search off ${p.hosts[e]!.id} into room gathered on ${p.hosts[b]!.id}`);
+            this.#commit(at);
+            return true;
+          }
+        }
+        break;
+      }
+      this.#undo(at);
+    }
+    return false;
+  }
+
+  /** Sum of host h's used fraction over the dimensions VMs ask for. */
+  #fullness(h: number): number {
+    const p = this.#p;
+    let sum = 0;
+    for (let d = 0; d < DIMS; d++) if (this.#demanded[d] && p.invCap[h * DIMS + d]! > 0) sum += this.#s.used[h * DIMS + d]! * p.invCap[h * DIMS + d]!;
+    return sum;
+  }
+
+  /**
+   * Repacks the VMs of hosts a and e so that a is as full as a bounded search can make it and
+   * e takes the rest; kept when a is fuller and the objective is no worse.
+   */
+  #repackPair(a: number, e: number): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    const items = [...s.hostVms[a]!, ...s.hostVms[e]!];
+    if (items.some((v) => this.#pinned[v])) return false;
+    const beforeFull = this.#fullness(a);
+    const target = this.#demanded.reduce((n, x) => n + x, 0) - 1e-9;
+    if (beforeFull >= target) return false;
+    const beforeObjective = this.#objective();
+    const at = this.#begin();
+    for (const v of items) this.#remove(v);
+    // Items by class (alike VMs are interchangeable), largest first.
+    const byClass = new Map<number, number[]>();
+    for (const v of items) {
+      const list = byClass.get(p.vmClass[v]!);
+      if (list) list.push(v);
+      else byClass.set(p.vmClass[v]!, [v]);
+    }
+    const classes = [...byClass.values()].sort((x, y) => this.#vol[y[0]!]! - this.#vol[x[0]!]! || p.vmClass[x[0]!]! - p.vmClass[y[0]!]!);
+    const used = new Int32Array(classes.length);
+    let best = -1;
+    let bestCounts = new Int32Array(classes.length);
+    let nodes = REPACK_NODES;
+    const o = a * DIMS;
+    const dfs = (from: number): boolean => {
+      const value = this.#fullness(a);
+      if (value > best + 1e-9) {
+        best = value;
+        bestCounts = Int32Array.from(used);
+        if (best >= target) return true;
+      }
+      for (let i = from; i < classes.length; i++) {
+        if (--nodes <= 0) return true;
+        if (used[i]! >= classes[i]!.length) continue;
+        const v = classes[i]![used[i]!]!;
+        let fits = true;
+        for (let d = 0; d < DIMS && fits; d++) fits = s.used[o + d]! + p.req[v * DIMS + d]! <= p.cap[o + d]! + EPS;
+        if (!fits || !this.#allowed(v, a)) continue;
+        s.add(v, a);
+        used[i]!++;
+        const done = dfs(i);
+        used[i]!--;
+        s.remove(v);
+        if (done) return true;
+      }
+      return false;
+    };
+    dfs(0);
+    this.spent += REPACK_NODES - Math.max(0, nodes);
+    let ok = best > beforeFull + 1e-9;
+    for (let i = 0; i < classes.length && ok; i++) {
+      for (let n = 0; n < classes[i]!.length && ok; n++) {
+        const v = classes[i]![n]!;
+        const host = n < bestCounts[i]! ? a : e;
+        if (host === e && !this.#allowed(v, e)) ok = false;
+        else this.#add(v, host);
+      }
+    }
+    if (ok && this.#stillValid() && this.#objective() <= beforeObjective + 1e-9) {
+      this.#commit(at);
+      return true;
+    }
+    this.#undo(at);
+    return false;
   }
 
   /**
@@ -118,7 +305,7 @@ export class LocalSearch {
   #kicks(): void {
     const p = this.#p;
     const s = this.#s;
-    for (let k = 0; k < MAX_KICKS && this.spent < this.#budget; k++) {
+    for (let k = 0; k < MAX_KICKS && this.spent < this.#limit; k++) {
       const active = s.activeFixed;
       const before = this.#objective();
       const at = this.#begin();
@@ -171,7 +358,7 @@ export class LocalSearch {
       }
       let done = false;
       const cands = p.classes[p.vmClass[v]!]!.candidates;
-      for (let c = 0; c < cands.length && !done && this.spent < this.#budget; c++) {
+      for (let c = 0; c < cands.length && !done && this.spent < this.#limit; c++) {
         const h = cands[c]!;
         if (p.elastic[h]) continue;
         for (const j of [...s.hostVms[h]!]) {
@@ -195,7 +382,7 @@ export class LocalSearch {
           this.#undo(at);
         }
       }
-      for (let c = 0; c < cands.length && !done && this.spent < this.#budget; c++) done = this.#ejectTwo(v, cands[c]!);
+      for (let c = 0; c < cands.length && !done && this.spent < this.#limit; c++) done = this.#ejectTwo(v, cands[c]!);
       if (!done) left.push(v);
     }
     return left;
@@ -354,7 +541,7 @@ export class LocalSearch {
     let any = false;
     const failed = new Set<number>();
     for (;;) {
-      if (this.spent >= this.#budget) return any;
+      if (this.spent >= this.#limit) return any;
       const hosts: number[] = [];
       for (let h = 0; h < p.H; h++) if (s.hostVms[h]!.length > 0 && !failed.has(h) && this.#movable(h)) hosts.push(h);
       if (hosts.length < 2) return any;
@@ -363,7 +550,7 @@ export class LocalSearch {
       let emptied = false;
       let misses = 0;
       for (const e of hosts) {
-        if (this.spent >= this.#budget) return any;
+        if (this.spent >= this.#limit) return any;
         if (!this.#roomElsewhere(e)) {
           failed.add(e);
           continue;
@@ -428,7 +615,7 @@ export class LocalSearch {
   #swapIn(pool: number[], e: number): void {
     const p = this.#p;
     const s = this.#s;
-    const stop = Math.min(this.#budget, this.spent + ATTEMPT_BUDGET);
+    const stop = Math.min(this.#limit, this.spent + ATTEMPT_BUDGET);
     for (let round = 0; pool.length > 0 && this.spent < stop; round++) {
       let progress = false;
       pool.sort((a, b) => this.#vol[b]! - this.#vol[a]!);
@@ -443,6 +630,8 @@ export class LocalSearch {
       const bins: number[] = [];
       for (let h = 0; h < p.H; h++) if (h !== e && s.active[h] && !p.elastic[h] && s.hostVms[h]!.length > 0) bins.push(h);
       const start = Math.floor(this.#random() * bins.length);
+      // Shifts: a VM moves to another host's free room so that, with its own, its host takes a pool VM.
+      if (this.#shiftIn(pool, bins, e, stop)) continue;
       // Swaps that pack fuller first; only when none is left, ones that trade a pool VM for smaller ones.
       for (const relaxed of [false, true]) {
         for (let i = 0; i < bins.length && pool.length > 0 && this.spent < stop; i++) {
@@ -453,6 +642,41 @@ export class LocalSearch {
       }
       if (!progress) return;
     }
+  }
+
+  /**
+   * Places a pool VM on host a after moving one of a's VMs to the free room of another
+   * active host: two hosts' slack joined where neither alone fits the VM. True when one was.
+   */
+  #shiftIn(pool: number[], bins: readonly number[], e: number, stop: number): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    for (let k = 0; k < pool.length; k++) {
+      const v = pool[k]!;
+      for (const a of bins) {
+        if (this.spent >= stop) return false;
+        const seen = new Set<number>();
+        for (const j of s.hostVms[a]!) {
+          if (this.#pinned[j] || seen.has(p.vmClass[j]!)) continue;
+          seen.add(p.vmClass[j]!); // alike VMs move alike
+          this.spent++;
+          if (!this.#fitsAfterSwap(a, j, v)) continue;
+          const at = this.#begin();
+          this.#remove(j);
+          if (this.#allowed(v, a)) {
+            this.#add(v, a);
+            const b = this.#bestActive(j, a, e);
+            if (b >= 0) {
+              this.#add(j, b);
+              pool.splice(k, 1);
+              return true;
+            }
+          }
+          this.#undo(at);
+        }
+      }
+    }
+    return false;
   }
 
   /** One improving swap on host b between its VMs and the pool (1–1, 2–1, 1–2, then 2–2); true when made. */
@@ -539,7 +763,7 @@ export class LocalSearch {
     hosts.sort((a, b) => p.price[b]! - p.price[a]! || p.sizeRel[a]! - p.sizeRel[b]! || a - b);
     const seen = new Set<number>();
     for (const e of hosts) {
-      if (this.spent >= this.#budget) break;
+      if (this.spent >= this.#limit) break;
       if (s.hostVms[e]!.length === 0) continue;
       seen.clear();
       const vms = [...s.hostVms[e]!].sort((a, b) => this.#size[b]! - this.#size[a]!);
@@ -553,7 +777,7 @@ export class LocalSearch {
         const cls = p.hostClass[g]!;
         if (seen.has(cls)) continue;
         seen.add(cls);
-        if (this.spent >= this.#budget) break;
+        if (this.spent >= this.#limit) break;
         const before = this.#objective();
         const at = this.#begin();
         let ok = true;
@@ -589,7 +813,7 @@ export class LocalSearch {
     hosts.sort((a, b) => load.get(a)! - load.get(b)! || a - b);
     let tried = 0;
     for (const h of hosts) {
-      if (tried >= count || this.spent >= this.#budget) break;
+      if (tried >= count || this.spent >= this.#limit) break;
       if (!this.#roomElsewhere(h)) continue;
       tried++;
       this.#tryEmpty(h);
@@ -634,7 +858,7 @@ export class LocalSearch {
     for (let h = 0; h < p.H; h++) if (s.hostVms[h]!.length > 0 && this.#movable(h)) hosts.push(h);
     let swaps = 0;
     for (const a of hosts) {
-      if (this.spent >= this.#budget) break;
+      if (this.spent >= this.#limit) break;
       const roomA = room(a, -1, -1);
       // Only hosts whose free room is badly shaped: plenty in some dimension, little in another.
       let slack = 0;
@@ -689,7 +913,7 @@ export class LocalSearch {
     let misses = 0;
     const stuck = new Uint8Array(p.H);
     for (;;) {
-      if (this.spent >= this.#budget) return any;
+      if (this.spent >= this.#limit) return any;
       let hot = -1;
       for (let h = 0; h < p.H; h++) {
         if (stuck[h] || p.elastic[h] || !p.up[h] || s.hostVms[h]!.length === 0) continue;

@@ -1,6 +1,7 @@
 import { fillGreedy } from './fill.js';
 import { dynamicRulesFor, type VmRule } from './filters.js';
 import { greedy, greedyOrder } from './greedy.js';
+import { buildGuide, type FillGuide } from './guide.js';
 import { objectiveRefs, weightedObjective, type ObjectiveRefs } from './objective.js';
 import type { Problem } from './problem.js';
 import { seededRandom } from './random.js';
@@ -65,8 +66,13 @@ export function solve(p: Problem, w: Weights, effort = 1): SolveOutcome {
   let best: SolveOutcome | undefined;
   let bestKey: [number, number] = [Infinity, Infinity];
   let refs: ObjectiveRefs | undefined;
+  const fill = consolidating(w) && p.classes.length <= FILL_MAX_CLASSES;
+  const guide = fill ? buildGuide(p, w) : undefined;
   for (let k = 0; k < starts; k++) {
-    const outcome = solveOnce(p, w, effort, Math.floor(budget / starts), k === 0 ? undefined : seededRandom(p.seed * 7919 + k));
+    // With several starts, every other one goes unguided: on small inventories the
+    // relaxation's mix is coarse, and the plain fill sometimes packs better.
+    const guided = starts <= 2 || k % 2 === 0 ? guide : undefined;
+    const outcome = solveOnce(p, w, effort, Math.floor(budget / starts), k === 0 ? undefined : seededRandom(p.seed * 7919 + k), guided);
     refs ??= objectiveRefs(outcome.state);
     const key: [number, number] = [outcome.unplaced.length, weightedObjective(outcome.state, w, refs)];
     if (key[0] < bestKey[0] || (key[0] === bestKey[0] && key[1] < bestKey[1] - 1e-9)) {
@@ -77,7 +83,7 @@ export function solve(p: Problem, w: Weights, effort = 1): SolveOutcome {
   return best!;
 }
 
-function solveOnce(p: Problem, w: Weights, effort: number, budget: number, random: (() => number) | undefined): SolveOutcome {
+function solveOnce(p: Problem, w: Weights, effort: number, budget: number, random: (() => number) | undefined, guide: FillGuide | undefined): SolveOutcome {
   const state = new SolverState(p);
   const dynamic = p.groups.map((g) => dynamicRulesFor(g));
   const eligible = new Int32Array(p.V);
@@ -86,7 +92,7 @@ function solveOnce(p: Problem, w: Weights, effort: number, budget: number, rando
   if (consolidating(w) && p.classes.length <= FILL_MAX_CLASSES) {
     // Filled host by host; the item-by-item pass then tries what is left (elastic hosts, say).
     eligible.fill(-1);
-    const left = new Set(fillGreedy(state, w, dynamic, random));
+    const left = new Set(fillGreedy(state, w, dynamic, random, guide));
     unplaced = left.size ? greedy(state, order.filter((v) => left.has(v)), w, dynamic, eligible) : [];
   } else {
     unplaced = greedy(state, order, w, dynamic, eligible);
