@@ -188,7 +188,9 @@ async function updateOrFallBack(step: UpdateStep, provider: Provider, ctx: Opera
   const request = {
     resources: step.to,
     specHash: step.specHash,
-    allowReboot: step.allowReboot,
+    // A reboot only where the plan said so: a hot-plug that turns out to need one is a failed
+    // cheap path (reported, or replaced when allowed), never a silent reboot.
+    allowReboot: step.allowReboot && step.changeClass === 'reboot',
     ...(step.labels ? { labels: step.labels } : {}),
     ...(step.cloudInit ? { cloudInit: step.cloudInit } : {}),
     ...(step.reboot ? { reboot: true } : {}),
