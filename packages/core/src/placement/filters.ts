@@ -171,6 +171,7 @@ PHRASES.set('cpu', 'short of cpu');
 PHRASES.set('memory', 'short of memory');
 PHRASES.set('disk', 'short of disk');
 PHRASES.set('gpu', 'short of gpus');
+PHRASES.set('cloud-zone', 'a cloud zone (a move there is a replace, not a migration)');
 
 /** The VM rules that apply to a group, minus capacity (the solver checks that inline). */
 export function dynamicRulesFor(group: CompiledGroup): readonly VmRule[] {

@@ -1,3 +1,5 @@
+import { DIMS } from './dims.js';
+import type { Problem } from './problem.js';
 import type { SolverState } from './state.js';
 import type { Weights } from './types.js';
 
@@ -31,3 +33,51 @@ export function weightedObjective(s: SolverState, w: Weights, r: ObjectiveRefs):
   );
 }
 
+
+/**
+ * Lower bounds on active hosts and cost that need no solver: the fewest (cheapest) hosts whose
+ * capacity covers the VMs' total demand in each dimension. Only when no host carries load
+ * already and none is elastic (else undefined). A placement that meets them cannot be beaten
+ * in those objectives, so the search has nothing to find.
+ */
+export function trivialBounds(p: Problem): { readonly hosts: number; readonly cost: number } | undefined {
+  const fixed: number[] = [];
+  for (let h = 0; h < p.H; h++) {
+    if (p.elastic[h] || p.baseActive[h]) return undefined;
+    if (p.up[h]) fixed.push(h);
+  }
+  if (fixed.length === 0) return undefined;
+  let hosts = 0;
+  let cost = 0;
+  let minPrice = Infinity;
+  for (const h of fixed) minPrice = Math.min(minPrice, p.price[h]!);
+  for (let d = 0; d < DIMS; d++) {
+    let demand = 0;
+    for (let v = 0; v < p.V; v++) demand += p.req[v * DIMS + d]!;
+    if (demand <= 0) continue;
+    const bySize = fixed.map((h) => p.cap[h * DIMS + d]!).sort((a, b) => b - a);
+    let n = 0;
+    for (let left = demand; left > 1e-9 && n < bySize.length; n++) left -= bySize[n]!;
+    hosts = Math.max(hosts, n);
+    // The cheapest capacity first, fractionally.
+    const byPrice = fixed.filter((h) => p.cap[h * DIMS + d]! > 0).sort((a, b) => p.price[a]! / p.cap[a * DIMS + d]! - p.price[b]! / p.cap[b * DIMS + d]!);
+    let c = 0;
+    for (let left = demand, i = 0; left > 1e-9 && i < byPrice.length; i++) {
+      const h = byPrice[i]!;
+      const take = Math.min(left, p.cap[h * DIMS + d]!);
+      c += (p.price[h]! * take) / p.cap[h * DIMS + d]!;
+      left -= take;
+    }
+    cost = Math.max(cost, c);
+  }
+  return { hosts, cost: Math.max(cost, hosts * minPrice) };
+}
+
+/** Whether a complete placement meets the bounds in every objective the weights count. */
+export function atBounds(s: SolverState, w: Weights, bounds: { readonly hosts: number; readonly cost: number } | undefined): boolean {
+  if (!bounds || s.placed < s.p.V || w.balance > 0 || w.headroom > 0) return false;
+  if (w.preferLabels > 0 && s.prefMiss > 0) return false;
+  if (w.consolidation > 0 && s.activeFixed > bounds.hosts) return false;
+  if (w.cost > 0 && s.cost() > bounds.cost + 1e-9) return false;
+  return true;
+}

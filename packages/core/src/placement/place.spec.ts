@@ -366,11 +366,18 @@ describe('place: bad input', () => {
   });
 
   it('names rules that name missing groups, and rules no placement can meet', () => {
+    // A group no VM, running VM or groupRules entry names is a typo: say so.
     expect(error({ hosts: hs, vms: [vm('a', 'web', [1, 1], { withGroups: [{ group: 'dbb', scope: 'host' }] })] })).toBe(
-      'group "web" must run with group "dbb" (host), which has no VMs, running or to place',
+      'group "web": withGroups names group "dbb", which has no VMs, running or to place, and no rules in this request',
     );
-    // Avoiding, or wanting to be near, a group with no VMs (scaled to 0, say) asks nothing.
-    expect(place({ hosts: hs, vms: [vm('a', 'web', [1, 1], { avoidGroups: [{ group: 'gone', scope: 'host' }], near: ['gone'] })] }).unplaced).toEqual([]);
+    expect(error({ hosts: hs, vms: [vm('a', 'web', [1, 1], { avoidGroups: [{ group: 'dbb', scope: 'host' }] })] })).toBe(
+      'group "web": avoidGroups names group "dbb", which has no VMs, running or to place, and no rules in this request',
+    );
+    expect(error({ hosts: hs, vms: [vm('a', 'web', [1, 1], { near: ['dbb'] })] })).toMatch(/^group "web": near names group "dbb"/);
+    // Avoiding, or wanting to be near, a known group with no VMs (scaled to 0, its rules given) asks nothing.
+    expect(place({ hosts: hs, vms: [vm('a', 'web', [1, 1], { avoidGroups: [{ group: 'gone', scope: 'host' }], near: ['gone'] })], groupRules: { gone: {} } }).unplaced).toEqual([]);
+    // A group whose VMs all run on hosts outside the request is known too.
+    expect(place({ hosts: hs, vms: [vm('a', 'web', [1, 1], { avoidGroups: [{ group: 'db', scope: 'host' }] })], existing: [{ id: 'db-0', group: 'db', host: 'elsewhere' }] }).unplaced).toEqual([]);
     expect(error({ hosts: hs, vms: [vm('a', 'web', [1, 1], { withGroups: [{ group: 'db', scope: 'zone' }] })], groupRules: { db: {} } })).toBe(
       'group "web" must run with group "db" (zone), which has no VMs, running or to place',
     );

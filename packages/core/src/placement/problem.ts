@@ -195,7 +195,8 @@ export function compileProblem(request: PlacementRequest): Problem {
   const byId = Int32Array.from({ length: V }, (_, v) => v).sort((a, b) => (vms[a]!.id < vms[b]!.id ? -1 : vms[a]!.id > vms[b]!.id ? 1 : 0));
   const idRank = new Int32Array(V);
   byId.forEach((v, rank) => (idRank[v] = rank));
-  for (const name of [...new Set([...vms.map((vm) => vm.group), ...existing.map((e) => e.group), ...Object.keys(request.groupRules ?? {})])].sort()) addGroup(name);
+  // Groups of every running VM count, even those on hosts outside this request: they exist.
+  for (const name of [...new Set([...vms.map((vm) => vm.group), ...(request.existing ?? []).map((e) => e.group), ...Object.keys(request.groupRules ?? {})])].sort()) addGroup(name);
   const vmGroup = new Int32Array(V);
   const req = new Float64Array(V * DIMS);
   for (const v of byId) {
@@ -244,10 +245,20 @@ export function compileProblem(request: PlacementRequest): Problem {
     if (!elastic[h]) baseActive[h] = 1;
   }
 
-  // A group named by a rule that has no VMs here (and no rules given): nothing to avoid or be
-  // near (the fleet spec and the CLI's input check reject names of groups that do not exist;
-  // a group scaled to 0 is legitimate). Running *with* it cannot be met: see below.
-  const lookup = (target: string): number | undefined => groupIndex.get(target);
+  // Every group a rule names must be known: with VMs to place or running, or with rules given
+  // (a group scaled to 0 is known by its rules; `plan` gives every fleet group's). Avoiding a
+  // known group with no VMs, or wanting to be near it, asks nothing; running with it cannot be
+  // met (below).
+  const lookup = (g: number, target: string, rule: string): number => {
+    const t = groupIndex.get(target);
+    if (t === undefined) {
+      throw new InvalidInputError(`group "${groupNames[g]}": ${rule} names group "${target}", which has no VMs, running or to place, and no rules in this request`, {
+        context: { path: `${groupNames[g]}.${rule}` },
+        hint: `known groups: ${groupNames.join(', ')}; a group with no VMs (scaled to 0) is known when its rules are given in groupRules`,
+      });
+    }
+    return t;
+  };
   const avoidHost = groupNames.map(() => new Set<number>());
   const avoidZone = groupNames.map(() => new Set<number>());
   const withHost = groupNames.map(() => new Set<number>());
@@ -258,21 +269,18 @@ export function compileProblem(request: PlacementRequest): Problem {
   for (let g = 0; g < G; g++) {
     const rules = rulesOf(g);
     for (const ref of rules.avoidGroups ?? []) {
-      const t = lookup(ref.group);
-      if (t === undefined) continue;
+      const t = lookup(g, ref.group, 'avoidGroups');
       const scope = ref.scope ?? 'host';
       // Symmetric: "a avoids b" keeps b away from a as well.
       (scope === 'zone' ? avoidZone : avoidHost)[g]!.add(t);
       (scope === 'zone' ? avoidZone : avoidHost)[t]!.add(g);
     }
     for (const ref of rules.withGroups ?? []) {
-      const t = lookup(ref.group);
+      const t = lookup(g, ref.group, 'withGroups');
       const scope = ref.scope ?? 'zone';
-      if (t !== undefined) {
-        (scope === 'host' ? withHost : withZone)[g]!.add(t);
-        (scope === 'host' ? anchorsHost : anchorsZone)[t]!.add(g);
-      }
-      const total = t === undefined ? 0 : existingTotal[t]! + groupSize[t]!;
+      (scope === 'host' ? withHost : withZone)[g]!.add(t);
+      (scope === 'host' ? anchorsHost : anchorsZone)[t]!.add(g);
+      const total = existingTotal[t]! + groupSize[t]!;
       // Only a group with VMs to place needs its rule met.
       if (total === 0 && groupSize[g]! > 0) {
         throw new InvalidInputError(`group "${groupNames[g]}" must run with group "${ref.group}" (${scope}), which has no VMs, running or to place`, {
@@ -287,10 +295,7 @@ export function compileProblem(request: PlacementRequest): Problem {
         });
       }
     }
-    for (const ref of rules.near ?? []) {
-      const t = lookup(ref);
-      if (t !== undefined) near[g]!.add(t);
-    }
+    for (const ref of rules.near ?? []) near[g]!.add(lookup(g, ref, 'near'));
     if (rules.spread && !(rules.spread.maxSkew >= 1)) {
       throw new InvalidInputError(`group "${groupNames[g]}": spread.maxSkew must be 1 or more`, { context: { path: `${groupNames[g]}.spread.maxSkew` } });
     }

@@ -119,9 +119,20 @@ export function rebalance(request: RebalanceRequest): RebalanceResult {
       : h.allocated;
     return { ...h, allocated, ...(drained.has(h.id) ? { state: 'draining' as const } : {}) };
   });
+  // A migration stays within the VM's provider: as a host rule, so hosts of other providers
+  // are ruled out, and counted, like any other (the same rules object for VMs alike).
+  const withinProvider = new Map<string, PlacementRules>();
+  const rulesFor = (vm: RunningVm): PlacementRules => {
+    const provider = known.get(vm.host)!.provider;
+    const own = vm.rules ?? request.groupRules?.[vm.group] ?? {};
+    const key = `${vm.rules ? `vm:${vm.id}` : `group:${vm.group}`}|${provider}`;
+    let rules = withinProvider.get(key);
+    if (!rules) withinProvider.set(key, (rules = { ...own, providers: (own.providers ?? [provider]).filter((x) => x === provider) }));
+    return rules;
+  };
   const p = compileProblem({
     hosts,
-    vms: movable.map((vm) => ({ id: vm.id, group: vm.group, resources: vm.resources, ...(vm.labels ? { labels: vm.labels } : {}), ...(vm.rules ? { rules: vm.rules } : {}) })),
+    vms: movable.map((vm) => ({ id: vm.id, group: vm.group, resources: vm.resources, ...(vm.labels ? { labels: vm.labels } : {}), rules: rulesFor(vm) })),
     existing: pinned.map((vm) => ({ id: vm.id, group: vm.group, host: vm.host })),
     ...(request.groupRules ? { groupRules: request.groupRules } : {}),
     seed: request.seed ?? 0,
@@ -181,6 +192,10 @@ export function rebalance(request: RebalanceRequest): RebalanceResult {
       }
       if (best < 0) {
         const reasons = explainRejection(s, v);
+        // Cloud zones of its provider meet its rules but take no migration (a move there is a replace).
+        let cloud = 0;
+        for (const h of p.classes[p.vmClass[v]!]!.candidates) if (p.elastic[h] && allowedOn(s, dynamic, v, h)) cloud++;
+        if (cloud) reasons['cloud-zone'] = cloud;
         stuck.push({ id: p.vms[v]!.id, reasons, message: describeReasons(reasons, p.H) });
         s.add(v, from);
         reached = false;

@@ -2,7 +2,7 @@ import { fillGreedy } from './fill.js';
 import { dynamicRulesFor, type VmRule } from './filters.js';
 import { greedy, greedyOrder } from './greedy.js';
 import { buildGuide, type FillGuide } from './guide.js';
-import { objectiveRefs, weightedObjective, type ObjectiveRefs } from './objective.js';
+import { atBounds, objectiveRefs, trivialBounds, weightedObjective, type ObjectiveRefs } from './objective.js';
 import type { Problem } from './problem.js';
 import { seededRandom } from './random.js';
 import { LocalSearch } from './search.js';
@@ -67,23 +67,34 @@ export function solve(p: Problem, w: Weights, effort = 1): SolveOutcome {
   let bestKey: [number, number] = [Infinity, Infinity];
   let refs: ObjectiveRefs | undefined;
   const fill = consolidating(w) && p.classes.length <= FILL_MAX_CLASSES;
+  const bounds = trivialBounds(p);
   const guide = fill ? buildGuide(p, w) : undefined;
   for (let k = 0; k < starts; k++) {
     // With several starts, every other one goes unguided: on small inventories the
     // relaxation's mix is coarse, and the plain fill sometimes packs better.
     const guided = starts <= 2 || k % 2 === 0 ? guide : undefined;
-    const outcome = solveOnce(p, w, effort, Math.floor(budget / starts), k === 0 ? undefined : seededRandom(p.seed * 7919 + k), guided);
+    const outcome = solveOnce(p, w, effort, Math.floor(budget / starts), k === 0 ? undefined : seededRandom(p.seed * 7919 + k), guided, bounds);
     refs ??= objectiveRefs(outcome.state);
     const key: [number, number] = [outcome.unplaced.length, weightedObjective(outcome.state, w, refs)];
     if (key[0] < bestKey[0] || (key[0] === bestKey[0] && key[1] < bestKey[1] - 1e-9)) {
       best = outcome;
       bestKey = key;
     }
+    // Nothing can beat a placement that meets the lower bounds: no more starts.
+    if (atBounds(outcome.state, w, bounds)) break;
   }
   return best!;
 }
 
-function solveOnce(p: Problem, w: Weights, effort: number, budget: number, random: (() => number) | undefined, guide: FillGuide | undefined): SolveOutcome {
+function solveOnce(
+  p: Problem,
+  w: Weights,
+  effort: number,
+  budget: number,
+  random: (() => number) | undefined,
+  guide: FillGuide | undefined,
+  bounds: ReturnType<typeof trivialBounds>,
+): SolveOutcome {
   const state = new SolverState(p);
   const dynamic = p.groups.map((g) => dynamicRulesFor(g));
   const eligible = new Int32Array(p.V);
@@ -99,7 +110,7 @@ function solveOnce(p: Problem, w: Weights, effort: number, budget: number, rando
   }
   const notes = new Map<number, string>();
   const search = new LocalSearch(state, w, dynamic, budget, notes, p.seed + (random ? Math.floor(random() * 1e6) : 0));
-  if (effort > 0 && p.V > 0) search.run();
+  if (effort > 0 && p.V > 0 && !atBounds(state, w, bounds)) search.run();
   const still = settle(state, unplaced, w, dynamic, eligible, effort > 0 ? search : undefined);
   return { state, unplaced: still, eligible, notes, evaluations: search.spent };
 }

@@ -35,9 +35,10 @@ export interface PlacementRequest {
   readonly seed?: number;
   /**
    * Rules of groups by name, for groups whose VMs all run already (so rules such as
-   * `avoidGroups` hold both ways) and for VMs that carry no `rules` of their own. A rule may
-   * name a group with no VMs here: avoiding it or being near it asks nothing; running with it
-   * is an InvalidInputError (it cannot be met).
+   * `avoidGroups` hold both ways), for groups with no VMs at all (scaled to 0: a rule may name
+   * them; avoiding or being near one asks nothing, running with one is an InvalidInputError),
+   * and for VMs that carry no `rules` of their own. A rule naming a group known in none of
+   * these ways (no VMs, running or to place, and no rules here) is an InvalidInputError.
    */
   readonly groupRules?: Readonly<Record<string, PlacementRules>>;
   /** Search for the Pareto-optimal alternatives (cheapest, fewest hosts, most balanced…). @default true */
