@@ -54,6 +54,14 @@ function kvm(patch: Partial<KvmProviderConfig> = {}): KvmProvider {
 function fleetOf(input: Omit<FleetSpecInput, 'providers'>, provider: Record<string, unknown> = {}): FleetSpec {
   return parseFleet({ ...input, providers: { lab: { ...kvmProviderConfigFor(tb), ...provider } } } as FleetSpecInput);
 }
+/**
+ * The tiny image with a static address: the testbed's DHCP ranges (50 leases per host, an
+ * hour each) run dry when many test files boot guests, and these tests need to reach the guest.
+ */
+function staticTiny(ip: string): KvmProviderConfig['images'] {
+  const base = providerConfig().images['tiny']!;
+  return { tiny: { ...base, cmdline: `${tb.guest.cmdlineBase} nc.net=static nc.ip=${ip}/24` } };
+}
 const hostOf = (id: string): TestbedHost => tb.hosts.find((h) => `lab/${h.name}` === id)!;
 
 async function names(host: TestbedHost, what: 'domains' | 'volumes'): Promise<string[]> {
@@ -90,13 +98,14 @@ function seedInstanceIdOnHost(host: TestbedHost, vm: string): string | undefined
 describe('day 2 on KVM', () => {
   it('plans each change with its class and reason, hot-plugs memory without a reboot, sets labels in place, and follows the cloud-init policy', { timeout: 900_000 }, async () => {
     const name = `${RUN}-ci-0`;
-    const provider = kvm({ hotplug: { cpu: 2, memory: 256 } });
+    const ip = '192.168.122.241';
+    const provider = kvm({ hotplug: { cpu: 2, memory: 256 }, images: staticTiny(ip) });
     const providers = new ProviderSet(new Map([['lab', provider]]));
     const group = (patch: Record<string, unknown>) => ({
       count: 1, cpu: 1, memory: '128MiB', disk: '1GiB', image: 'tiny', labels: { tier: 'a' },
       cloudInit: { userData: '#cloud-config\n# v1\n', onChange: 'reboot' }, ...patch,
     });
-    const spec = (patch: Record<string, unknown>) => fleetOf({ name: RUN, groups: { ci: group(patch) as FleetSpecInput['groups'][string] } }, { hotplug: { cpu: 2, memory: 256 } });
+    const spec = (patch: Record<string, unknown>) => fleetOf({ name: RUN, groups: { ci: group(patch) as FleetSpecInput['groups'][string] } }, { hotplug: { cpu: 2, memory: 256 }, images: staticTiny(ip) });
     const run = async (fleet: FleetSpec) => {
       const p = plan(fleet, await observe(fleet, providers));
       const result = await apply(p, providers);
@@ -108,8 +117,7 @@ describe('day 2 on KVM', () => {
     const first = await run(spec({}));
     expect(first.steps.map((s) => s.kind)).toEqual(['create']);
     const host = hostOf((first.steps[0] as { host: string }).host);
-    const booted = await waitForGuestMarker(host, name, BOOT_MS);
-    const ip = booted.ip!;
+    await waitForGuestMarker(host, name, BOOT_MS);
     const id1 = await guestId(host, ip);
     const [vm1] = await provider.list(RUN);
     const seed1 = seedInstanceIdOnHost(host, name);
@@ -154,6 +162,43 @@ describe('day 2 on KVM', () => {
 
     const gone = plan(spec({}), await observe(spec({}), providers), { destroy: true });
     expect((await apply(gone, providers)).ok).toBe(true);
+  });
+
+  it('stops the apply and says so when a hot-plug turns out to need a reboot, and replaces only when the group allows it', { timeout: 600_000 }, async () => {
+    const FLEET = `${RUN}-cheap`;
+    const name = `${FLEET}-g-0`;
+    const ip = '192.168.122.242';
+    const maker = kvm({ images: staticTiny(ip) }); // no ceilings: the VM is defined with its own size as its maximum
+    const spec = (memory: string, changes: Record<string, unknown> = {}) =>
+      fleetOf({ name: FLEET, groups: { g: { count: 1, cpu: 1, memory, disk: '1GiB', image: 'tiny', changes } } }, { hotplug: { memory: 512 }, images: staticTiny(ip) });
+    const made = new ProviderSet(new Map([['lab', maker]]));
+    expect((await apply(plan(spec('128MiB'), await observe(spec('128MiB'), made)), made)).ok).toBe(true);
+    // The provider now has hot-plug ceilings, so more memory is planned as hot-plug; this VM's ceiling is its size.
+    const provider = kvm({ hotplug: { memory: 512 }, images: staticTiny(ip) });
+    const providers = new ProviderSet(new Map([['lab', provider]]));
+    const host = hostOf((await provider.list(FLEET))[0]!.host);
+    await waitForGuestMarker(host, name, BOOT_MS);
+    const before = await guestId(host, ip);
+    const [vm0] = await provider.list(FLEET);
+
+    const p = plan(spec('192MiB'), await observe(spec('192MiB'), providers));
+    expect(p.steps).toEqual([expect.objectContaining({ kind: 'update', changeClass: 'hot-plug' })]);
+    const failed = await apply(p, providers);
+    expect(failed.ok).toBe(false);
+    const error = failed.outcomes[0]!.error!;
+    expect(error.message).toMatch(/^hot-plug change failed \(.*needs a reboot to get 1 vCPUs \/ 192 MiB.*\); the VM was not replaced$/);
+    expect(error.hint).toMatch(/groups\.g\.changes\.fallbackToReplace: true/);
+    expect((await guestId(host, ip))['boot_id']).toBe(before['boot_id']); // not rebooted either
+    expect((await provider.list(FLEET))[0]).toMatchObject({ id: vm0!.id, resources: { memoryMiB: 128 } });
+
+    // With the fallback allowed, the failed cheap path becomes a replacement.
+    const allowed = spec('192MiB', { fallbackToReplace: true });
+    const replaced = await apply(plan(allowed, await observe(allowed, providers)), providers);
+    expect(replaced.outcomes.map((o) => o.error?.describe() ?? o.status)).toEqual(['done']);
+    const [vm1] = await provider.list(FLEET);
+    expect(vm1).toMatchObject({ name, resources: { memoryMiB: 192 } });
+    expect(vm1!.id).not.toBe(vm0!.id);
+    expect((await apply(plan(allowed, await observe(allowed, providers), { destroy: true }), providers)).ok).toBe(true);
   });
 
   it('never blocks on a guest with no agent and no DHCP lease beyond its bound, and says where addresses came from', { timeout: 600_000 }, async () => {
@@ -204,10 +249,11 @@ describe('day 2 on KVM', () => {
     const host = tb.hosts[2]!;
     const name = `${RUN}-legacy`;
     await virshOnHost(host, ['vol-create-as', tb.guest.pool, `${name}.qcow2`, '1G', '--format', 'qcow2', '--backing-vol', tb.guest.baseVolume, '--backing-vol-format', 'qcow2']);
-    await defineDomainOnHost(host, tinyGuestDomainXml(tb, { name, memoryMiB: 128, volume: `${name}.qcow2` }));
+    await defineDomainOnHost(host, tinyGuestDomainXml(tb, { name, memoryMiB: 128, volume: `${name}.qcow2`, cmdline: 'nc.net=static nc.ip=192.168.122.243/24' }));
     await virshOnHost(host, ['start', name]);
     const ready = await waitForGuestMarker(host, name, BOOT_MS);
-    const before = await guestId(host, ready.ip!);
+    const legacyIp = ready.ip ?? '192.168.122.243';
+    const before = await guestId(host, legacyIp);
 
     const FLEET = `${RUN}-adopt`;
     const fleet = fleetOf({ name: FLEET, groups: { legacy: { count: 1, cpu: 1, memory: '128MiB', disk: '1GiB', image: 'tiny', labels: { adopted: 'yes' } } } });
@@ -220,7 +266,7 @@ describe('day 2 on KVM', () => {
     const outcomes = await applyAdoption(fleet, adoption, providers);
     expect(outcomes.map((o) => o.error?.describe() ?? o.status)).toEqual(['done']);
 
-    const after = await guestId(host, ready.ip!);
+    const after = await guestId(host, legacyIp);
     expect(after['boot_id']).toBe(before['boot_id']);
     const listed = await provider.list(FLEET);
     expect(listed).toEqual([expect.objectContaining({ name, fleet: FLEET, group: 'legacy', index: 0, image: 'tiny', labels: { adopted: 'yes' }, state: 'running' })]);
