@@ -39,13 +39,16 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       .option('--debug', 'print stack traces', false);
   const concurrency = new Option('-c, --concurrency <n>', 'steps run at once').default(10).argParser(positiveInt);
 
-  const rebalance = new Option('--rebalance <target>', 'also move running VMs: balance, consolidate, or drain:HOST[,HOST…] (otherwise where a VM runs is not drift)');
+  const rebalance = new Option('--rebalance <target>', 'also move running VMs: balance[:MAX_IMBALANCE], consolidate[:MAX_ACTIVE_HOSTS], or drain:HOST[,HOST…] (otherwise where a VM runs is not drift)');
+  const weights = new Option('--weights <list>', "weights of the soft rules, e.g. cost=1,balance=0.5 (cost, consolidation, balance, headroom, preferLabels, locality); they replace the fleet's placement.weights");
   common(program.command('plan').description('show what apply would change, and why'))
     .addOption(rebalance)
+    .addOption(weights)
     .action(run((o) => planCommand(io, o as never)));
   common(program.command('apply').description('create, change and delete VMs until the fleet matches its spec'))
     .addOption(concurrency)
     .addOption(rebalance)
+    .addOption(weights)
     .action(run((o) => applyCommand(io, o as never)));
   common(program.command('status').description("the fleet's VMs and hosts as the providers report them")).action(run((o) => statusCommand(io, o as unknown as GlobalOptions)));
   common(program.command('destroy').description('delete every VM the fleet owns'))

@@ -4,18 +4,19 @@ import { EXIT } from '../exit.js';
 import { progressReporter } from '../output/progress.js';
 import { formatMs } from '../output/table.js';
 import { planJson, renderPlan } from '../output/plan.js';
-import { computePlan, parseRebalance } from './plan.js';
+import { computePlan, parseRebalance, weightsFlag } from './plan.js';
 
 export interface ApplyOptions extends GlobalOptions {
   readonly concurrency: number;
   readonly rebalance?: string;
+  readonly weights?: string;
 }
 
 /** Plans, then applies with progress; SIGINT stops cleanly (running steps finish or abort, none starts). */
 export async function applyCommand(io: Io, options: ApplyOptions, destroy = false): Promise<number> {
   const fleet = await loadFleet(io, options);
   return withProviders(io, options, fleet, async (providers) => {
-    const plan = await computePlan(fleet, providers, destroy, destroy ? undefined : parseRebalance(options.rebalance));
+    const plan = await computePlan(fleet, providers, destroy, destroy ? undefined : parseRebalance(options.rebalance), weightsFlag(options.weights));
     if (plan.unplaced.length > 0) {
       if (!options.json) io.stderr.write(`${renderPlan(plan)}\n`);
       throw new InvalidInputError(`${plan.unplaced.length} VM(s) fit nowhere; nothing was changed`, {

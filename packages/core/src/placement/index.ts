@@ -8,6 +8,6 @@ export { rebalance } from './rebalance.js';
 export type { Migration, RebalanceRequest, RebalanceResult, RebalanceTarget, RunningVm } from './rebalance.js';
 export { validatePlacement } from './validate.js';
 export type { PlacementViolation } from './validate.js';
-export { parsePlacementInput, parseWeights } from './inventory.js';
+export { parsePlacementInput, parseRebalance, parseWeights } from './inventory.js';
 export type { HostInput, ParsedPlacementInput, PlacementInput, VmInput } from './inventory.js';
 export * from './capacityFallback.js';

@@ -3,6 +3,7 @@ import { InvalidInputError } from '../errors/errors.js';
 import { labels } from '../model/common.js';
 import { placementRules, type PlacementRules, type PlacementWeights } from '../model/fleet.js';
 import type { Host } from '../model/records.js';
+import type { RebalanceTarget } from './rebalance.js';
 import { SCORER_NAMES, type PlacementRequest, type PlacedVm, type PlacementVm } from './types.js';
 
 /**
@@ -201,6 +202,40 @@ export function parseWeights(text: string): PlacementWeights {
   }
   if (Object.keys(out).length === 0) throw new InvalidInputError('weights: none given', { hint: `e.g. cost=1,balance=0.5; names: ${SCORER_NAMES.join(', ')}` });
   return out;
+}
+
+/**
+ * Parses a rebalance target as given on the command line: `drain:HOST[,HOST…]`,
+ * `consolidate[:MAX_ACTIVE_HOSTS]` or `balance[:MAX_IMBALANCE]`. Host names are returned as
+ * given; the caller resolves them against its inventory.
+ * @throws InvalidInputError saying what is wrong and what is accepted.
+ */
+export function parseRebalance(text: string): RebalanceTarget {
+  const hint = 'e.g. drain:host-3, drain:host-3,host-4, consolidate, consolidate:10, balance, balance:0.1';
+  const colon = text.indexOf(':');
+  const kind = (colon < 0 ? text : text.slice(0, colon)).trim();
+  const arg = colon < 0 ? undefined : text.slice(colon + 1).trim();
+  switch (kind) {
+    case 'drain': {
+      const hosts = (arg ?? '').split(',').map((h) => h.trim()).filter(Boolean);
+      if (hosts.length === 0) throw new InvalidInputError(`rebalance: "${text}" names no host to drain`, { hint });
+      return { kind, hosts };
+    }
+    case 'consolidate': {
+      if (arg === undefined) return { kind };
+      const n = Number(arg);
+      if (arg === '' || !Number.isInteger(n) || n < 0) throw new InvalidInputError(`rebalance: consolidate:${arg} — the most active hosts must be a whole number, 0 or more`, { hint });
+      return { kind, maxActiveHosts: n };
+    }
+    case 'balance': {
+      if (arg === undefined) return { kind };
+      const x = Number(arg);
+      if (arg === '' || !(x >= 0 && x <= 1)) throw new InvalidInputError(`rebalance: balance:${arg} — the most imbalance (standard deviation of utilisation) must be from 0 to 1`, { hint });
+      return { kind, maxImbalance: x };
+    }
+    default:
+      throw new InvalidInputError(`rebalance: unknown target "${kind}"`, { hint });
+  }
 }
 
 function listOf(doc: unknown, key: 'hosts' | 'vms', source: string, problems: string[]): unknown[] {
