@@ -49,8 +49,14 @@ const MiB = 1024 * 1024;
 const imageDir = mkdtempSync(join(tmpdir(), `${RUN}-`));
 const instantClock: Clock = { now: () => Date.now(), sleep: async (_ms, signal) => signal?.throwIfAborted() };
 
-/** The testbed as a provider of the fleet, with its tiny guest as image `tiny`. */
-const lab = { ...kvmProviderConfigFor(tb), imageDir, backupDir: `/var/tmp/${RUN}-backups` };
+/** Testbed hosts, those with the most free DHCP leases first (each host has 50, held for an hour). */
+async function hostsByFreeLeases(): Promise<TestbedHost[]> {
+  const used = await Promise.all(tb.hosts.map(async (h) => (await virshOnHost(h, ['net-dhcp-leases', tb.guest.network])).split('\n').filter((l) => l.trim()).length));
+  return tb.hosts.map((h, i) => ({ h, n: used[i]! })).sort((a, b) => a.n - b.n).map((x) => x.h);
+}
+/** The testbed (its two hosts with the most free DHCP leases) as a provider of the fleet, with its tiny guest as image `tiny`. */
+const usable = new Set((await hostsByFreeLeases()).slice(0, 2).map((h) => h.name));
+const lab = { ...kvmProviderConfigFor(tb), hosts: kvmProviderConfigFor(tb).hosts.filter((h) => usable.has(h.name)), imageDir, backupDir: `/var/tmp/${RUN}-backups` };
 const aws = { type: 'aws' as const, region: 'us-east-1', zones: ['us-east-1a', 'us-east-1b'], images: { tiny: '136693071363/debian-12-amd64-*' }, imageBucket: `${RUN}-images`, imageDir };
 const gcp = { type: 'gcp' as const, project: `${RUN}-project`, zones: ['us-central1-a'], images: { tiny: 'projects/debian-cloud/global/images/family/debian-12' }, imageBucket: `${RUN}-images` };
 

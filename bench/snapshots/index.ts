@@ -9,8 +9,10 @@
  * source disk byte for byte (every block materialised and compared). A second table runs the
  * engine's `tick` over 2,000 VMs against a bare loop of provider calls.
  *
- * Sim timings measure the engine and the block model, not disks or networks; the KVM rows
- * (libvirt push-mode backups on the testbed) are added by the KVM provider.
+ * Sim timings measure the engine and the block model, not disks or networks. The KVM rows
+ * (kvm.ts: libvirt push-mode backups of a guest on the testbed) follow; they need the testbed
+ * up and take a few minutes (a TCG guest writes about 8 MiB/s). BENCH_SNAPSHOT_KVM=0 leaves
+ * them out.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +20,7 @@ import { join } from 'node:path';
 import { apply, observe, parseFleet, plan, ProviderSet, tick, type SimProviderConfig, type SnapshotRecord } from '@novacron/core';
 import { SimProvider } from '@novacron/provider-sim';
 import { measure, printTable, ratio, verdict } from '../lib/harness.ts';
+import { KVM_OVERHEAD, kvmRows } from './kvm.ts';
 
 const MiB = 1024 * 1024;
 const KS = (process.env['BENCH_SNAPSHOT_K'] ?? '1,16,128').split(',').map(Number);
@@ -116,6 +119,14 @@ try {
     ['K MiB', 'incr stored MiB', 'target ≤ MiB', 'full stored MiB', 'ratio', 'incr ms', 'full ms', 'ratio', `restore link ${LINKS} ms`, 'restore full ms', 'ratio', 'byte-equal', 'verdict'],
     rows,
   );
+
+  if (process.env['BENCH_SNAPSHOT_KVM'] !== '0') {
+    printTable(
+      `snapshots on KVM: ${LINKS} libvirt push-mode incrementals of a 1 GiB disk (TCG guest on the testbed) with K MiB written in the guest before each; baseline: a full of the same disk after the chain (target 1.1 × K + ${KVM_OVERHEAD / 1024} KiB)`,
+      ['K MiB', 'incr stored MiB', 'target ≤ MiB', 'full stored MiB', 'ratio', 'incr ms', 'full ms', 'ratio', `restore link ${LINKS} ms`, 'restore full ms', 'ratio', 'byte-equal', 'verdict'],
+      await kvmRows(KS, LINKS),
+    );
+  }
 
   // The engine over a fleet: a first tick takes fulls, the next ones incrementals and prune.
   const clock = benchClock();

@@ -8,14 +8,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostId, kvmProviderConfig, NovaCronError } from '@novacron/core';
-import { execOnHost, guestHttpGet, kvmProviderConfigFor, loadTestbed, parseKeyValues, virshOnHost, waitForGuestMarker } from '../../../../test/testbed/index.ts';
+import { execOnHost, guestHttpGet, kvmProviderConfigFor, loadTestbed, parseKeyValues, virshOnHost, waitForGuestMarker, type TestbedHost } from '../../../../test/testbed/index.ts';
 import { KvmProvider } from '../KvmProvider.js';
 import { importedVolumeName } from './KvmImages.js';
 
 const tb = loadTestbed();
 const RUN = `ncim${randomBytes(2).toString('hex')}`;
 const FLEET = RUN;
-const [h1, h2, h3] = [tb.hosts[0]!, tb.hosts[1]!, tb.hosts[2]!];
+/** Testbed hosts, those with the most free DHCP leases first (each host has 50, held for an hour). */
+async function hostsByFreeLeases(): Promise<TestbedHost[]> {
+  const used = await Promise.all(tb.hosts.map(async (h) => (await virshOnHost(h, ['net-dhcp-leases', tb.guest.network])).split('\n').filter((l) => l.trim()).length));
+  return tb.hosts.map((h, i) => ({ h, n: used[i]! })).sort((a, b) => a.n - b.n).map((x) => x.h);
+}
+const [h1, h2, h3] = (await hostsByFreeLeases()) as [TestbedHost, TestbedHost, TestbedHost];
 const MiB = 1024 * 1024;
 const imageDir = mkdtempSync(join(tmpdir(), `${RUN}-`));
 const kvm = new KvmProvider({ name: 'lab', config: kvmProviderConfig.parse({ ...kvmProviderConfigFor(tb), imageDir, backupDir: `/var/tmp/${RUN}` }), cwd: process.cwd(), env: process.env });
@@ -35,7 +40,7 @@ function sha256OfRange(path: string, offset: number, length: number): string {
     closeSync(fd);
   }
 }
-const create = (name: string, host: typeof h1, fromImage?: string) =>
+const create = (name: string, host: TestbedHost, fromImage?: string) =>
   kvm.create({ name, ownership: { fleet: FLEET, group: 'app', index: 0, specHash: 'h' }, host: hostId('lab', host.name), resources: { cpu: 1, memoryMiB: 128, diskGiB: 1, gpu: 0 }, image: 'tiny', labels: {}, ...(fromImage ? { fromImage } : {}) });
 
 async function scrub(): Promise<void> {

@@ -16,10 +16,15 @@ const tb = loadTestbed();
 const RUN = `ncsn${randomBytes(2).toString('hex')}`; // every domain, volume and backup folder of this file starts with it
 const FLEET = RUN;
 const VM = `${RUN}-db-0`;
-const h1 = tb.hosts[0]!;
-const h2 = tb.hosts[1]!;
+/** Testbed hosts, those with the most free DHCP leases first (each host has 50, held for an hour). */
+async function hostsByFreeLeases(): Promise<TestbedHost[]> {
+  const used = await Promise.all(tb.hosts.map(async (h) => (await virshOnHost(h, ['net-dhcp-leases', tb.guest.network])).split('\n').filter((l) => l.trim()).length));
+  return tb.hosts.map((h, i) => ({ h, n: used[i]! })).sort((a, b) => a.n - b.n).map((x) => x.h);
+}
+// h1 runs the VM, h2 holds a backup folder of its own.
+const [h1, h2] = (await hostsByFreeLeases()) as [TestbedHost, TestbedHost];
 // The testbed's hosts share this machine's /var/tmp: one folder all hosts see (a shared
-// mount, as NFS would be), and nc-h2 with a folder of its own.
+// mount, as NFS would be), and the second host (h2) with a folder of its own.
 const SHARED_DIR = `/var/tmp/${RUN}-backups`;
 const H2_DIR = `/var/tmp/${RUN}-h2-backups`;
 const MiB = 1024 * 1024;
@@ -204,7 +209,7 @@ describe('KVM backups on the testbed', { timeout: 600_000 }, () => {
     // The restore test's boot: the scratch VM boots to the guest's marker and is left off.
     const boot = await kvm.bootCheck({ name: `${RUN}-r3`, fleet: '' });
     expect(boot.ok, boot.detail).toBe(true);
-    expect(boot.detail).toMatch(/booted on nc-h1 to its ready marker \(NOVACRON-GUEST-READY\)/);
+    expect(boot.detail).toMatch(new RegExp(`booted on ${h1.name} to its ready marker \\(NOVACRON-GUEST-READY\\)`));
     expect((await kvm.locate({ name: `${RUN}-r3`, fleet: '' }, 'test'))!.view.state).toBe('shut off');
     expect((await rejection(kvm.bootCheck({ name: VM, fleet: 'other' }))).code).toBe('Conflict');
     await kvm.delete({ name: `${RUN}-r3`, fleet: '' });
@@ -212,7 +217,7 @@ describe('KVM backups on the testbed', { timeout: 600_000 }, () => {
   });
 
   it('keeps backups in another host\'s folder: the job runs on the VM\'s host, the data is copied over and chained there', async () => {
-    const full = await kvm.snapshot(ref, { kind: 'full', id: id('t0'), target: 'lab/nc-h2' });
+    const full = await kvm.snapshot(ref, { kind: 'full', id: id('t0'), target: `lab/${h2.name}` });
     expect(full.location).toBe(`${h2.name}:${H2_DIR}/${VM}/${id('t0')}`);
     await write(2, 500);
     const inc = await kvm.snapshot(ref, { kind: 'incremental', parent: id('t0'), id: id('t1'), target: h2.name });
@@ -221,7 +226,7 @@ describe('KVM backups on the testbed', { timeout: 600_000 }, () => {
     expect(JSON.parse(backing.stdout)['backing-filename']).toBe(`../${id('t0')}/vda.qcow2`);
     // No staging left behind on the VM's host.
     expect((await execOnHost(h1, ['sh', '-c', `ls -A ${SHARED_DIR}/.staging/${VM} 2>/dev/null | wc -l`])).stdout.trim()).toBe('0');
-    // Restored onto the VM's host from nc-h2's folder.
+    // Restored onto the VM's host from h2's folder.
     const r = await kvm.restore(ref, { snapshot: id('t1'), asName: `${RUN}-r4`, scratch: true });
     expect(r.digest).toBe(inc.digest);
     expect(r.vm.host).toBe(`lab/${h1.name}`);

@@ -28,7 +28,7 @@ import type { Transport } from '../transport.js';
 import type { Virsh } from '../virsh/Virsh.js';
 import { relayFile } from '../images/streams.js';
 import { backupXml, checkpointXml, jobActive, parseJobInfo } from './backupJob.js';
-import { BLOCK_BYTES, digestOfManifest, formatManifest, parseManifest } from './blockHashes.js';
+import { assembleManifest, BLOCK_BYTES, blocksToRead, classifyBlocks, digestOfManifest, formatManifest, parseImageMap, parseManifest } from './blockHashes.js';
 import { HostOps, type OpOptions } from './hostOps.js';
 import {
   assertSnapshotId,
@@ -116,26 +116,31 @@ export class KvmSnapshots {
     const ops = new HostOps(this.#p.virshFor(target.name));
     const folder = snapshotDir(this.#dir(target.name), ref.name, id);
     const opts: OpOptions = { ...sig(ctx), vm: ref.name, operation: 'snapshot' };
+    const active = ACTIVE_STATES.has(found.view.state);
 
-    // The same id, anywhere on the target: complete is returned as it is, incomplete is redone.
-    const same = await this.#metasOn(target, `*/${id}`, ctx);
-    const existing = same.find((m) => m.meta.vm === ref.name)?.meta;
+    // One round trip to each end, at once: the VM's disk, checkpoints and agent; the target's
+    // records of this id (anywhere) and of this VM's backups (the chain to build on).
+    progress(ctx, 'inspect');
+    const [vm, listing] = await Promise.all([
+      this.#inspect(found, ctx, active && request.quiesce !== false),
+      this.#metasOn(target, [`*/${id}`, `${ref.name}/*`], ctx),
+    ]);
+    // The same id: complete is returned as it is, incomplete is redone.
+    const same = listing.filter((m) => m.meta.id === id);
     const taken = same.find((m) => m.meta.vm !== ref.name || m.meta.fleet !== ref.fleet);
     if (taken) throw new ConflictError(`snapshot id "${id}" is taken by VM "${taken.meta.vm}"`, { context: { ...context, host: target.name }, hint: 'use another id' });
+    const existing = same[0]?.meta;
     if (existing?.state === 'complete') return toRecord(this.#p.name, existing);
     if (existing) this.#log?.(`kvm: ${target.name}: redoing incomplete snapshot ${id}${existing.error ? ` (${existing.error})` : ''}`);
-
-    progress(ctx, 'inspect');
-    const vm = await this.#inspect(found, ctx);
     if (request.kind === 'disk') return this.#diskSnapshot(found, vm, id, request, ops, folder, ctx);
 
-    const active = ACTIVE_STATES.has(found.view.state);
     if (!active && found.view.state !== 'shut off') {
       throw new ConflictError(`VM "${ref.name}" is ${found.view.state}; a backup needs it running or shut off`, { context: found.virsh.context({ vm: ref.name, operation: 'snapshot' }), hint: 'wait for it to settle, then run the backup again' });
     }
-    const decision = await this.#decideKind(request, vm, target, active, ctx);
+    const own = listing.filter((m) => m.meta.vm === ref.name).map((m) => m.meta);
+    const decision = decideKind(request, vm, own, target.name, active);
     if (decision.why) this.#log?.(`kvm: ${ref.name}: taking a full instead of an incremental: ${decision.why}`);
-    const meta: BackupMeta = {
+    let meta: BackupMeta = {
       format: 1,
       id,
       vm: ref.name,
@@ -143,7 +148,7 @@ export class KvmSnapshots {
       group: found.view.info.metadata?.group ?? '',
       kind: decision.kind,
       ...(decision.parent ? { parent: decision.parent.id } : {}),
-      consistency: active ? 'crash' : 'quiesced',
+      consistency: active ? (vm.agent ? 'quiesced' : 'crash') : 'quiesced',
       state: 'incomplete',
       takenAt: new Date(this.#clock.now()).toISOString(),
       ...(request.scheduledFor ? { scheduledFor: request.scheduledFor } : {}),
@@ -159,27 +164,43 @@ export class KvmSnapshots {
       image: found.view.info.metadata?.image ?? 'unknown',
       resources: { cpu: found.view.info.vcpus, memoryMiB: found.view.info.memoryMiB, diskGiB: found.view.info.metadata?.diskGiB ?? Math.ceil(vm.virtualSize / 1024 ** 3) },
     };
-    // The record first, before any data moves: an interruption leaves a trace that blocks
-    // pruning and that the next call with this id redoes. Leftovers of an earlier attempt go.
-    progress(ctx, 'record');
-    await ops.run(`set -e; mkdir -p ${ops.q(folder)}; rm -f ${ops.q(`${folder}/${DATA_FILE}`)} ${ops.q(`${folder}/${MANIFEST_FILE}`)}`, `preparing ${folder}`, opts);
-    await Promise.all([this.#writeMeta(ops, folder, meta, opts), ops.writeAtomic(`${folder}/${DOMAIN_FILE}`, vm.inactiveXml, opts)]);
-    let current = meta;
+    const job = { host: found.host, dir: target.name === found.host.name ? folder : stagingDir(this.#dir(found.host.name), ref.name, id) };
     try {
-      current = active ? await this.#onlineBackup(found, vm, current, decision.parent?.checkpoint, target, folder, ops, request, ctx) : await this.#offlineBackup(found, vm, current, target, folder, ctx);
+      // The record first, before any data moves: an interruption leaves a trace that blocks
+      // pruning and that the next call with this id redoes. Leftovers of an earlier attempt go.
+      progress(ctx, 'record');
+      await this.#record(ops, folder, meta, vm, active ? { job, parentCheckpoint: decision.parent?.checkpoint } : undefined, opts);
+      if (active) {
+        meta = await this.#onlineBackup(found, vm, meta, job.dir, ops, folder, ctx);
+      } else {
+        await this.#offlineBackup(found, vm, meta, job.dir, ctx);
+      }
+      if (job.dir !== folder) {
+        progress(ctx, 'transfer', 0.7);
+        const jobOps = new HostOps(found.virsh);
+        await relayFile(this.#p.transport, found.host.ssh, `${job.dir}/${DATA_FILE}`, target.ssh, `${folder}/${DATA_FILE}`, (x) => ops.q(x), ctx.signal);
+        await jobOps.run(`rm -rf ${jobOps.q(job.dir)}`, `removing ${job.dir}`, { vm: ref.name, operation: 'snapshot' }).catch(() => undefined);
+      }
       throwIfAborted(ctx);
-      const done = await this.#finish(current, folder, ops, ctx);
-      if (done.checkpoint) await this.#dropStrayCheckpoints(found, done, vm.checkpoints).catch((e: Error) => this.#log?.(`kvm: ${ref.name}: could not drop stale checkpoints: ${e.message}`));
+      const done = await this.#finish(meta, folder, ops, ctx);
+      // Checkpoints whose backups are gone (deleted while the VM was off, when libvirt cannot
+      // delete one) cost a bitmap each in the disk: dropped once a backup succeeded.
+      const kept = new Set(own.map((m) => m.checkpoint ?? checkpointName(m.id)));
+      const stale = vm.checkpoints.filter((c) => c !== done.checkpoint && !kept.has(c));
+      if (done.checkpoint && stale.length > 0) {
+        this.#log?.(`kvm: ${ref.name}: dropping checkpoints without a backup: ${stale.join(', ')}`);
+        await found.virsh.batch(stale.map((c) => ['checkpoint-delete', ref.name, c]), { vm: ref.name, operation: 'snapshot' }).catch(() => undefined);
+      }
       return toRecord(this.#p.name, done);
     } catch (error) {
       const message = error instanceof AbortedError ? 'aborted' : error instanceof Error ? error.message : String(error);
-      await this.#writeMeta(ops, folder, { ...current, error: message.slice(0, 500) }, { vm: ref.name, operation: 'snapshot' }).catch(() => undefined);
+      await this.#writeMeta(ops, folder, { ...meta, error: message.slice(0, 500) }, { vm: ref.name, operation: 'snapshot' }).catch(() => undefined);
       throw error;
     }
   }
 
   /** What a backup needs to know about the VM, in one round trip to its host. */
-  async #inspect(found: LocatedVm, ctx: OperationContext): Promise<VmDisk> {
+  async #inspect(found: LocatedVm, ctx: OperationContext, askAgent = false): Promise<VmDisk> {
     const ops = new HostOps(found.virsh);
     const name = found.view.info.name;
     const disk = found.view.info.disks.find((d) => d.target === BACKUP_DISK && d.device === 'disk');
@@ -195,6 +216,8 @@ export class KvmSnapshots {
           `${v(['checkpoint-list', name, '--name'])}; ${mark('checkpoints')}`,
           `${v(['dumpxml', '--inactive', name])}; ${mark('xml')}`,
           ...(ACTIVE_STATES.has(found.view.state) ? [`${v(['dumpxml', name])}; ${mark('live')}`] : []),
+          // A guest agent that answers: the backup is quiesced (file systems frozen at its start).
+          ...(askAgent ? [`if ${v(['qemu-agent-command', name, '{"execute":"guest-ping"}', '--timeout', '5'])} >/dev/null 2>&1; then printf yes; fi; ${mark('agent')}`] : []),
         ].join('\n'),
       `inspecting ${name}`,
       { ...sig(ctx), vm: name, operation: 'snapshot' },
@@ -208,84 +231,71 @@ export class KvmSnapshots {
       format: info.format ?? 'qcow2',
       bitmapsPossible: info.format === 'qcow2' && compat !== '0.10',
       bitmaps: (info['format-specific']?.data?.bitmaps ?? []).map((b) => b.name),
-      checkpoints: (parts.get('checkpoints') ?? '').split('\n').map((s) => s.trim()).filter(Boolean),
+      checkpoints: (parts.get('checkpoints') ?? '').split('\n').map((x) => x.trim()).filter(Boolean),
       inactiveXml: parts.get('xml') ?? '',
       liveXml: parts.get('live'),
       otherDisks: found.view.info.disks.filter((d) => d.target !== BACKUP_DISK && d.target).map((d) => d.target),
+      agent: parts.get('agent') === 'yes',
     };
   }
 
   /**
-   * An incremental needs a complete parent in the same folder tree, from this very domain
-   * (same UUID: not recreated), of the same disk size (not resized), whose checkpoint still
-   * exists (dropped by a restore in place), and a chain that is whole. Anything else: a full.
+   * The incomplete record, the domain's XML and (same host) the job's files in one round trip
+   * to the target; a job on another host is prepared there at the same time.
    */
-  async #decideKind(request: SnapshotRequest, vm: VmDisk, target: KvmHost, active: boolean, ctx: OperationContext): Promise<{ kind: 'full' | 'incremental'; parent?: BackupMeta; why?: string }> {
-    if (request.kind !== 'incremental') return { kind: 'full' };
-    if (request.parent === undefined) return { kind: 'full', why: 'no parent named' };
-    if (!active) return { kind: 'full', why: 'the VM is shut off (checkpoints need a running VM)' };
-    if (!vm.bitmapsPossible) return { kind: 'full', why: `its disk is ${vm.format} ${'v2 (compat 0.10)'}, which cannot hold checkpoints; it is upgraded the next time a backup finds the VM shut off` };
-    const chain = await this.#metasOn(target, `${vm.name}/*`, ctx);
-    const byId = new Map(chain.map((m) => [m.meta.id, m.meta]));
-    const parent = byId.get(request.parent);
-    if (!parent) return { kind: 'full', why: `parent ${request.parent} is not on ${target.name}` };
-    const why =
-      parent.state !== 'complete' ? `parent ${parent.id} is incomplete`
-      : parent.kind === 'disk' ? `parent ${parent.id} is a disk snapshot`
-      : parent.checkpoint === undefined ? `parent ${parent.id} has no checkpoint`
-      : !vm.checkpoints.includes(parent.checkpoint) ? `the checkpoint of ${parent.id} is gone (restored in place, or the domain was made anew)`
-      : parent.diskBytes !== vm.virtualSize ? `the disk was resized since ${parent.id}`
-      : undefined;
-    if (why) return { kind: 'full', why };
-    // Every link back to the full must be there and complete.
-    for (let at: BackupMeta | undefined = parent, n = 0; at && at.kind === 'incremental'; n++) {
-      const up: BackupMeta | undefined = at.parent === undefined ? undefined : byId.get(at.parent);
-      if (!up || up.state !== 'complete' || n > 10_000) return { kind: 'full', why: `the chain of ${parent.id} is broken at ${at.parent ?? at.id}` };
-      at = up;
+  async #record(ops: HostOps, folder: string, meta: BackupMeta, vm: VmDisk, online: { job: { host: KvmHost; dir: string }; parentCheckpoint: string | undefined } | undefined, opts: OpOptions): Promise<void> {
+    const q = (x: string) => ops.q(x);
+    const xmlFits = Buffer.byteLength(vm.inactiveXml) <= 32 * 1024;
+    const lines = [
+      'set -e',
+      `mkdir -p ${q(folder)}; rm -f ${q(`${folder}/${DATA_FILE}`)} ${q(`${folder}/${MANIFEST_FILE}`)}`,
+      ops.writeScript(`${folder}/${META_FILE}`, serializeMeta(meta)),
+      ...(xmlFits ? [ops.writeScript(`${folder}/${DOMAIN_FILE}`, vm.inactiveXml)] : []),
+    ];
+    const jobHere = online !== undefined && online.job.dir === folder;
+    if (online && jobHere) lines.push(...this.#jobScript(ops, vm, meta, online.job.dir, online.parentCheckpoint));
+    const work: Promise<unknown>[] = [ops.run(lines.join('\n'), `recording ${meta.id}`, opts)];
+    if (!xmlFits) work.push(ops.writeAtomic(`${folder}/${DOMAIN_FILE}`, vm.inactiveXml, opts));
+    if (online && !jobHere) {
+      const jobOps = new HostOps(this.#p.virshFor(online.job.host.name));
+      work.push(jobOps.run(['set -e', ...this.#jobScript(jobOps, vm, meta, online.job.dir, online.parentCheckpoint)].join('\n'), `preparing the backup of ${meta.vm}`, opts));
     }
-    return { kind: 'incremental', parent };
+    await Promise.all(work);
   }
 
-  async #onlineBackup(found: LocatedVm, vm: VmDisk, meta: BackupMeta, parentCheckpoint: string | undefined, target: KvmHost, folder: string, targetOps: HostOps, request: SnapshotRequest, ctx: OperationContext): Promise<BackupMeta> {
+  /**
+   * Script lines that prepare a backup job: leftovers of an interrupted attempt go (its file,
+   * its checkpoint, whose bitmap libvirt merges into the previous one so nothing is lost,
+   * stale job statistics), and the job's backup and checkpoint XML are written.
+   */
+  #jobScript(ops: HostOps, vm: VmDisk, meta: BackupMeta, dir: string, parentCheckpoint: string | undefined): string[] {
+    const v = (args: string[]) => `${ops.virsh.commandLine(args)} </dev/null`;
+    const bxml = backupXml({ target: `${dir}/${DATA_FILE}`, otherDisks: vm.otherDisks, ...(meta.kind === 'incremental' ? { incrementalFrom: parentCheckpoint! } : {}) });
+    const cxml = meta.checkpoint ? checkpointXml({ name: meta.checkpoint, otherDisks: vm.otherDisks }) : undefined;
+    return [
+      `mkdir -p ${ops.q(dir)}; rm -f ${ops.q(`${dir}/${DATA_FILE}`)} ${ops.q(`${dir}/.checkpoint.xml`)}`,
+      ...(meta.checkpoint && vm.checkpoints.includes(meta.checkpoint) ? [`${v(['checkpoint-delete', vm.name, meta.checkpoint])} >/dev/null 2>&1 || true`] : []),
+      `${v(['domjobinfo', vm.name, '--completed'])} >/dev/null 2>&1 || true`,
+      ops.writeScript(`${dir}/.backup.xml`, bxml),
+      ...(cxml ? [ops.writeScript(`${dir}/.checkpoint.xml`, cxml)] : []),
+    ];
+  }
+
+  async #onlineBackup(found: LocatedVm, vm: VmDisk, meta: BackupMeta, jobDir: string, targetOps: HostOps, folder: string, ctx: OperationContext): Promise<BackupMeta> {
     const name = meta.vm;
     const virsh = found.virsh;
-    const ops = new HostOps(virsh);
     const opts: OpOptions = { ...sig(ctx), vm: name, operation: 'snapshot' };
-    const remote = target.name !== found.host.name;
-    const jobDir = remote ? stagingDir(this.#dir(found.host.name), name, meta.id) : folder;
-    const jobFile = `${jobDir}/${DATA_FILE}`;
-    let current = meta;
-
     const begin = async (m: BackupMeta): Promise<void> => {
-      const delim = `NOVACRON_XML_${randomBytes(6).toString('hex')}`;
-      const bxml = backupXml({ target: jobFile, otherDisks: vm.otherDisks, ...(m.kind === 'incremental' ? { incrementalFrom: parentCheckpoint! } : {}) });
-      const cxml = m.checkpoint ? checkpointXml({ name: m.checkpoint, otherDisks: vm.otherDisks }) : undefined;
-      const v = (args: string[]) => `${virsh.commandLine(args)} </dev/null`;
-      // Leftovers of an interrupted attempt go first: its file, its checkpoint (whose bitmap
-      // libvirt merges into the previous one, so nothing is lost), stale job statistics.
-      await ops.run(
-        [
-          `mkdir -p ${ops.q(jobDir)}; rm -f ${ops.q(jobFile)}`,
-          ...(m.checkpoint ? [`${v(['checkpoint-delete', name, m.checkpoint])} >/dev/null 2>&1 || true`] : []),
-          `${v(['domjobinfo', name, '--completed'])} >/dev/null 2>&1 || true`,
-          `cat > ${ops.q(`${jobDir}/.backup.xml`)} <<'${delim}'\n${bxml}${delim}`,
-          ...(cxml ? [`cat > ${ops.q(`${jobDir}/.checkpoint.xml`)} <<'${delim}'\n${cxml}${delim}`] : []),
-        ].join('\n'),
-        `preparing the backup of ${name}`,
-        opts,
-      );
-      vm.checkpoints = vm.checkpoints.filter((c) => c !== m.checkpoint);
-      const frozen = request.quiesce !== false && (await this.#freeze(virsh, name, ctx));
-      current = { ...current, consistency: frozen ? 'quiesced' : 'crash' };
+      // The job copies the disk as of its start (copy-before-write): the guest may go on at once.
+      const frozen = vm.agent && (await this.#freeze(virsh, name, ctx));
       try {
-        await virsh.run(['backup-begin', name, `${jobDir}/.backup.xml`, ...(cxml ? [`${jobDir}/.checkpoint.xml`] : [])], opts);
+        await virsh.run(['backup-begin', name, `${jobDir}/.backup.xml`, ...(m.checkpoint ? [`${jobDir}/.checkpoint.xml`] : [])], opts);
       } finally {
-        // The job copies the disk as of its start (copy-before-write): the guest may go on at once.
         if (frozen) await virsh.tryRun(['domfsthaw', name], { vm: name, operation: 'snapshot' }).catch(() => undefined);
       }
     };
-
-    progress(ctx, 'begin', 0);
+    progress(ctx, 'begin', 0.05);
+    let current = meta;
     try {
       await begin(current);
     } catch (error) {
@@ -294,38 +304,51 @@ export class KvmSnapshots {
       this.#log?.(`kvm: ${name}: incremental from ${current.parent} failed (${(error as Error).message}); taking a full`);
       const { parent: _parent, ...rest } = current;
       current = { ...rest, kind: 'full' };
-      await this.#writeMeta(targetOps, folder, current, opts);
+      const jobOps = new HostOps(virsh);
+      await Promise.all([
+        this.#writeMeta(targetOps, folder, current, opts),
+        jobOps.run(['set -e', ...this.#jobScript(jobOps, { ...vm, checkpoints: [...vm.checkpoints, ...(current.checkpoint ? [current.checkpoint] : [])] }, current, jobDir, undefined)].join('\n'), `preparing the backup of ${name}`, opts),
+      ]);
       await begin(current);
     }
     await this.#waitForJob(virsh, name, current, ctx);
-    if (remote) {
-      progress(ctx, 'transfer', 0.8);
-      await relayFile(this.#p.transport, found.host.ssh, jobFile, target.ssh, `${folder}/${DATA_FILE}`, (s) => ops.q(s), ctx.signal);
-      await ops.run(`rm -rf ${ops.q(jobDir)}`, `removing ${jobDir}`, { vm: name, operation: 'snapshot' }).catch(() => undefined);
-    } else {
-      await ops.run(`rm -f ${ops.q(`${jobDir}/.backup.xml`)} ${ops.q(`${jobDir}/.checkpoint.xml`)}`, 'cleaning up', { vm: name, operation: 'snapshot' }).catch(() => undefined);
-    }
     return current;
   }
 
   /** Polls the job to its end, reporting progress; on abort the job is cancelled and its checkpoint dropped. */
   async #waitForJob(virsh: Virsh, name: string, meta: BackupMeta, ctx: OperationContext): Promise<void> {
+    const ops = new HostOps(virsh);
     const opts = { vm: name, operation: 'snapshot' };
     const cancel = async (): Promise<never> => {
       await virsh.tryRun(['domjobabort', name], opts).catch(() => undefined);
       if (meta.checkpoint) await virsh.tryRun(['checkpoint-delete', name, meta.checkpoint], opts).catch(() => undefined);
       throw new AbortedError(`the backup of ${name} was aborted; its record stays incomplete and the next run redoes it`, { context: virsh.context(opts) });
     };
+    const v = (args: string[]) => `${virsh.commandLine(args)} </dev/null`;
     for (;;) {
       if (ctx.signal?.aborted) return cancel();
-      let info;
+      // The job's state, and once it has ended how it ended: one round trip.
+      let parts: Map<string, string>;
       try {
-        info = parseJobInfo(await virsh.run(['domjobinfo', name], { ...opts, ...sig(ctx) }));
+        parts = await ops.sections(
+          (mark) => `i=$(${v(['domjobinfo', name])}); printf '%s\\n' "$i"; ${mark('now')}; case "$i" in *Unbounded*|*Bounded*) ;; *) ${v(['domjobinfo', name, '--completed'])}; ${mark('done')} ;; esac`,
+          `watching the backup of ${name}`,
+          { ...opts, ...sig(ctx) },
+        );
       } catch (error) {
         if (ctx.signal?.aborted) return cancel();
         throw error;
       }
-      if (!jobActive(info)) break;
+      const info = parseJobInfo(parts.get('now') ?? '');
+      if (!jobActive(info)) {
+        if (ctx.signal?.aborted) return cancel();
+        const done = parseJobInfo(parts.get('done') ?? '');
+        if (done.type === 'Completed') return;
+        throw new ConflictError(`the backup job of ${name} ended ${done.type.toLowerCase()}${done.error ? `: ${done.error}` : ''}`, {
+          context: virsh.context(opts),
+          hint: 'see the libvirt log of the domain on the host; the next run redoes the backup',
+        });
+      }
       const fraction = info.totalBytes ? (info.processedBytes ?? 0) / info.totalBytes : undefined;
       ctx.onProgress?.({ operation: 'snapshot', phase: 'copy', ...(fraction !== undefined ? { fraction: 0.1 + 0.6 * fraction } : {}), message: `${mib(info.processedBytes)} of ${mib(info.totalBytes)} MiB` });
       try {
@@ -334,23 +357,12 @@ export class KvmSnapshots {
         return cancel();
       }
     }
-    const done = parseJobInfo(await virsh.run(['domjobinfo', name, '--completed'], opts));
-    if (ctx.signal?.aborted) return cancel();
-    if (done.type !== 'Completed') {
-      throw new ConflictError(`the backup job of ${name} ended ${done.type.toLowerCase()}${done.error ? `: ${done.error}` : ''}`, {
-        context: virsh.context(opts),
-        hint: 'see the libvirt log of the domain on the host; the next run redoes the backup',
-      });
-    }
   }
 
   /** A stopped VM: its disk copied with qemu-img (libvirt runs backup jobs only on running domains). */
-  async #offlineBackup(found: LocatedVm, vm: VmDisk, meta: BackupMeta, target: KvmHost, folder: string, ctx: OperationContext): Promise<BackupMeta> {
+  async #offlineBackup(found: LocatedVm, vm: VmDisk, meta: BackupMeta, jobDir: string, ctx: OperationContext): Promise<void> {
     const ops = new HostOps(found.virsh);
-    const opts: OpOptions = { ...sig(ctx), vm: meta.vm, operation: 'snapshot' };
-    const remote = target.name !== found.host.name;
-    const jobDir = remote ? stagingDir(this.#dir(found.host.name), meta.vm, meta.id) : folder;
-    const q = (s: string) => ops.q(s);
+    const q = (x: string) => ops.q(x);
     progress(ctx, 'copy', 0.1);
     await ops.run(
       [
@@ -362,55 +374,53 @@ export class KvmSnapshots {
         ...(vm.format === 'qcow2' && !vm.bitmapsPossible ? [`qemu-img amend -f qcow2 -o compat=1.1 ${q(vm.path)}`] : []),
       ].join('\n'),
       `copying the disk of ${meta.vm}`,
-      opts,
+      { ...sig(ctx), vm: meta.vm, operation: 'snapshot' },
     );
-    if (remote) {
-      progress(ctx, 'transfer', 0.6);
-      await relayFile(this.#p.transport, found.host.ssh, `${jobDir}/${DATA_FILE}`, target.ssh, `${folder}/${DATA_FILE}`, q, ctx.signal);
-      await ops.run(`rm -rf ${q(jobDir)}`, `removing ${jobDir}`, { vm: meta.vm, operation: 'snapshot' }).catch(() => undefined);
-    }
-    return meta;
-  }
-
-  /** Rebases an incremental onto its parent's file, hashes what changed, writes the manifest and the complete record. */
-  async #finish(meta: BackupMeta, folder: string, ops: HostOps, ctx: OperationContext): Promise<BackupMeta> {
-    const opts: OpOptions = { ...sig(ctx), vm: meta.vm, operation: 'snapshot' };
-    const file = `${folder}/${DATA_FILE}`;
-    progress(ctx, 'digest', 0.85);
-    let base: string[] | undefined;
-    if (meta.kind === 'incremental') {
-      const parentFolder = snapshotDir(this.#dir(meta.host), meta.vm, meta.parent!);
-      // Metadata only (-u): the incremental's unallocated blocks now read through to its parent.
-      const parts = await ops.sections(
-        (mark) => `set -e; cd ${ops.q(folder)}; qemu-img rebase -u -f qcow2 -b ${ops.q(parentBacking(meta.parent!))} -F qcow2 ${DATA_FILE}; cat ${ops.q(`${parentFolder}/${MANIFEST_FILE}`)}; ${mark('manifest')}`,
-        `linking ${meta.id} to ${meta.parent}`,
-        opts,
-      );
-      base = parseManifest(parts.get('manifest') ?? '');
-    }
-    const m = await ops.manifest(file, 'qcow2', `${this.#dir(meta.host)}/.work`, meta.kind === 'incremental' ? 'top' : 'all', base, opts);
-    if (m.virtualSize !== meta.diskBytes) throw new ConflictError(`the backup of ${meta.vm} is ${m.virtualSize} bytes, the disk ${meta.diskBytes}`, { context: ops.virsh.context(opts) });
-    const manifest = formatManifest(m.hashes);
-    await ops.writeAtomic(`${folder}/${MANIFEST_FILE}`, manifest, opts);
-    const complete: BackupMeta = { ...meta, state: 'complete', digest: digestOfManifest(manifest), sizeBytes: 0 };
-    delete (complete as { error?: string }).error;
-    const sized = { ...complete, sizeBytes: await this.#folderBytes(ops, folder, serializeMeta(complete).length + 64, opts) };
-    await this.#writeMeta(ops, folder, sized, opts);
-    progress(ctx, 'done', 1);
-    return sized;
   }
 
   /**
-   * Checkpoints whose backups are gone (deleted while the VM was off, when libvirt cannot
-   * delete a checkpoint; or a backup moved to another target): each costs a bitmap in the
-   * disk. Dropped once a backup succeeds; libvirt merges each into its neighbour.
+   * Links an incremental to its parent's file (qcow2 backing, metadata only), hashes what it
+   * holds (all of a full; an incremental's changed blocks, the rest from its parent's
+   * manifest), then writes the manifest and the complete record. Three round trips.
    */
-  async #dropStrayCheckpoints(found: LocatedVm, meta: BackupMeta, before: readonly string[]): Promise<void> {
-    const kept = new Set((await this.#metasOn(this.#host(meta.host, 'snapshot'), `${meta.vm}/*`, {})).map((m) => m.meta.checkpoint ?? checkpointName(m.meta.id)));
-    const stale = before.filter((c) => c !== meta.checkpoint && !kept.has(c));
-    if (stale.length === 0) return;
-    this.#log?.(`kvm: ${meta.vm}: dropping checkpoints without a backup: ${stale.join(', ')}`);
-    await found.virsh.batch(stale.map((c) => ['checkpoint-delete', meta.vm, c]), { vm: meta.vm, operation: 'snapshot' });
+  async #finish(meta: BackupMeta, folder: string, ops: HostOps, ctx: OperationContext): Promise<BackupMeta> {
+    const opts: OpOptions = { ...sig(ctx), vm: meta.vm, operation: 'snapshot' };
+    const q = (x: string) => ops.q(x);
+    const file = `${folder}/${DATA_FILE}`;
+    progress(ctx, 'digest', 0.8);
+    const parentFolder = meta.parent !== undefined ? snapshotDir(this.#dir(meta.host), meta.vm, meta.parent) : undefined;
+    const parts = await ops.sections(
+      (mark) =>
+        [
+          'set -e',
+          `cd ${q(folder)}; rm -f .backup.xml .checkpoint.xml`,
+          ...(meta.kind === 'incremental' ? [`qemu-img rebase -u -f qcow2 -b ${q(parentBacking(meta.parent!))} -F qcow2 ${DATA_FILE}`, `cat ${q(`${parentFolder}/${MANIFEST_FILE}`)}; ${mark('base')}`] : []),
+          `qemu-img info -U --output=json -f qcow2 ${DATA_FILE}; ${mark('info')}`,
+          `qemu-img map -U --output=json -f qcow2 ${DATA_FILE}; ${mark('map')}`,
+          `stat -c %s ${DATA_FILE}; if [ -f ${DOMAIN_FILE} ]; then stat -c %s ${DOMAIN_FILE}; fi; ${mark('sizes')}`,
+        ].join('\n'),
+      `reading ${meta.id}`,
+      opts,
+    );
+    const size = Number((JSON.parse(parts.get('info') ?? '{}') as Record<string, unknown>)['virtual-size']);
+    if (size !== meta.diskBytes) throw new ConflictError(`the backup of ${meta.vm} is ${size} bytes, the disk ${meta.diskBytes}`, { context: ops.virsh.context(opts) });
+    const mode = meta.kind === 'incremental' ? 'top' : 'all';
+    const classes = classifyBlocks(parseImageMap(parts.get('map') ?? '[]'), size);
+    const hashed = await ops.hashBlocks(file, 'qcow2', blocksToRead(classes, mode), size, `${this.#dir(meta.host)}/.work`, opts);
+    const base = meta.kind === 'incremental' ? parseManifest(parts.get('base') ?? '') : undefined;
+    const manifest = formatManifest(assembleManifest(classes, size, hashed, mode, base));
+    const stored = (parts.get('sizes') ?? '').split('\n').filter(Boolean).reduce((sum, n) => sum + Number(n), 0) + Buffer.byteLength(manifest);
+    const { error: _error, ...rest } = meta;
+    const complete: BackupMeta = { ...rest, state: 'complete', digest: digestOfManifest(manifest), sizeBytes: 0 };
+    const sized: BackupMeta = { ...complete, sizeBytes: stored + Buffer.byteLength(serializeMeta(complete)) + 16 };
+    // The manifest first, then the record that says complete.
+    await ops.run(
+      `set -e; t=${q(`${folder}/.${MANIFEST_FILE}.tmp`)}.$$; cat > "$t"; sync "$t" 2>/dev/null || true; mv -f "$t" ${q(`${folder}/${MANIFEST_FILE}`)}\n${ops.writeScript(`${folder}/${META_FILE}`, serializeMeta(sized))}`,
+      `completing ${meta.id}`,
+      { ...opts, stdin: manifest },
+    );
+    progress(ctx, 'done', 1);
+    return sized;
   }
 
   async #diskSnapshot(found: LocatedVm, vm: VmDisk, id: string, request: SnapshotRequest, ops: HostOps, folder: string, ctx: OperationContext): Promise<SnapshotRecord> {
@@ -453,7 +463,7 @@ export class KvmSnapshots {
         const qmp = (execute: string) => JSON.stringify({ execute, arguments: { device: node, name: id } });
         // A leftover of an interrupted attempt under this name goes first.
         await virsh.tryRun(['qemu-monitor-command', name, qmp('blockdev-snapshot-delete-internal-sync')], opts);
-        const frozen = request.quiesce !== false && (await this.#freeze(virsh, name, ctx));
+        const frozen = vm.agent && (await this.#freeze(virsh, name, ctx));
         current = { ...current, consistency: frozen ? 'quiesced' : 'crash' };
         try {
           await virsh.run(['qemu-monitor-command', name, qmp('blockdev-snapshot-internal-sync')], opts);
@@ -487,10 +497,8 @@ export class KvmSnapshots {
     }
   }
 
-  /** Freezes the guest's file systems when its agent answers; false when there is none (crash-consistent). */
+  /** Freezes the guest's file systems (its agent answered `#inspect`); false when it could not (crash-consistent then). */
   async #freeze(virsh: Virsh, name: string, ctx: OperationContext): Promise<boolean> {
-    const ping = await virsh.tryRun(['qemu-agent-command', name, '{"execute":"guest-ping"}', '--timeout', '5'], { ...sig(ctx), vm: name, operation: 'snapshot' });
-    if (ping.error) return false;
     const frozen = await virsh.tryRun(['domfsfreeze', name], { ...sig(ctx), vm: name, operation: 'snapshot' });
     if (frozen.error) this.#log?.(`kvm: ${name}: the guest agent answers but could not freeze: ${frozen.error.message}; crash-consistent`);
     return !frozen.error;
@@ -833,12 +841,12 @@ export class KvmSnapshots {
    * (a shared mount) is reported by the host that wrote it. With `withDisks`, disk snapshots
    * whose internal snapshot is gone (the VM was deleted) are left out.
    */
-  async #metasOn(host: KvmHost, glob: string, ctx: OperationContext, withDisks = false): Promise<{ meta: BackupMeta; folder: string }[]> {
+  async #metasOn(host: KvmHost, globs: string | readonly string[], ctx: OperationContext, withDisks = false): Promise<{ meta: BackupMeta; folder: string }[]> {
     const ops = new HostOps(this.#p.virshFor(host.name));
     const dir = this.#dir(host.name);
     const parts = await ops.sections(
       (mark) =>
-        `for f in ${ops.q(dir)}/${glob}/${META_FILE}; do [ -f "$f" ] || continue; d=\${f%/${META_FILE}}; cat "$f"; ${mark('"meta:$d"', true)}` +
+        `for f in ${(typeof globs === 'string' ? [globs] : globs).map((g) => `${ops.q(dir)}/${g}/${META_FILE}`).join(' ')}; do [ -f "$f" ] || continue; d=\${f%/${META_FILE}}; cat "$f"; ${mark('"meta:$d"', true)}` +
         (withDisks
           ? `; if [ -f "$d/${DISK_PATH_FILE}" ]; then if qemu-img snapshot -U -l "$(cat "$d/${DISK_PATH_FILE}")" 2>/dev/null | awk 'NR>2{print $2}' | grep -qxF -- "\${d##*/}"; then s=present; else s=missing; fi; printf '%s' "$s"; ${mark('"disk:$d"', true)}; fi`
           : '') +
@@ -882,7 +890,8 @@ export class KvmSnapshots {
   }
 }
 
-interface VmDisk {
+/** The backed-up disk of a VM, as `#inspect` reads it. */
+export interface VmDisk {
   readonly name: string;
   readonly path: string;
   readonly virtualSize: number;
@@ -894,6 +903,39 @@ interface VmDisk {
   readonly inactiveXml: string;
   readonly liveXml: string | undefined;
   readonly otherDisks: readonly string[];
+  /** A guest agent answered (asked only when the backup wants quiescing). */
+  readonly agent: boolean;
+}
+
+/**
+ * An incremental needs a complete parent in the same backup folder, from this very domain
+ * (its checkpoint is on it: a domain made anew has none), of the same disk size (not resized),
+ * whose checkpoint still exists (a restore in place drops them), and a chain that is whole.
+ * Anything else: a full, and why.
+ */
+export function decideKind(request: Pick<SnapshotRequest, 'kind' | 'parent'>, vm: Pick<VmDisk, 'format' | 'bitmapsPossible' | 'checkpoints' | 'virtualSize'>, own: readonly BackupMeta[], target: string, active: boolean): { kind: 'full' | 'incremental'; parent?: BackupMeta; why?: string } {
+  if (request.kind !== 'incremental') return { kind: 'full' };
+  if (request.parent === undefined) return { kind: 'full', why: 'no parent named' };
+  if (!active) return { kind: 'full', why: 'the VM is shut off (checkpoints need a running VM)' };
+  if (!vm.bitmapsPossible) return { kind: 'full', why: `its disk is ${vm.format === 'qcow2' ? 'qcow2 v2 (compat 0.10)' : vm.format}, which cannot hold checkpoints; a qcow2 v2 disk is upgraded the next time a backup finds the VM shut off` };
+  const byId = new Map(own.map((m) => [m.id, m]));
+  const parent = byId.get(request.parent);
+  if (!parent) return { kind: 'full', why: `parent ${request.parent} is not in ${target}'s backup folder` };
+  const why =
+    parent.state !== 'complete' ? `parent ${parent.id} is incomplete`
+    : parent.kind === 'disk' ? `parent ${parent.id} is a disk snapshot`
+    : parent.checkpoint === undefined ? `parent ${parent.id} has no checkpoint`
+    : !vm.checkpoints.includes(parent.checkpoint) ? `the checkpoint of ${parent.id} is gone (restored in place, or the domain was made anew)`
+    : parent.diskBytes !== vm.virtualSize ? `the disk was resized since ${parent.id}`
+    : undefined;
+  if (why) return { kind: 'full', why };
+  // Every link back to the full must be there and complete.
+  for (let at: BackupMeta | undefined = parent, n = 0; at && at.kind === 'incremental'; n++) {
+    const up: BackupMeta | undefined = at.parent === undefined ? undefined : byId.get(at.parent);
+    if (!up || up.state !== 'complete' || n > 10_000) return { kind: 'full', why: `the chain of ${parent.id} is broken at ${at.parent ?? at.id}` };
+    at = up;
+  }
+  return { kind: 'incremental', parent };
 }
 
 function sig(ctx: OperationContext): { signal?: AbortSignal } {

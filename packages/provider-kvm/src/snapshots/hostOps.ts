@@ -75,6 +75,21 @@ export class HostOps {
     return parts.get('found');
   }
 
+  /**
+   * Script lines that write a small text file whole (a here-document into a temporary file,
+   * flushed, renamed over the old one), to share a round trip with other work. Large content
+   * (a block manifest) goes through `writeAtomic`'s stdin instead: a command line is limited.
+   */
+  writeScript(path: string, content: string): string {
+    if (Buffer.byteLength(content) > 32 * 1024) throw new RangeError(`${path}: ${Buffer.byteLength(content)} bytes are too many for a command line`);
+    const dir = path.slice(0, path.lastIndexOf('/'));
+    const tmp = `${dir}/.${path.slice(path.lastIndexOf('/') + 1)}.tmp`;
+    const delim = `NOVACRON_EOF_${randomBytes(6).toString('hex')}`;
+    // The here-document ends its text with a newline of its own.
+    const body = content.endsWith('\n') ? content.slice(0, -1) : content;
+    return `mkdir -p ${this.q(dir)} && t=${this.q(tmp)}.$$ && cat > "$t" <<'${delim}'\n${body}\n${delim}\nsync "$t" 2>/dev/null || true; mv -f "$t" ${this.q(path)}`;
+  }
+
   /** Writes a file whole: into a temporary file, flushed, then renamed over the old one. */
   async writeAtomic(path: string, content: string | Buffer, options: OpOptions = {}): Promise<void> {
     const dir = path.slice(0, path.lastIndexOf('/'));

@@ -22,6 +22,7 @@ import {
 import { assertSnapshotId, checkpointName, defaultSnapshotId, parentBacking, snapshotDir } from './layout.js';
 import { parseMeta, serializeMeta, toRecord, type BackupMeta } from './meta.js';
 import { formatNodeName, readRestored, restoredDomainXml } from './restoredDomain.js';
+import { decideKind } from './KvmSnapshots.js';
 import { buildDomainXml } from '../domain/domainXml.js';
 
 const MiB = 1024 * 1024;
@@ -183,5 +184,33 @@ describe('restored domains', () => {
     const live = `<domain><devices><disk type='volume' device='disk'><source pool='default' volume='x' index='3'/><target dev='vda' bus='virtio'/></disk></devices></domain>`;
     expect(formatNodeName(live, 'vda')).toBe('libvirt-3-format');
     expect(formatNodeName(live, 'vdb')).toBeUndefined();
+  });
+});
+
+describe('full or incremental', () => {
+  const meta = (id: string, patch: Partial<BackupMeta> = {}): BackupMeta => ({
+    format: 1, id, vm: 'vm', fleet: 'f', group: 'g', kind: 'full', consistency: 'crash', state: 'complete', takenAt: '2025-01-01T00:00:00.000Z', blockSize: MiB,
+    sizeBytes: 1, diskBytes: 1024 * MiB, host: 'h1', location: '', sourceHost: 'h1', domainUuid: 'u', checkpoint: checkpointName(id), image: 'i', resources: { cpu: 1, memoryMiB: 1, diskGiB: 1 }, ...patch,
+  });
+  const chain = [meta('a'), meta('b', { kind: 'incremental', parent: 'a' }), meta('c', { kind: 'incremental', parent: 'b' })];
+  const vm = { format: 'qcow2', bitmapsPossible: true, checkpoints: chain.map((m) => m.checkpoint!), virtualSize: 1024 * MiB };
+  const inc = { kind: 'incremental' as const, parent: 'c' };
+
+  it('builds on a complete parent whose checkpoint is on the domain and whose chain is whole', () => {
+    expect(decideKind(inc, vm, chain, 'h1', true)).toMatchObject({ kind: 'incremental', parent: { id: 'c' } });
+    expect(decideKind({ kind: 'full' }, vm, chain, 'h1', true)).toEqual({ kind: 'full' });
+  });
+
+  it('takes a full, and says why, when it cannot', () => {
+    const why = (r: { why?: string }) => r.why;
+    expect(why(decideKind({ kind: 'incremental' }, vm, chain, 'h1', true))).toBe('no parent named');
+    expect(why(decideKind(inc, vm, chain, 'h1', false))).toMatch(/shut off/);
+    expect(why(decideKind(inc, { ...vm, bitmapsPossible: false }, chain, 'h1', true))).toMatch(/qcow2 v2/);
+    expect(why(decideKind({ kind: 'incremental', parent: 'x' }, vm, chain, 'h2', true))).toMatch(/not in h2's backup folder/);
+    expect(why(decideKind(inc, vm, [...chain.slice(0, 2), meta('c', { kind: 'incremental', parent: 'b', state: 'incomplete' })], 'h1', true))).toMatch(/incomplete/);
+    expect(why(decideKind(inc, { ...vm, checkpoints: [] }, chain, 'h1', true))).toMatch(/checkpoint of c is gone/);
+    expect(why(decideKind(inc, { ...vm, virtualSize: 2048 * MiB }, chain, 'h1', true))).toMatch(/resized/);
+    expect(why(decideKind(inc, vm, chain.slice(1), 'h1', true))).toMatch(/chain of c is broken at a/);
+    expect(why(decideKind({ kind: 'incremental', parent: 'd' }, vm, [...chain, meta('d', { kind: 'disk', checkpoint: undefined })], 'h1', true))).toMatch(/disk snapshot/);
   });
 });
