@@ -152,7 +152,7 @@ export async function orchestrateMigration(options: OrchestratorOptions): Promis
     if (!postCopy && stats?.status !== 'completed') {
       await driver.abort().catch(() => undefined);
     }
-    if (options.signal?.aborted && !NovaCronError.isInstance(error)) {
+    if (options.signal?.aborted && !postCopy) {
       throw new AbortedError('migration aborted; the VM keeps running on the source', { context, cause: error });
     }
     throw error;
