@@ -281,7 +281,9 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
         groupRules,
         seed,
         weights,
+        // One VM, the rest fixed: the greedy pass finds its host; no search, no alternatives.
         alternatives: false,
+        effort: 0,
       });
       const to = result.assignments[vm.name];
       if (!to || to === from) {
@@ -371,7 +373,12 @@ export function fleetCost(fleet: string, observed: Observed, steps: readonly Pla
 const MOVABLE_RULES = new Set(['anti-affinity', 'max-per-host', 'zone', 'region', 'labels', 'with-groups', 'avoid-groups', 'spread']);
 
 /** Hard rules broken by the kept VMs at the hosts `at` gives them, as the placement validator sees them. */
-function brokenRules(hosts: readonly Host[], vms: readonly VmRecord[], at: ReadonlyMap<string, string>, groupRules: Readonly<Record<string, PlacementRules>>): PlacementViolation[] {
+function brokenRules(hosts: readonly Host[], all: readonly VmRecord[], at: ReadonlyMap<string, string>, groupRules: Readonly<Record<string, PlacementRules>>): PlacementViolation[] {
+  // Only groups with a rule a host can break, and the groups those rules name, are looked at.
+  const ruled = Object.entries(groupRules).filter(([, r]) => r.antiAffinity || r.maxPerHost !== undefined || r.zones || r.regions || Object.keys(r.hostLabels ?? {}).length > 0 || r.withGroups?.length || r.avoidGroups?.length || r.spread);
+  if (ruled.length === 0) return [];
+  const relevant = new Set(ruled.flatMap(([g, r]) => [g, ...(r.withGroups ?? []).map((x) => x.group), ...(r.avoidGroups ?? []).map((x) => x.group)]));
+  const vms = all.filter((vm) => relevant.has(vm.group));
   // The validator adds the VMs it checks to their hosts' allocation: take them out first.
   const own = new Map<string, Resources>();
   for (const vm of vms) own.set(vm.host, add(own.get(vm.host) ?? { cpu: 0, memoryMiB: 0, diskGiB: 0, gpu: 0 }, vm.resources, 1));
