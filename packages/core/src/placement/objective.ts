@@ -9,6 +9,7 @@ export interface ObjectiveRefs {
   readonly imbalance: number;
   readonly head: number;
   readonly prefer: number;
+  readonly locality: number;
 }
 
 /** Each objective's scale: its value in a reference placement (floored), so weights compare like with like. */
@@ -19,6 +20,7 @@ export function objectiveRefs(s: SolverState): ObjectiveRefs {
     imbalance: Math.max(s.imbalance(), 0.01),
     head: Math.max(s.head, 0.01),
     prefer: Math.max(s.prefMiss, 1),
+    locality: Math.max(s.nearPlaced - s.locSum, 1),
   };
 }
 
@@ -29,7 +31,9 @@ export function weightedObjective(s: SolverState, w: Weights, r: ObjectiveRefs):
     (w.consolidation * s.activeFixed) / r.active +
     (w.balance * s.imbalance()) / r.imbalance +
     (w.headroom * s.head) / r.head +
-    (w.preferLabels * s.prefMiss) / r.prefer
+    (w.preferLabels * s.prefMiss) / r.prefer +
+    // Locality missed: VMs of groups with `near` away from every VM they are near (1 each), or only in its zone (0.5).
+    (w.locality * (s.nearPlaced - s.locSum)) / r.locality
   );
 }
 
@@ -77,6 +81,7 @@ export function trivialBounds(p: Problem): { readonly hosts: number; readonly co
 export function atBounds(s: SolverState, w: Weights, bounds: { readonly hosts: number; readonly cost: number } | undefined): boolean {
   if (!bounds || s.placed < s.p.V || w.balance > 0 || w.headroom > 0) return false;
   if (w.preferLabels > 0 && s.prefMiss > 0) return false;
+  if (w.locality > 0 && s.nearPlaced - s.locSum > 1e-9) return false;
   if (w.consolidation > 0 && s.activeFixed > bounds.hosts) return false;
   if (w.cost > 0 && s.cost() > bounds.cost + 1e-9) return false;
   return true;

@@ -206,6 +206,19 @@ describe('place: soft rules and weights', () => {
     expect(r.explanations['app']!.scores['locality']).toBe(1);
   });
 
+  it('weighs locality in the search: VMs move next to those they are near, trading places where hosts are full', () => {
+    // The fill packs by shape alone: the apps fill one host and the db shares another with the
+    // caches. Locality is in the search's objective, so apps and caches trade places.
+    const hs = hosts(3, () => ({ cpu: 16, memoryMiB: 64 * GiB }));
+    const vms = [vm('db-0', 'db', [8, 32]), ...[0, 1, 2, 3].map((i) => vm(`app-${i}`, 'app', [2, 4], { near: ['db'] })), vm('cache-0', 'cache', [4, 16]), vm('cache-1', 'cache', [4, 16])];
+    for (const seed of [0, 1, 2]) {
+      const r = placed({ hosts: hs, vms, seed });
+      expect(r.objectives.activeHosts).toBe(2);
+      for (const i of [0, 1, 2, 3]) expect(r.assignments[`app-${i}`]).toBe(r.assignments['db-0']);
+      expect(Object.entries(r.explanations).filter(([id]) => id.startsWith('app')).map(([, e]) => e.scores['locality'])).toEqual([1, 1, 1, 1]);
+    }
+  });
+
   it('trades cost against balance as weighted: the weights decide', () => {
     const cheap = placed(request({ cost: 1 }));
     const even = placed(request({ cost: 0.1, balance: 1 }));

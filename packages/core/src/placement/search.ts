@@ -58,14 +58,14 @@ export class LocalSearch {
   readonly #scorer: HostScorer;
   spent = 0;
   /** Objective scales: each objective's value after the greedy pass (floored), so they weigh alike. */
-  #ref: ObjectiveRefs = { cost: 1, active: 1, imbalance: 0.01, head: 0.01, prefer: 1 };
+  #ref: ObjectiveRefs = { cost: 1, active: 1, imbalance: 0.01, head: 0.01, prefer: 1, locality: 1 };
   readonly #size: Float64Array;
   /** Each VM's volume: the sum over dimensions of its share of an average usable host. */
   readonly #vol: Float64Array;
-  /** VMs the search leaves where they are: those whose locality it does not model. */
-  readonly #pinned: Uint8Array;
   /** 1 for each dimension some VM asks for. */
   readonly #demanded: Uint8Array;
+  /** Whether locality is weighted and some group has `near`: the search then brings VMs to those they are near. */
+  readonly #nearby: boolean;
   #log: LogEntry[] = [];
   #allowedSkew: (group: number) => number = () => Infinity;
   readonly #touchedHosts = new Set<number>();
@@ -95,14 +95,9 @@ export class LocalSearch {
     for (let v = 0; v < p.V; v++) for (let d = 0; d < DIMS; d++) if (avg[d]! > 0) this.#vol[v]! += (p.req[v * DIMS + d]! * usable) / avg[d]!;
     this.#demanded = new Uint8Array(DIMS);
     for (let v = 0; v < p.V; v++) for (let d = 0; d < DIMS; d++) if (p.req[v * DIMS + d]! > 0) this.#demanded[d] = 1;
-    this.#pinned = new Uint8Array(p.V);
-    if (w.locality > 0) {
-      // Locality is not in the search's objective: VMs that want to be near others, and the
-      // ones they want to be near, stay where the greedy pass put them.
-      const near = new Set<number>();
-      for (const g of p.groups) if (g.near.length) [g.index, ...g.near].forEach((x) => near.add(x));
-      for (let v = 0; v < p.V; v++) if (near.has(p.vmGroup[v]!)) this.#pinned[v] = 1;
-    }
+    this.#nearby = w.locality > 0 && p.groups.some((g) => g.near.length > 0 && g.size > 0);
+    // Every VM may move: locality is part of the objective every move is judged by (state.ts
+    // keeps it up to date), so a move that parts a VM from the VMs it is near pays for it.
   }
 
   run(): void {
@@ -121,6 +116,7 @@ export class LocalSearch {
       if (consolidating) improved = this.#emptyHosts() || improved;
       if (consolidating) improved = this.#tradeHosts() || improved;
       if (evening) improved = this.#evenOut() || improved;
+      if (this.#nearby) improved = this.#localize() || improved;
       if (!improved) break;
     }
     this.#limit = this.#budget;
@@ -219,6 +215,75 @@ export class LocalSearch {
     return false;
   }
 
+  /**
+   * Brings VMs next to the VMs they are near: each VM of a group with `near` that is not on a
+   * host with one moves to such a host, or trades places there with a VM that fits where it
+   * was, when that lowers the objective (locality is part of it, against what the move costs
+   * in hosts, price or balance). True when any VM moved.
+   */
+  #localize(): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    let any = false;
+    const nearHere = (v: number, h: number) => {
+      for (const t of p.groups[p.vmGroup[v]!]!.near) if (s.hostCount[t]![h]! - (t === p.vmGroup[v] ? 1 : 0) > 0) return true;
+      return false;
+    };
+    for (const v of p.byId) {
+      if (this.spent >= this.#limit) break;
+      const group = p.groups[p.vmGroup[v]!]!;
+      const from = s.assign[v]!;
+      if (!group.near.length || from < 0 || p.elastic[from] || nearHere(v, from)) continue;
+      const cands = p.classes[p.vmClass[v]!]!.candidates;
+      let moved = false;
+      for (let c = 0; c < cands.length && !moved && this.spent < this.#limit; c++) {
+        const h = cands[c]!;
+        this.spent++;
+        if (h === from || p.elastic[h] || !s.active[h]) continue;
+        let holds = false;
+        for (const t of group.near) if (s.hostCount[t]![h]! > 0) holds = true;
+        if (!holds) continue;
+        const before = this.#objective();
+        const at = this.#begin();
+        this.#remove(v);
+        if (this.#allowed(v, h)) {
+          this.#add(v, h);
+          if (this.#stillValid() && this.#objective() < before - 1e-9) {
+            this.#notes.set(v, `moved by the local search next to a VM it is near, on ${p.hosts[h]!.id}`);
+            this.#commit(at);
+            moved = true;
+            break;
+          }
+          this.#undo(at);
+          continue;
+        }
+        // No room: trade places with a VM there that fits where v was.
+        for (const j of oneOfEachClass(s.hostVms[h]!, p.vmClass)) {
+          if (p.vmClass[j] === p.vmClass[v] || !this.#fitsAfterSwap(h, j, v) || !this.#fitsAfterSwap(from, v, j)) continue;
+          const inner = this.#begin();
+          this.#remove(j);
+          if (this.#allowed(v, h)) {
+            this.#add(v, h);
+            if (this.#allowed(j, from)) {
+              this.#add(j, from);
+              if (this.#stillValid() && this.#objective() < before - 1e-9) {
+                this.#notes.set(v, `moved by the local search next to a VM it is near, on ${p.hosts[h]!.id}`);
+                this.#notes.set(j, `moved by the local search to ${p.hosts[from]!.id}, making room for ${p.vms[v]!.id} next to a VM it is near`);
+                this.#commit(at);
+                moved = true;
+                break;
+              }
+            }
+          }
+          this.#undo(inner);
+        }
+        if (!moved) this.#undo(at);
+      }
+      if (moved) any = true;
+    }
+    return any;
+  }
+
   /** Sum of host h's used fraction over the dimensions VMs ask for. */
   #fullness(h: number): number {
     const p = this.#p;
@@ -235,7 +300,6 @@ export class LocalSearch {
     const p = this.#p;
     const s = this.#s;
     const items = [...s.hostVms[a]!, ...s.hostVms[e]!];
-    if (items.some((v) => this.#pinned[v])) return false;
     const beforeFull = this.#fullness(a);
     const target = this.#demanded.reduce((n, x) => n + x, 0) - 1e-9;
     if (beforeFull >= target) return false;
@@ -310,7 +374,7 @@ export class LocalSearch {
       const before = this.#objective();
       const at = this.#begin();
       const vms: number[] = [];
-      for (let h = 0; h < p.H; h++) if (s.active[h] && !p.elastic[h]) for (const v of s.hostVms[h]!) if (!this.#pinned[v]) vms.push(v);
+      for (let h = 0; h < p.H; h++) if (s.active[h] && !p.elastic[h]) vms.push(...s.hostVms[h]!);
       if (vms.length === 0) return;
       for (let i = 0; i < KICK_SIZE; i++) {
         const v = vms[Math.floor(this.#random() * vms.length)]!;
@@ -362,7 +426,7 @@ export class LocalSearch {
         const h = cands[c]!;
         if (p.elastic[h]) continue;
         for (const j of [...s.hostVms[h]!]) {
-          if (this.#pinned[j] || !this.#fitsAfterSwap(h, j, v)) continue;
+          if (!this.#fitsAfterSwap(h, j, v)) continue;
           const at = this.#begin();
           this.#remove(j);
           if (this.#allowed(v, h)) {
@@ -393,7 +457,7 @@ export class LocalSearch {
     const p = this.#p;
     const s = this.#s;
     if (p.elastic[h]) return false;
-    const on = s.hostVms[h]!.filter((j) => !this.#pinned[j]);
+    const on = [...s.hostVms[h]!]; // a copy: the moves below change the host's list
     for (let a = 0; a < on.length; a++) {
       for (let b = a + 1; b < on.length; b++) {
         this.spent++;
@@ -522,7 +586,6 @@ export class LocalSearch {
   #movable(h: number): boolean {
     const p = this.#p;
     if (p.elastic[h] || p.baseActive[h]) return false;
-    for (const v of this.#s.hostVms[h]!) if (this.#pinned[v]) return false;
     return true;
   }
 
@@ -657,7 +720,7 @@ export class LocalSearch {
         if (this.spent >= stop) return false;
         const seen = new Set<number>();
         for (const j of s.hostVms[a]!) {
-          if (this.#pinned[j] || seen.has(p.vmClass[j]!)) continue;
+          if (seen.has(p.vmClass[j]!)) continue;
           seen.add(p.vmClass[j]!); // alike VMs move alike
           this.spent++;
           if (!this.#fitsAfterSwap(a, j, v)) continue;
@@ -683,7 +746,7 @@ export class LocalSearch {
   #swapOnHost(b: number, pool: number[], relaxed: boolean): boolean {
     const p = this.#p;
     const s = this.#s;
-    const on = s.hostVms[b]!.filter((v) => !this.#pinned[v]);
+    const on = [...s.hostVms[b]!];
     const n = on.length;
     const m = pool.length;
     if (n === 0 || m === 0) return false;
@@ -867,12 +930,12 @@ export class LocalSearch {
       const start = Math.floor(this.#random() * hosts.length);
       let done = false;
       // VMs of one class on a host are interchangeable: try one of each.
-      const outs = oneOfEachClass(s.hostVms[a]!.filter((v) => !this.#pinned[v]), p.vmClass);
+      const outs = oneOfEachClass(s.hostVms[a]!, p.vmClass);
       for (let t = 0; t < Math.min(hosts.length, RESHAPE_PARTNERS) && !done; t++) {
         const b = hosts[(start + t) % hosts.length]!;
         if (b === a) continue;
         const roomB = room(b, -1, -1);
-        const ins = oneOfEachClass(s.hostVms[b]!.filter((v) => !this.#pinned[v]), p.vmClass);
+        const ins = oneOfEachClass(s.hostVms[b]!, p.vmClass);
         for (const i of outs) {
           if (done) break;
           for (const j of ins) {
@@ -923,7 +986,6 @@ export class LocalSearch {
       let moved = false;
       const vms = [...s.hostVms[hot]!].sort((a, b) => this.#size[b]! - this.#size[a]!);
       for (const v of vms) {
-        if (this.#pinned[v]) continue;
         const target = this.#coolest(v, hot);
         if (target < 0) continue;
         const before = this.#objective();

@@ -84,6 +84,20 @@ export class SolverState {
   readonly usableFixed: number;
   prefMiss = 0;
   placed = 0;
+  /**
+   * Locality, kept up to date like the other objectives: the sum over placed VMs of groups
+   * with `near` of their locality (1 on a host with a VM of a group they are near, 0.5 in its
+   * zone, else 0, counting VMs other than themselves), and how many such VMs are placed.
+   */
+  locSum = 0;
+  nearPlaced = 0;
+  /** Per group with `near`: VMs of its near groups (running or placed) per host / zone, and its own placed VMs per host / zone. */
+  readonly #nearHost: (Int32Array | undefined)[];
+  readonly #nearZone: (Int32Array | undefined)[];
+  readonly #placedHost: (Int32Array | undefined)[];
+  readonly #placedZone: (Int32Array | undefined)[];
+  /** Per group: the groups whose `near` names it. */
+  readonly #nearedBy: readonly (readonly number[])[];
 
   constructor(p: Problem) {
     this.p = p;
@@ -112,6 +126,23 @@ export class SolverState {
       if (existing) for (let h = 0; h < p.H; h++) if (existing[h] && g.spread.domainOf[h]! >= 0) initial[g.spread.domainOf[h]!]! += existing[h]!;
       return new SpreadCounter(g.spread.eligible, initial);
     });
+    const nearedBy: number[][] = p.groups.map(() => []);
+    for (const g of p.groups) for (const t of g.near) nearedBy[t]!.push(g.index);
+    this.#nearedBy = nearedBy;
+    this.#nearHost = p.groups.map((g) => {
+      if (!g.near.length) return undefined;
+      const a = new Int32Array(p.H);
+      for (const t of g.near) if (this.hostCount[t]) for (let h = 0; h < p.H; h++) a[h]! += this.hostCount[t]![h]!;
+      return a;
+    });
+    this.#nearZone = p.groups.map((g) => {
+      if (!g.near.length) return undefined;
+      const a = new Int32Array(p.zones.length);
+      for (const t of g.near) if (this.zoneCount[t]) for (let z = 0; z < p.zones.length; z++) a[z]! += this.zoneCount[t]![z]!;
+      return a;
+    });
+    this.#placedHost = p.groups.map((g) => (g.near.length ? new Int32Array(p.H) : undefined));
+    this.#placedZone = p.groups.map((g) => (g.near.length ? new Int32Array(p.zones.length) : undefined));
     this.util = new Float64Array(p.H);
     this.active = Uint8Array.from(p.baseActive);
     let usable = 0;
@@ -166,6 +197,8 @@ export class SolverState {
   add(v: number, h: number): void {
     const p = this.p;
     const g = p.vmGroup[v]!;
+    const near = this.#nearedBy[g]!.length > 0 || p.groups[g]!.near.length > 0;
+    const before = near ? this.#localityAround(g, h) : 0;
     const wasActive = this.isActive(h);
     this.assign[v] = h;
     const list = this.hostVms[h]!;
@@ -182,6 +215,7 @@ export class SolverState {
     if (spread) spread.inc(p.groups[g]!.spread!.domainOf[h]!);
     const prefer = p.groups[g]!.preferScore;
     if (prefer && prefer[h]! < 1) this.prefMiss++;
+    if (near) this.#moveLocality(g, h, 1, before);
     if (p.elastic[h]) {
       this.elasticCost += this.elasticPrice(v, h) ?? 0;
       return;
@@ -200,6 +234,8 @@ export class SolverState {
     const p = this.p;
     const h = this.assign[v]!;
     const g = p.vmGroup[v]!;
+    const near = this.#nearedBy[g]!.length > 0 || p.groups[g]!.near.length > 0;
+    const before = near ? this.#localityAround(g, h) : 0;
     this.assign[v] = -1;
     const list = this.hostVms[h]!;
     const i = this.#pos[v]!;
@@ -219,6 +255,7 @@ export class SolverState {
     if (spread) spread.dec(p.groups[g]!.spread!.domainOf[h]!);
     const prefer = p.groups[g]!.preferScore;
     if (prefer && prefer[h]! < 1) this.prefMiss--;
+    if (near) this.#moveLocality(g, h, -1, before);
     if (p.elastic[h]) {
       this.elasticCost -= this.elasticPrice(v, h) ?? 0;
       return;
@@ -254,6 +291,52 @@ export class SolverState {
       if (!p.elastic[h]) for (let d = 0; d < DIMS; d++) this.used[o + d]! += p.req[r + d]!;
       if (alone) this.active[h] = 1;
     }
+  }
+
+  /**
+   * The locality of the placed VMs a change of group g's VMs on host h can touch: for every
+   * group near g (and g itself, when it has `near`), its VMs on h, and the flag saying whether
+   * its VMs elsewhere in h's zone have a near VM in the zone. Read before and after a change;
+   * the difference is what the change did (see #moveLocality).
+   */
+  #localityAround(g: number, h: number): number {
+    let sum = 0;
+    const z = this.p.zoneOf[h]!;
+    for (const x of this.#affected(g)) {
+      const self = this.p.groups[x]!.near.includes(x) ? 1 : 0;
+      const zoneHas = this.#nearZone[x]![z]! - self > 0;
+      const onHost = this.#placedHost[x]![h]!;
+      sum += onHost * (this.#nearHost[x]![h]! - self > 0 ? 1 : zoneHas ? 0.5 : 0);
+      // The group's VMs elsewhere in the zone: with no near VM on their host, 0.5 while the zone has one.
+      if (zoneHas) sum += 0.5 * (this.#placedZone[x]![z]! - onHost);
+    }
+    return sum;
+  }
+
+  /** Groups whose VMs' locality a VM of group g can change: those near g, and g itself when it has `near`. */
+  #affected(g: number): readonly number[] {
+    const by = this.#nearedBy[g]!;
+    return this.p.groups[g]!.near.length > 0 && !by.includes(g) ? [...by, g] : by;
+  }
+
+  /**
+   * Counts a VM of group g arriving on (delta 1) or leaving (-1) host h for locality, and moves
+   * `locSum` by what changed. A VM elsewhere in the zone with a near VM on its own host has a
+   * zone with one too, so only the zone flag moves the rest of the zone, by 0.5 each.
+   */
+  #moveLocality(g: number, h: number, delta: 1 | -1, before: number): void {
+    const p = this.p;
+    const z = p.zoneOf[h]!;
+    for (const x of this.#nearedBy[g]!) {
+      this.#nearHost[x]![h]! += delta;
+      this.#nearZone[x]![z]! += delta;
+    }
+    if (p.groups[g]!.near.length > 0) {
+      this.#placedHost[g]![h]! += delta;
+      this.#placedZone[g]![z]! += delta;
+      this.nearPlaced += delta;
+    }
+    this.locSum += this.#localityAround(g, h) - before;
   }
 
   /** Standard deviation of utilisation over the usable fixed hosts. */
