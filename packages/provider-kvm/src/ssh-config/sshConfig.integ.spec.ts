@@ -1,6 +1,8 @@
 // ~/.ssh/config against the testbed: a host reached by an alias through a ProxyJump via
 // another testbed host, with the hashed known_hosts, and what the jump host sees.
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -64,6 +66,34 @@ Host *
     const error = await p.list('x').then(() => undefined, (e: unknown) => e);
     expect(error).toBeInstanceOf(AuthFailedError);
     expect((error as AuthFailedError).message).toMatch(/refused SSH authentication as "nobody"/);
+  });
+
+  it('names the cause when a non-root user may not manage libvirt', { timeout: 60_000 }, async () => {
+    // A user of this machine (the hosts share its /etc/passwd and /home), with the testbed key.
+    const user = `ncu${randomBytes(3).toString('hex')}`;
+    const added = spawnSync('useradd', ['-m', '-s', '/bin/sh', '-p', '*', user]) // '*': no password, not locked (sshd without PAM refuses locked accounts);
+    expect(added.status, added.stderr.toString()).toBe(0);
+    try {
+      const home = `/home/${user}`;
+      mkdirSync(`${home}/.ssh`, { mode: 0o700 });
+      writeFileSync(`${home}/.ssh/authorized_keys`, readFileSync(`${tb.keyFile}.pub`), { mode: 0o600 });
+      expect(spawnSync('chown', ['-R', `${user}:${user}`, `${home}/.ssh`]).status).toBe(0);
+      const p = new KvmProvider({
+        name: 'lab',
+        config: kvmProviderConfig.parse({ type: 'kvm', hosts: [{ name: h1.name, address: h1.address }], ssh: { user, identityFile: tb.keyFile, knownHosts: tb.knownHosts, config: false } }),
+        cwd: process.cwd(),
+        env: process.env,
+      });
+      const error = await p.list('x').then(() => undefined, (e: unknown) => e);
+      await p.close(); // the user's session must end before the user can be removed
+      // The testbed's hosts run no D-Bus, so libvirt cannot ask polkit: named as a permission problem.
+      expect(error, String(error)).toBeInstanceOf(AuthFailedError);
+      expect((error as AuthFailedError & { rule?: string }).rule, (error as Error).message).toMatch(/^libvirt-(permission|polkit-unavailable)$/);
+      expect((error as AuthFailedError).context.host).toBe(h1.name);
+      expect((error as AuthFailedError).hint).toMatch(/not root|may not manage libvirt/);
+    } finally {
+      for (let i = 0; i < 20 && spawnSync('userdel', ['-r', user]).status === 8; i++) await new Promise((r) => setTimeout(r, 250)); // 8: still logged in
+    }
   });
 
   it('says when a jump host forbids forwarding', () => {

@@ -39,6 +39,18 @@ export const VIRSH_ERROR_RULES: readonly VirshErrorRule[] = [
       }),
   },
   {
+    // A user other than root is checked by polkit over the system D-Bus; with no bus (or no
+    // polkit) on the host, libvirt says it cannot get a bus connection: a permission
+    // problem, not a libvirtd that is down.
+    name: 'libvirt-polkit-unavailable',
+    match: /Unable to get system bus connection|org\.freedesktop\.PolicyKit1|polkit.*not (?:available|running)/i,
+    build: (m, o) =>
+      new AuthFailedError(m, {
+        ...o,
+        hint: 'the SSH user is not root, so libvirt asks polkit over D-Bus for permission, and there is none on the host: connect as root, or let the user in through the socket (unix_sock_group = "libvirt", unix_sock_rw_perms = "0770", auth_unix_rw = "none" in libvirtd.conf, and the user in that group), or run dbus and polkit with a rule for org.libvirt.unix.manage',
+      }),
+  },
+  {
     name: 'libvirtd-down',
     match: /Failed to connect socket to '[^']*libvirt[^']*': (?:No such file or directory|Connection refused)|failed to connect to the hypervisor/,
     build: (m, o) => new UnreachableError(m, { ...o, hint: 'libvirtd (or virtqemud) is not running on the host: start it (systemctl start libvirtd)' }),
