@@ -121,10 +121,11 @@ try {
   );
 
   if (process.env['BENCH_SNAPSHOT_KVM'] !== '0') {
+    const kvm = await kvmRows(KS, LINKS);
     printTable(
-      `snapshots on KVM: ${LINKS} libvirt push-mode incrementals of a 1 GiB disk (TCG guest on the testbed) with K MiB written in the guest before each; baseline: a full of the same disk after the chain (target 1.1 × K + ${KVM_OVERHEAD / 1024} KiB)`,
+      `snapshots on KVM: ${LINKS} libvirt push-mode incrementals of a 1 GiB disk (TCG guest on testbed host ${kvm.host}, SSH command round trip ${kvm.roundTripMs.toFixed(0)} ms) with K MiB written in the guest before each; baseline: a full of the same disk after the chain (target 1.1 × K + ${KVM_OVERHEAD / 1024} KiB)`,
       ['K MiB', 'incr stored MiB', 'target ≤ MiB', 'full stored MiB', 'ratio', 'incr ms', 'full ms', 'ratio', `restore link ${LINKS} ms`, 'restore full ms', 'ratio', 'byte-equal', 'verdict'],
-      await kvmRows(KS, LINKS),
+      kvm.rows,
     );
   }
 

@@ -21,7 +21,7 @@ const MiB = 1024 * 1024;
 /** qcow2 header, L1, refcount table and block, two L2 tables (a 1 GiB disk), the 64 KiB manifest, the record. */
 export const KVM_OVERHEAD = 512 * 1024;
 
-export async function kvmRows(ks: readonly number[], links: number): Promise<Cell[][]> {
+export async function kvmRows(ks: readonly number[], links: number): Promise<{ rows: Cell[][]; roundTripMs: number; host: string }> {
   const tb = loadTestbed();
   const run = `ncbs${randomBytes(2).toString('hex')}`;
   const backupDir = `/var/tmp/${run}-backups`;
@@ -30,6 +30,10 @@ export async function kvmRows(ks: readonly number[], links: number): Promise<Cel
   const host = tb.hosts[leases.indexOf(Math.min(...leases))]!;
   const kvm = new KvmProvider({ name: 'lab', config: kvmProviderConfig.parse({ ...kvmProviderConfigFor(tb), backupDir }), cwd: process.cwd(), env: process.env });
   const rows: Cell[][] = [];
+  // What one command costs on this host (an SSH channel, a shell): the floor under every step.
+  const trips: number[] = [];
+  for (let i = 0; i < 5; i++) trips.push((await measure(() => kvm.virshFor(host.name).script('true'))).ms);
+  const roundTripMs = trips.sort((a, b) => a - b)[2]!;
   try {
     for (const k of ks) {
       const vm = `${run}-k${k}`;
@@ -94,5 +98,5 @@ export async function kvmRows(ks: readonly number[], links: number): Promise<Cel
     }
     rmSync(backupDir, { recursive: true, force: true });
   }
-  return rows;
+  return { rows, roundTripMs, host: host.name };
 }
