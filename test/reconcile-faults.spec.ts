@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { observe, plan, systemClock, type FleetSpec } from '@novacron/core';
+import { observe, plan, systemClock, type ApplyEvent, type FleetSpec } from '@novacron/core';
 import { FaultInjector, type FaultRule, type SimProvider } from '@novacron/provider-sim';
 import { simFleet } from './support/fleets.js';
 import { fleetOf, openSim, reconcile, setOf, tempDir } from './support/sim.js';
@@ -99,13 +99,18 @@ describe('reconcile under injected faults', () => {
     const dir = tempDir();
     const fleet = fleetOf({ ...simFleet(), providers: { lab: { type: 'sim', generate: { count: 4, cpu: 64, memory: '512GiB' }, latency: { create: '20ms' } } }, groups: { web: { count: 40, cpu: 1, memory: '1GiB', image: 'debian-12' } } });
     let sim = openSim(fleet, dir, undefined, systemClock);
+    // Abort once eight creates are done, while others are under way (each takes 20 ms).
     const controller = new AbortController();
-    setTimeout(() => controller.abort(), 50);
-    const first = await reconcile(fleet, sim, { signal: controller.signal, concurrency: 4 });
+    let finished = 0;
+    const onEvent = (event: ApplyEvent) => {
+      if (event.type === 'step.done' && ++finished === 8) controller.abort();
+    };
+    const first = await reconcile(fleet, sim, { signal: controller.signal, concurrency: 4, onEvent });
     expect(first.result.aborted).toBe(true);
     const done = first.result.outcomes.filter((o) => o.status === 'done').length;
-    expect(done).toBeGreaterThan(0);
-    expect(done).toBeLessThan(40);
+    expect(done).toBeGreaterThanOrEqual(8);
+    expect(done).toBeLessThanOrEqual(12); // at most the steps under way when it fired
+    expect(first.result.outcomes.filter((o) => o.status === 'skipped').length).toBe(40 - done - first.result.outcomes.filter((o) => o.status === 'failed').length);
     sim.kill();
     sim = openSim(fleet, dir);
     expect((await reconcile(fleet, sim)).result.ok).toBe(true);
