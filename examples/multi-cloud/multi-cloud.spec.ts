@@ -33,7 +33,7 @@ import { afterEach, describe, expect, it } from 'vitest';
  * examples/multi-cloud/fleet.yaml planned and applied end to end through the core's
  * observe/plan/apply: the sim provider for the racks, EC2 through its SDK client answered by
  * a stateful fake (aws-sdk-client-mock), Compute Engine through its real client talking to
- * a fake of its REST API on loopback. (The KVM testbed joins when provider-kvm lands.)
+ * a fake of its REST API on loopback. (With the KVM testbed as a fourth provider: test/kvm-cloud.integ.spec.ts.)
  */
 const instantClock: Clock = { now: () => Date.now(), sleep: async (_ms, signal) => signal?.throwIfAborted() };
 
