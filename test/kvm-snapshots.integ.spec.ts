@@ -81,6 +81,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await scrub();
+  rmSync(ws.cwd, { recursive: true, force: true });
 }, 200_000);
 
 describe('novacron snapshot on a KVM fleet (testbed)', { timeout: 900_000 }, () => {
