@@ -74,6 +74,7 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
   const release = () => {
     for (let t = 0; t < T; t++) openLeft[t] = 0;
     reserved.fill(0);
+    parked.fill(0);
     released = true;
   };
   const queue: number[][] = Array.from({ length: K }, () => []);
@@ -105,6 +106,10 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
   const dead = new Int32Array(K).fill(-1);
   // Set by pickClass when a rule (not room) turned a class away: a later refill may then help.
   let ruleBlocked = false;
+  // Set when only the plan's reservations turned classes away: the room waits for the plan's end.
+  let reserveBlocked = false;
+  // Hosts whose last fill ended on reservations alone: no refill helps before the plan ends.
+  const parked = new Uint8Array(p.H);
   // Hosts whose last fill ended for want of room alone: room only shrinks, so no refill can help.
   const closed = new Uint8Array(p.H);
   let stamp = 0;
@@ -117,17 +122,19 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
    */
   const pickClass = (h: number): number => {
     ruleBlocked = false;
+    reserveBlocked = false;
     const t = hostKind[h]!;
     if (t < 0) return pickFrom(h, -1, 0);
     // The relaxation's mix for this kind of host, class by class as far behind as it is on
     // this host; then more of the classes it planned here; then what no other planned host
     // waits for, to fill the room left.
-    for (const phase of [1, 2]) {
-      const k = pickFrom(h, t, phase);
-      if (k >= 0) return k;
-    }
     // A planned class turned away by a rule (a spread waiting for other domains to catch up)
-    // may fit later: its room is kept for it while planned hosts remain.
+    // may fit later: its room is kept for it while the plan lasts, not given to more of another.
+    const k = pickFrom(h, t, 1);
+    if (k >= 0) return k;
+    if (ruleBlocked && !released) return -1;
+    const j = pickFrom(h, t, 2);
+    if (j >= 0) return j;
     if ((ruleBlocked && !released) || planOnly) return -1;
     return pickFrom(h, t, 3);
   };
@@ -146,7 +153,7 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
       if (phase === 1 && target[k * T + t]! - onHost[k]! < 0.5) continue;
       if (phase <= 2 && phase > 0 && quota[k * T + t]! < 0.5) continue;
       if (phase === 3 && q.length - next[k]! - (reserved[k]! - Math.max(0, quota[k * T + t]!)) < 0.5) {
-        ruleBlocked = true; // kept for planned hosts, which may not take it all: the room may be wanted later
+        reserveBlocked = true; // kept for planned hosts, which may not take it all: the room may be wanted once the plan ends
         continue;
       }
       const cls = p.classes[k]!;
@@ -202,7 +209,9 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
     stamp++;
     const placed: number[] = [];
     let packed = 0;
+    // What the host holds of each class already (a refill continues the host's mix).
     onHost.fill(0);
+    if (hostKind[h]! >= 0) for (const v of s.hostVms[h]!) onHost[p.vmClass[v]!]!++;
     for (;;) {
       const k = pickClass(h);
       if (k < 0) break;
@@ -220,7 +229,10 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
     }
     // (Guided fills follow the relaxation's mix, which a fullest-set search would undo.)
     if (keep && tightening && !guide) tighten(h, placed);
-    if (keep && !ruleBlocked) closed[h] = 1;
+    if (keep) {
+      if (!ruleBlocked && !reserveBlocked) closed[h] = 1;
+      parked[h] = !ruleBlocked && reserveBlocked ? 1 : 0;
+    }
     if (!keep) {
       for (let i = placed.length - 1; i >= 0; i--) {
         const v = placed[i]!;
@@ -418,7 +430,7 @@ export function fillGreedy(s: SolverState, w: Weights, dynamic: readonly (readon
   const refill = () => {
     for (let progress = true; progress && waiting > 0; ) {
       progress = false;
-      for (const h of opened) if (waiting > 0 && !closed[h] && fill(h, true) > 0) progress = true;
+      for (const h of opened) if (waiting > 0 && !closed[h] && !parked[h] && fill(h, true) > 0) progress = true;
     }
   };
   /** Ends the plan: each open host takes what the plan gave it and it has room for now (a spread may have caught up); then what is left may take any room, first on them. */

@@ -28,6 +28,8 @@ const CONCENTRATE_SHARE = 0.3;
 /** Hosts with the most free room that gathering looks at (pairs of them). */
 const GATHER_HOSTS = 12;
 const REPACK_NODES = 300;
+/** Evaluations one node of a repacking search counts for. */
+const NODE_COST = 2;
 
 /** Hosts a badly shaped host looks at for a swap partner, per reshaping pass. */
 const RESHAPE_PARTNERS = 48;
@@ -343,7 +345,8 @@ export class LocalSearch {
       return false;
     };
     dfs(0);
-    this.spent += REPACK_NODES - Math.max(0, nodes);
+    // A node adds and removes a VM and checks its rules: several evaluations' worth.
+    this.spent += NODE_COST * (REPACK_NODES - Math.max(0, nodes));
     let ok = best > beforeFull + 1e-9;
     for (let i = 0; i < classes.length && ok; i++) {
       for (let n = 0; n < classes[i]!.length && ok; n++) {

@@ -58,7 +58,10 @@ const MIN_BUDGET = 200_000;
 export const SEARCH_BUDGET = 6_000_000;
 
 export function solve(p: Problem, w: Weights, effort = 1): SolveOutcome {
-  const budget = Math.round(Math.min(SEARCH_BUDGET, Math.max(MIN_BUDGET, 10 * p.V * p.H)) * Math.max(0, effort));
+  // Ten evaluations per VM-host pair while instances are small (exact packings need them),
+  // one more per pair above half a million: time grows slower than the instance.
+  const pairs = p.V * p.H;
+  const budget = Math.round(Math.min(SEARCH_BUDGET, Math.max(MIN_BUDGET, Math.min(10 * pairs, 500_000 + pairs))) * Math.max(0, effort));
   // Small instances can afford several starts (each greedy pass slightly perturbed, by the
   // seed): the best one is kept. Large ones spend the whole budget on one search.
   const size = p.V * p.H;
