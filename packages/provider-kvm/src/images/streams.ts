@@ -119,9 +119,14 @@ export async function relayFile(transport: Transport, from: SshEndpoint, fromPat
   const target = await channel(transport, to, receive, signal);
   const targetDone = finished(target, to, signal, true);
   source.pipe(target);
+  // A receiving end that stops early (no space, a failed check) must not leave the sender
+  // blocked on a full channel.
+  target.on('exit', (code: number | null) => {
+    if (code !== 0) source.close();
+  });
   const [s, t] = await Promise.all([sourceDone, targetDone]);
-  if (s.code !== 0) throw streamError(from, `reading ${fromPath}`, s);
   if (t.code !== 0) throw streamError(to, `writing ${toPath}`, t);
+  if (s.code !== 0) throw streamError(from, `reading ${fromPath}`, s);
   return { bytes: size, sha256 };
 }
 
