@@ -55,10 +55,12 @@ veth_br() { echo "ncv-$1"; }
 # that picks the wrong host's port then fails loudly instead of working by accident.
 mig_min() { echo $((49100 + 100 * $(host_index "$1"))); }
 mig_max() { echo $((49199 + 100 * $(host_index "$1"))); }
-# Disjoint DHCP ranges in one shared subnet: a guest keeps a unique, still-routable
-# address after it migrates to another host.
-dhcp_start() { echo "$GUEST_SUBNET.$((50 * $(host_index "$1")))"; }
-dhcp_end() { echo "$GUEST_SUBNET.$((50 * $(host_index "$1") + 49))"; }
+# Disjoint DHCP ranges in one shared subnet (.10-.69, .70-.129, .130-.189): a guest keeps a
+# unique, still-routable address after it migrates to another host. .200-.254 are left
+# for tests that give guests static addresses. Leases last 3 minutes: a test run creates
+# far more guests than a range holds, and dnsmasq never hears that a domain is gone.
+dhcp_start() { echo "$GUEST_SUBNET.$((60 * $(host_index "$1") - 50))"; }
+dhcp_end() { echo "$GUEST_SUBNET.$((60 * $(host_index "$1") + 9))"; }
 
 need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (try: sudo $0 $*)"; }
 
@@ -475,7 +477,9 @@ configure_libvirt() {
   <mac address='52:54:00:77:00:0$(host_index "$name")'/>
   <ip address='$GUEST_SUBNET.1' netmask='255.255.255.0'>
     <dhcp>
-      <range start='$(dhcp_start "$name")' end='$(dhcp_end "$name")'/>
+      <range start='$(dhcp_start "$name")' end='$(dhcp_end "$name")'>
+        <lease expiry='3' unit='minutes'/>
+      </range>
     </dhcp>
   </ip>
   <dnsmasq:options>
