@@ -1,3 +1,5 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { apply, defaultMiddlewareStack, observe, parseFleet, plan, ProviderRegistry, type FleetSpecInput } from '@novacron/core';
 import { providerModule as sim } from '@novacron/provider-sim';
@@ -44,6 +46,7 @@ describe('moves between providers', () => {
     expect(moved.after.vms.map((v) => `${v.name}@${v.provider}:${v.state}`).sort()).toEqual(['mover-app-0@edge:running', 'mover-app-1@edge:running', 'mover-app-2@edge:running']);
     const again = await converge(fleetOn('edge'), dir);
     expect(again.plan.steps).toEqual([]);
+    expect(readdirSync(join(dir, 'sim-exports', 'dc'))).toEqual([]); // exported disks are removed once imported
   });
 
   it('keeps the VM running on the source when the import fails', async () => {

@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import { NovaCronError, toNovaCronError } from '../errors/NovaCronError.js';
 import type { VmRecord } from '../model/records.js';
 import type { CreateVmRequest, MigrationResult, OperationContext, ProviderWith, VmRef } from '../provider/Provider.js';
@@ -38,7 +39,8 @@ export async function moveAcrossProviders(move: CrossProviderMove): Promise<Migr
     const artifact = await source.exportImage(ref, ctx);
     phase('import', 0.4);
     const imageName = `${vm.name}-${stableHash({ sha: artifact.sha256 }, 8)}`;
-    const image = await target.importImage(artifact, imageName, ctx);
+    // The exported disk is a local copy made for this move only: gone once imported (or not).
+    const image = await target.importImage(artifact, imageName, ctx).finally(() => rm(artifact.path, { force: true }));
     phase('create', 0.8);
     created = await target.create({ ...move.create, fromImage: image }, ctx);
     phase('verify', 0.9);
