@@ -615,9 +615,10 @@ export class LocalSearch {
       hosts.sort((a, b) => load.get(a)! - load.get(b)! || p.price[b]! - p.price[a]! || a - b);
       let emptied = false;
       let misses = 0;
+      const total = this.#freeRoom(); // unchanged until a host empties (failed attempts are undone)
       for (const e of hosts) {
         if (this.spent >= this.#limit) return any;
-        if (!this.#roomElsewhere(e)) {
+        if (!this.#roomElsewhere(e, total)) {
           failed.add(e);
           continue;
         }
@@ -634,17 +635,26 @@ export class LocalSearch {
   }
 
   /** A quick necessary test: the other active hosts have as much free room in total as host e holds. */
-  #roomElsewhere(e: number): boolean {
+  #roomElsewhere(e: number, total = this.#freeRoom()): boolean {
     const p = this.#p;
     const s = this.#s;
     const need = [0, 0, 0, 0];
     for (const v of s.hostVms[e]!) for (let d = 0; d < DIMS; d++) need[d]! += p.req[v * DIMS + d]!;
+    const own = !p.elastic[e] && p.up[e] && s.isActive(e);
+    return need.every((n, d) => n <= total[d]! - (own ? Math.max(0, p.cap[e * DIMS + d]! - s.used[e * DIMS + d]!) : 0) + EPS);
+  }
+
+  /** Free room summed over the active usable fixed hosts, per dimension (see #roomElsewhere). */
+  #freeRoom(): number[] {
+    const p = this.#p;
+    const s = this.#s;
     const free = [0, 0, 0, 0];
     for (let h = 0; h < p.H; h++) {
-      if (h === e || p.elastic[h] || !p.up[h] || !s.isActive(h)) continue;
+      if (p.elastic[h] || !p.up[h] || !s.isActive(h)) continue;
       for (let d = 0; d < DIMS; d++) free[d]! += Math.max(0, p.cap[h * DIMS + d]! - s.used[h * DIMS + d]!);
     }
-    return need.every((n, d) => n <= free[d]! + EPS);
+    this.spent += p.H >> 4; // a pass over the hosts
+    return free;
   }
 
   #tryEmpty(e: number): boolean {
@@ -878,11 +888,12 @@ export class LocalSearch {
     const load = new Map(hosts.map((h) => [h, this.#load(h)]));
     hosts.sort((a, b) => load.get(a)! - load.get(b)! || a - b);
     let tried = 0;
+    let total = this.#freeRoom();
     for (const h of hosts) {
       if (tried >= count || this.spent >= this.#limit) break;
-      if (!this.#roomElsewhere(h)) continue;
+      if (!this.#roomElsewhere(h, total)) continue;
       tried++;
-      this.#tryEmpty(h);
+      if (this.#tryEmpty(h)) total = this.#freeRoom();
     }
   }
 
