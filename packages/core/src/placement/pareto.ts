@@ -39,7 +39,8 @@ export function paretoAlternatives(p: Problem, weights: Weights, effort: number,
   const found: { labels: string[]; weights: Weights; objectives: PlacementObjectives; assignments: Record<string, string>; instanceTypes: Record<string, string> }[] = [];
   for (const preset of PRESETS) {
     const w = resolveWeights({ ...preset.weights, preferLabels: weights.preferLabels, locality: weights.locality });
-    const outcome = solve(p, w, effort * ALTERNATIVE_EFFORT);
+    // One start: an alternative shows where a trade-off lies; the chosen placement gets the restarts.
+    const outcome = solve(p, w, effort * ALTERNATIVE_EFFORT, true);
     const objectives = objectivesOf(outcome.state);
     const same = found.find((f) => vector(f.objectives).every((x, i) => Math.abs(x - vector(objectives)[i]!) < 1e-9));
     if (same) {

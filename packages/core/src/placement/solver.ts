@@ -57,7 +57,7 @@ const MIN_BUDGET = 200_000;
 /** Host evaluations the local search may spend at effort 1: about a quarter of a second at 10,000 VMs on this kind of machine. */
 export const SEARCH_BUDGET = 6_000_000;
 
-export function solve(p: Problem, w: Weights, effort = 1): SolveOutcome {
+export function solve(p: Problem, w: Weights, effort = 1, oneStart = false): SolveOutcome {
   // Ten evaluations per VM-host pair while instances are small (exact packings need them),
   // one more per pair above half a million: time grows slower than the instance.
   const pairs = p.V * p.H;
@@ -65,7 +65,7 @@ export function solve(p: Problem, w: Weights, effort = 1): SolveOutcome {
   // Small instances can afford several starts (each greedy pass slightly perturbed, by the
   // seed): the best one is kept. Large ones spend the whole budget on one search.
   const size = p.V * p.H;
-  const starts = effort <= 0 ? 1 : size <= 2e4 ? 8 : size <= 5e4 ? 3 : size <= 2e5 ? 2 : 1;
+  const starts = effort <= 0 || oneStart ? 1 : size <= 2e4 ? 8 : size <= 5e4 ? 3 : size <= 2e5 ? 2 : 1;
   let best: SolveOutcome | undefined;
   let bestKey: [number, number] = [Infinity, Infinity];
   let refs: ObjectiveRefs | undefined;
