@@ -7,9 +7,13 @@
  * (VMs cut to fill hosts exactly).
  *
  * Targets (issue 4): 10,000 VMs on 1,000 hosts in < 1 s, 1,000 on 100 in < 100 ms; active
- * hosts and cost within 2% of the LP lower bound; the optimum on ≥ 90% of known-optimum
+ * hosts and cost within 2% of the lower bound; the optimum on ≥ 90% of known-optimum
  * instances; ≥ 30% fewer active hosts than the spread baseline when consolidation is
  * weighted; zero hard-rule violations (the independent validator checks every result).
+ *
+ * The bound (lowerBound.ts) is the relaxation per host type and VM class with whole host
+ * counts per type, solved by HiGHS; on the 100-host instance it is the optimum (HiGHS reaches
+ * it with whole VMs per host), so what remains there is the solver's gap.
  *
  * Times are the median of 3 runs after one warm-up run (the first run of a process pays
  * for the JIT; its time is in `cold ms`). Run `npm run build` first: this imports the build.
@@ -92,8 +96,8 @@ for (const [hosts, vms, targetMs] of [
     const vsSpread = r.activeHosts / spread.activeHosts;
     const checks: [string, boolean][] = [['violations 0', r.violations === 0]];
     if (engine) checks.push([`< ${targetMs} ms`, r.ms < targetMs]);
-    if (engine && 'weights' in s && s.weights?.consolidation) checks.push(['hosts ≤ 1.02 LP', hostsVsLb <= 1.02], ['≥ 30% fewer hosts than spread', vsSpread <= 0.7]);
-    if (engine && 'weights' in s && s.weights?.cost) checks.push(['cost ≤ 1.02 LP', costVsLb <= 1.02]);
+    if (engine && 'weights' in s && s.weights?.consolidation) checks.push(['hosts ≤ 1.02 bound', hostsVsLb <= 1.02], ['≥ 30% fewer hosts than spread', vsSpread <= 0.7]);
+    if (engine && 'weights' in s && s.weights?.cost) checks.push(['cost ≤ 1.02 bound', costVsLb <= 1.02]);
     const failed = checks.filter(([, ok]) => !ok).map(([t]) => t);
     rows.push([
       instance.name,
@@ -156,6 +160,6 @@ for (const s of [SCHEDULERS[2]!, SCHEDULERS[0]!, SCHEDULERS[4]!, SCHEDULERS[5]!]
 
 printTable(
   `placement: engine vs baselines, same run (Node ${process.version}, ${(await import('node:os')).cpus().length} cpus)`,
-  ['instance', 'scheduler', 'ms', 'cold ms', 'active hosts', 'cost $/h', 'LP bound hosts / $', 'hosts / LP', 'cost / LP', 'optimum found', 'violations', 'unplaced', 'hosts vs spread', 'verdict'],
+  ['instance', 'scheduler', 'ms', 'cold ms', 'active hosts', 'cost $/h', 'bound hosts / $', 'hosts / bound', 'cost / bound', 'optimum found', 'violations', 'unplaced', 'hosts vs spread', 'verdict'],
   rows,
 );

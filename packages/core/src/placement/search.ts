@@ -838,9 +838,13 @@ export class LocalSearch {
     // Expensive first (cost), then small first (the ones worth trading up).
     hosts.sort((a, b) => p.price[b]! - p.price[a]! || p.sizeRel[a]! - p.sizeRel[b]! || a - b);
     const seen = new Set<number>();
+    let misses = 0;
     for (const e of hosts) {
       if (this.spent >= this.#limit) break;
       if (s.hostVms[e]!.length === 0) continue;
+      // The likeliest trades come first (expensive, small hosts); after a run of hosts with none, stop.
+      if (misses >= EMPTY_MISSES * 2) break;
+      misses++;
       seen.clear();
       const vms = [...s.hostVms[e]!].sort((a, b) => this.#size[b]! - this.#size[a]!);
       const cands = p.classes[p.vmClass[vms[0]!]!]!.candidates;
@@ -871,6 +875,7 @@ export class LocalSearch {
           for (const v of vms) this.#notes.set(v, `moved by the local search off ${name} to ${cheaper ? 'a cheaper' : 'a bigger'} host`);
           this.#commit(at);
           any = true;
+          misses = 0;
           break;
         }
         this.#undo(at);
@@ -887,6 +892,7 @@ export class LocalSearch {
     for (let h = 0; h < p.H; h++) if (h !== keep && s.hostVms[h]!.length > 0 && this.#movable(h)) hosts.push(h);
     const load = new Map(hosts.map((h) => [h, this.#load(h)]));
     hosts.sort((a, b) => load.get(a)! - load.get(b)! || a - b);
+    this.spent += hosts.length; // the pass and the sort are work the budget must see
     let tried = 0;
     let total = this.#freeRoom();
     for (const h of hosts) {
