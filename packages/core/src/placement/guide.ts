@@ -16,15 +16,16 @@ import type { Weights } from './types.js';
  *   subject to Σ_t x_kt + u_k = n_k                   every VM of class k (u_k: left over, at a high price)
  *              Σ_k r_kd · x_kt ≤ cap_td · y_t          capacity of the y_t hosts of kind t opened, each dimension
  *              Σ_{k in g} x_kt ≤ m_g · y_t             maxPerHost (1 for host anti-affinity)
- *              Σ_{t in domain} x_gt ≤ n_g / D + skew    spread over D domains (its upper side)
- *              y_t ≤ hosts of kind t
+ *              Σ_{in a} x_gt - Σ_{in b} x_gt ≤ maxSkew     spread, every pair of domains (a, b)
+ *              Σ_modes y_t ≤ hosts of the class
  *
- * with x_kt the VMs of class k on hosts of kind t (kinds: empty hosts alike in all a rule or
- * score reads, and each loaded host on its own, already paid for) and c_t what a host of the
- * kind counts against the weights (a host, its price). Elastic hosts sell an instance per VM
- * at the type's price. Avoidance and run-with rules are left to the fill, which checks every
- * rule as it places: the guide only orders its choices, so a wrong guess costs packing,
- * never a rule.
+ * with x_kt the VMs of class k on hosts of kind t and c_t what a host of the kind counts
+ * against the weights (a host, its price). A kind is a host class (hosts alike in all a rule
+ * or score reads) in a mode: for each pair of groups that avoid each other per host (up to
+ * three pairs), which side the host keeps out; each loaded host is a kind of its own, already
+ * paid for. Elastic hosts sell an instance per VM at the type's price. Run-with rules are left
+ * to the fill, which checks every rule as it places: the guide only orders its choices, so a
+ * wrong guess costs packing, never a rule.
  */
 export interface FillGuide {
   readonly kinds: number;
@@ -39,8 +40,8 @@ export interface FillGuide {
   readonly iterations: number;
 }
 
-/** Above this many (class, kind) pairs the relaxation would cost more than the fill saves; the fill goes unguided. */
-const MAX_PAIRS = 4000;
+/** Above this many (class, kind) columns the relaxation would cost more than the fill saves; the fill goes unguided. */
+const MAX_COLUMNS = 4000;
 /** Pairs of groups that avoid each other per host the relaxation models (2^pairs modes of each host class); more are left to the fill. */
 const MAX_AVOID_PAIRS = 3;
 /** Spreads over at most this many domains are modelled pair by pair (else by an upper bound per domain). */
@@ -98,7 +99,7 @@ export function buildGuide(p: Problem, w: Weights): FillGuide | undefined {
   if (!rep.some((h) => p.baseActive[h] || differ(h, rep[0]!))) return undefined;
   let columns = 0;
   for (const cls of p.classes) for (let t = 0; t < T; t++) if (cls.isCandidate[rep[t]!]) columns++;
-  if (columns > MAX_PAIRS) return undefined;
+  if (columns > MAX_COLUMNS) return undefined;
 
   let priceSum = 0;
   let usable = 0;
