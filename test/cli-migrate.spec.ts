@@ -43,12 +43,14 @@ describe('novacron migrate and drain (subprocess, sim)', () => {
     ['to an unknown host', () => ['--to', 'host-99'], /no host "host-99"/],
     ['with an impossible policy', () => ['--to', 'host-6', '--on-timeout', 'postcopy'], /onTimeout is "postcopy" but migration\.postCopy\.allowed is false/],
     ['with xbzrle over several connections', () => ['--to', 'host-6', '--compression', 'xbzrle', '--parallel', '4'], /one connection only/],
-    ['to a host without room', () => ['--to', 'host-1', '--dry-run'], /cannot take quickstart-db-1/],
+    // db has maxPerHost 1: the host of quickstart-db-0 can never take quickstart-db-1.
+    ['to a host its rules refuse', (_host: string, db0Host: string) => ['--to', db0Host, '--dry-run'], /cannot take quickstart-db-1/],
   ])('refuses a move %s before anything moves (exit 2)', async (what, args, message) => {
     const ws = await applied();
-    const vm = what === 'to a host without room' ? 'quickstart-db-1' : 'quickstart-batch-0';
+    const vm = what === 'to a host its rules refuse' ? 'quickstart-db-1' : 'quickstart-batch-0';
     const from = await hostOf(ws, vm);
-    const result = await runCli(['migrate', vm, ...args(from.split('/')[1]!)], ws);
+    const db0 = await hostOf(ws, 'quickstart-db-0');
+    const result = await runCli(['migrate', vm, ...args(from.split('/')[1]!, db0.split('/')[1]!)], ws);
     expect(result.code, result.stderr + result.stdout).toBe(2);
     expect(result.stderr).toMatch(message);
     expect(await hostOf(ws, vm)).toBe(from);

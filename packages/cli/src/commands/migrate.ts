@@ -12,6 +12,7 @@ import {
   supports,
   UnsupportedError,
   emptySummary,
+  fleetGroupRules,
   type FleetSpec,
   type MigrationPolicy,
   type MigrationResult,
@@ -152,7 +153,7 @@ function checkMove(fleet: FleetSpec, observed: Observed, vmName: string, options
   if (dest.provider !== vm.provider) {
     throw new UnsupportedError(`moving ${vm.name} from provider "${vm.provider}" to "${dest.provider}" is a cross-provider move`, { hint: 'change the group\'s placement.providers and apply, or use the image export/import path' });
   }
-  const fit = place({ hosts: [dest], vms: [{ id: vm.name, group: vm.group, resources: vm.resources, rules: { ...(fleet.groups[vm.group]?.placement ?? {}), providers: [vm.provider] } }], existing: observed.vms.filter((v) => v !== vm).map((v) => ({ id: v.name, group: v.group, host: v.host })) });
+  const fit = place({ hosts: [dest], vms: [{ id: vm.name, group: vm.group, resources: vm.resources, rules: { ...(fleet.groups[vm.group]?.placement ?? {}), providers: [vm.provider] } }], existing: observed.vms.filter((v) => v !== vm).map((v) => ({ id: v.name, group: v.group, host: v.host })), groupRules: fleetGroupRules(fleet), alternatives: false });
   if (fit.unplaced.length > 0) {
     throw new InvalidInputError(`${dest.id} cannot take ${vm.name}: ${Object.keys(fit.unplaced[0]!.reasons).join(', ')} rule(s) rule it out`, { context: { vm: vm.name, host: dest.id }, hint: 'nothing was moved; choose another host or free capacity' });
   }

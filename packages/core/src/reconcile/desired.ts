@@ -1,4 +1,4 @@
-import type { FleetSpec, GroupSpec } from '../model/fleet.js';
+import type { FleetSpec, GroupSpec, PlacementRules } from '../model/fleet.js';
 import type { Resources } from '../model/records.js';
 import { stableHash } from '../util/hash.js';
 
@@ -43,4 +43,9 @@ export function expandFleet(fleet: FleetSpec): DesiredVm[] {
     }
   }
   return out;
+}
+
+/** Every group's placement rules, as `place` reads them (groups scaled to 0 included, so rules naming them hold). */
+export function fleetGroupRules(fleet: FleetSpec): Record<string, PlacementRules> {
+  return Object.fromEntries(Object.entries(fleet.groups).map(([name, group]) => [name, group.placement]));
 }

@@ -3,6 +3,7 @@ import type { FleetSpec } from '../model/fleet.js';
 import { migrationPolicy, type MigrationPolicy } from '../model/policies.js';
 import { rebalance } from '../placement/rebalance.js';
 import type { PlacementResult, VmExplanation } from '../placement/types.js';
+import { fleetGroupRules } from './desired.js';
 import { naturalCompare, plan } from './plan.js';
 import { emptySummary, type MigrateStep, type Observed, type Plan } from './types.js';
 
@@ -35,7 +36,7 @@ export function planDrain(fleet: FleetSpec, observed: Observed, host: string, op
     // Only the drained host's VMs move; the rest count where they run.
     vms: vms.map((vm) => ({ id: vm.name, group: vm.group, host: vm.host, resources: vm.resources, labels: vm.labels, movable: vm.host === target.id })),
     target: { kind: 'drain', hosts: [target.id] },
-    groupRules: Object.fromEntries(Object.entries(fleet.groups).map(([name, group]) => [name, group.placement])),
+    groupRules: fleetGroupRules(fleet),
     ...(fleet.placement.weights ? { weights: fleet.placement.weights } : {}),
     seed: options.seed ?? fleet.placement.seed,
   });

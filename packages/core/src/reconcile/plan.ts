@@ -8,7 +8,7 @@ import type { PlacedVm, PlacementVm, UnplacedVm } from '../placement/types.js';
 import type { CreateVmRequest, VmRef } from '../provider/Provider.js';
 import { NO_CAPABILITIES } from '../provider/Provider.js';
 import { classifyChanges, describeChanges, type VmChange } from './changes.js';
-import { expandFleet, type DesiredVm } from './desired.js';
+import { expandFleet, fleetGroupRules, type DesiredVm } from './desired.js';
 import type { CreateStep, DeleteStep, MigrateStep, Observed, Plan, PlanStep, ReplaceStep, RuleViolation, StartStep, UpdateStep, StepKind } from './types.js';
 import { emptySummary } from './types.js';
 
@@ -123,7 +123,7 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
 
   let hosts = observed.hosts.map((h) => withFreed(h, freed.get(h.id)));
   // Every group's rules, so rules of groups with nothing to place (avoidGroups both ways) hold too.
-  const groupRules = Object.fromEntries(Object.entries(fleet.groups).map(([name, spec]) => [name, spec.placement]));
+  const groupRules = fleetGroupRules(fleet);
   const weights = { ...fleet.placement.weights, ...options.weights };
   const seed = options.seed ?? fleet.placement.seed;
   let existing = kept;
