@@ -40,7 +40,8 @@ export function weightedObjective(s: SolverState, w: Weights, r: ObjectiveRefs):
 
 /**
  * Lower bounds on active hosts and cost that need no solver: the fewest (cheapest) hosts whose
- * capacity covers the VMs' total demand in each dimension. Only when no host carries load
+ * capacity covers the VMs' total demand in each dimension, and the hosts a group that keeps
+ * its VMs apart (anti-affinity, maxPerHost) needs. Only when no host carries load
  * already and none is elastic (else undefined). A placement that meets them cannot be beaten
  * in those objectives, so the search has nothing to find.
  */
@@ -73,6 +74,16 @@ export function trivialBounds(p: Problem): { readonly hosts: number; readonly co
       left -= take;
     }
     cost = Math.max(cost, c);
+  }
+  // A group that keeps its VMs apart needs a host for each (or for each maxPerHost of them):
+  // a count no amount of searching can lower, and the cheapest that many hosts can cost.
+  const perGroup = new Int32Array(p.groups.length);
+  for (let v = 0; v < p.V; v++) perGroup[p.vmGroup[v]!]!++;
+  const prices = fixed.map((h) => p.price[h]!).sort((a, b) => a - b);
+  for (const g of p.groups) {
+    const spread = g.antiHost ? perGroup[g.index]! : Math.ceil(perGroup[g.index]! / g.maxPerHost);
+    if (spread > hosts) hosts = spread;
+    if (spread > 0) cost = Math.max(cost, prices.slice(0, spread).reduce((sum, price) => sum + price, 0));
   }
   return { hosts, cost: Math.max(cost, hosts * minPrice) };
 }

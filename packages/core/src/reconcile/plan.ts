@@ -184,6 +184,8 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
     groupRules,
     seed,
     weights,
+    // Trade-offs are for `novacron place`; a plan needs the chosen placement only.
+    alternatives: false,
   });
 
   const creates: CreateStep[] = [];
