@@ -4,3 +4,4 @@ export * from './policy.js';
 export * from './orchestrator.js';
 export * from './simulatedDriver.js';
 export * from './crossProvider.js';
+export * from './predict.js';

@@ -23,6 +23,11 @@ export interface PreCopyInput {
   /** Bytes on the wire per byte of a re-sent page with XBZRLE deltas. @default compressionRatio */
   readonly resendRatio?: number;
   readonly autoConverge?: boolean;
+  /**
+   * Rounds before auto-converge can begin counting (the orchestrator engages it only once a
+   * round shows pre-copy is not converging). QEMU then throttles after two more. @default 0
+   */
+  readonly autoConvergeAfterRounds?: number;
   /** Switch to post-copy after this many rounds when not converged. */
   readonly postCopyAfterRounds?: number;
   /** Give up (not converged) after this long. @default 10 minutes */
@@ -112,7 +117,7 @@ export function predictPreCopy(input: PreCopyInput): Prediction {
     }
     if (elapsed >= timeout) break;
     // QEMU throttles when a round dirties more than half of what it sent, twice in a row.
-    if (input.autoConverge && dirtied > 0.5 * (wire / wireRatio)) {
+    if (input.autoConverge && round >= (input.autoConvergeAfterRounds ?? 0) && dirtied > 0.5 * (wire / wireRatio)) {
       highRounds++;
       if (highRounds >= 2) throttle = throttle === 0 ? THROTTLE_INITIAL : Math.min(THROTTLE_MAX, throttle + THROTTLE_STEP);
     } else highRounds = 0;

@@ -62,6 +62,8 @@ export class KvmMigrationDriver implements MigrationDriver {
   /** The memory stream's cap, re-asserted until memory moves (see start). */
   #memoryCap: number | undefined;
   #capHeld = false;
+  /** QEMU's own downtime once post-copy has switched (libvirt reports none for post-copy). */
+  #postCopyDowntime: number | undefined;
   #wireAtStart: { memory?: number; disk?: number } = {};
 
   constructor(private readonly o: KvmMigrationDriverOptions) {
@@ -162,6 +164,7 @@ export class KvmMigrationDriver implements MigrationDriver {
     if (status === 'setup' || (status === 'active' && this.#memoryAt === undefined)) await this.#holdCap();
     if (status === 'active') this.#capHeld = true;
     if (status === 'active' && this.#memoryAt === undefined) this.#memoryAt = now;
+    if (status === 'postcopy-active' && this.#postCopyDowntime === undefined) await this.#readPostCopyDowntime();
     this.#updateThroughput(sample.raw, now);
     return toMigrationStats(sample, { elapsedMs: now - this.#startedAt, throughputBytesPerSec: this.#throughput, ...this.#memoryWire() });
   }
@@ -231,7 +234,7 @@ export class KvmMigrationDriver implements MigrationDriver {
       dataRemainingBytes: 0,
       dirtyRateBytesPerSec: 0,
       throughputBytesPerSec: this.#throughput,
-      ...(ok && n?.has('downtime') ? { downtimeMs: n.get('downtime')! } : {}),
+      ...(ok ? downtimeOf(n, this.#postCopyDowntime) : {}),
       ...this.#memoryWire(),
       elapsedMs: now - this.#startedAt,
       ...(error ? { error } : {}),
@@ -266,6 +269,14 @@ export class KvmMigrationDriver implements MigrationDriver {
     }
   }
 
+  async #readPostCopyDowntime(): Promise<void> {
+    const out = await this.o.source
+      .run(['qemu-monitor-command', this.o.domain, JSON.stringify({ execute: 'query-migrate' })], { vm: this.o.domain, operation: 'migrate' })
+      .catch(() => '');
+    const m = /"downtime":\s*(\d+)/.exec(out);
+    if (m) this.#postCopyDowntime = Number(m[1]);
+  }
+
   async #run(args: string[]): Promise<void> {
     await this.o.source.run(args, { vm: this.o.domain, operation: 'migrate' });
   }
@@ -283,4 +294,12 @@ export class KvmMigrationDriver implements MigrationDriver {
   #error(message: string): NovaCronError {
     return new NovaCronError('Provider', 'server', `${this.o.source.host}: ${message}`, { context: this.o.source.context({ vm: this.o.domain, operation: 'migrate' }), hint: 'nothing was moved; the VM runs on the source', retryable: true });
   }
+}
+
+/** libvirt's total downtime, unless it reports none (post-copy): then QEMU's, read when post-copy began. */
+function downtimeOf(n: ReadonlyMap<string, number> | undefined, postCopy: number | undefined): { downtimeMs?: number } {
+  const libvirt = n?.get('downtime');
+  if (libvirt !== undefined && libvirt > 0) return { downtimeMs: libvirt };
+  if (postCopy !== undefined) return { downtimeMs: postCopy };
+  return libvirt === undefined ? {} : { downtimeMs: libvirt };
 }

@@ -11,8 +11,8 @@ export interface CalibrationDefaults {
 }
 
 /** Measured on the testbed (TCG, storage copied over the SSH tunnel): see docs/migration.md. */
-export const TCG_DEFAULTS: CalibrationDefaults = { switchoverMs: 200, setupMs: 2500 };
-export const KVM_DEFAULTS: CalibrationDefaults = { switchoverMs: 60, setupMs: 1500 };
+export const TCG_DEFAULTS: CalibrationDefaults = { switchoverMs: 200, setupMs: 4000 };
+export const KVM_DEFAULTS: CalibrationDefaults = { switchoverMs: 60, setupMs: 2000 };
 
 const ALPHA = 0.4;
 
@@ -45,6 +45,7 @@ export class MigrationCalibration {
     this.#switchover = ewma(this.#switchover ?? this.defaults.switchoverMs, fixed);
   }
 
+  /** Fixed time of a move besides moving bytes and the downtime (the model's setupMs). */
   get setupMs(): number {
     return Math.round(this.#setup ?? this.defaults.setupMs);
   }

@@ -82,9 +82,14 @@ export async function migrateLive(env: MigrationEnv, plan: MovePlan, request: Mi
     const reported = outcome.completed?.numbers.get('memory_bps');
     const throughput = result.postCopy ? undefined : reported && reported > 0 ? reported : memoryMs > 0 ? result.final.dataProcessedBytes / (memoryMs / 1000) : undefined;
     if (throughput) env.calibration.recordThroughput(source.host.name, destination.name, throughput);
-    // The fixed time before memory moves: what it took less the storage copy at the stream's rate.
+    // The fixed time of a move (tunnel, destination QEMU, libvirt's hand-over, seeing it done):
+    // what it took less what the model computes from bytes and rates — the storage copy and
+    // the memory rounds at the stream's rate — and the downtime.
     const rate = throughput ?? env.calibration.throughput(source.host.name, destination.name);
-    if (outcome.toMemoryMs !== undefined && rate) env.calibration.recordSetup(outcome.toMemoryMs - ((outcome.diskBytesOnWire ?? 0) / rate) * 1000);
+    if (rate && !result.postCopy) {
+      const moving = ((result.final.dataProcessedBytes + (outcome.diskBytesOnWire ?? 0)) / rate) * 1000;
+      env.calibration.recordSetup(result.durationMs - moving - result.downtimeMs);
+    }
     if (!result.postCopy) env.calibration.recordDowntime(result.downtimeMs, outcome.lastLimitMs, request.policy.maxDowntimeMs);
     const zero = (outcome.completed?.numbers.get('memory_constant') ?? 0) * (outcome.completed?.numbers.get('memory_page_size') ?? 4096);
     if (result.final.dataTotalBytes > 0) env.calibration.recordZeroFraction(vm, Math.min(1, zero / result.final.dataTotalBytes));

@@ -1,0 +1,30 @@
+import type { MigrationPolicy } from '../model/policies.js';
+import type { MigrationEstimateInputs } from '../provider/Provider.js';
+import { predictPreCopy, type PreCopyInput, type Prediction } from './model.js';
+import { assertPolicyPossible, mbpsToBytesPerSec } from './policy.js';
+
+/** A provider's estimate, with whatever model inputs it measured beyond the core's (set-up, switchover, storage copy). */
+export type MigrationEstimate = MigrationEstimateInputs & Partial<Pick<PreCopyInput, 'setupMs' | 'switchoverMs' | 'storageCopyBytes' | 'storageBandwidthBytesPerSec'>>;
+
+/**
+ * What a migration under `policy` will do, from a provider's measurements: the pre-copy
+ * model with the policy's cap, compression (multifd compresses every page; XBZRLE only
+ * re-sent ones, as deltas), auto-converge, post-copy rounds and timeout applied.
+ */
+export function predictMigration(estimate: MigrationEstimate, policy: MigrationPolicy, memoryMiB: number): Prediction {
+  const eff = assertPolicyPossible(policy, memoryMiB);
+  const cap = policy.bandwidthMbps === undefined ? Infinity : mbpsToBytesPerSec(policy.bandwidthMbps);
+  const multifd = eff.effectiveCompression.startsWith('multifd');
+  return predictPreCopy({
+    ...estimate,
+    bandwidthBytesPerSec: Math.min(estimate.bandwidthBytesPerSec, cap),
+    maxDowntimeMs: policy.maxDowntimeMs,
+    compressionRatio: multifd ? (estimate.compressibility ?? 1) : 1,
+    ...(eff.effectiveCompression === 'xbzrle' ? { resendRatio: Math.max(0.05, estimate.compressibility ?? 1) } : {}),
+    autoConverge: policy.autoConverge,
+    // The orchestrator engages it once a round shows pre-copy is not converging (round 2 at the earliest).
+    autoConvergeAfterRounds: 2,
+    ...(policy.postCopy.allowed ? { postCopyAfterRounds: policy.postCopy.afterRounds } : {}),
+    timeoutMs: policy.timeoutPerGiB * Math.max(1, memoryMiB / 1024),
+  });
+}
