@@ -1,5 +1,6 @@
 import { NovaCronError, toNovaCronError, type MigrateRequest, type MigrationResult, type OperationContext } from '@novacron/core';
 import { serialLogPath } from '../domain/domainXml.js';
+import { DEFAULT_READY_MARKER } from '../snapshots/bootCheck.js';
 import { shellQuote } from '../shell/shellQuote.js';
 import type { Virsh } from '../virsh/Virsh.js';
 import type { MigrationEnv } from './access.js';
@@ -7,7 +8,7 @@ import { removeVolumes } from './liveMigration.js';
 import type { MovePlan } from './preflight.js';
 import { copyVolume } from './volumes.js';
 
-/** How long a started copy may take to show it runs, and to print on its console. @default see migrateCold */
+/** How long a started copy may take to reach its ready marker. @default the provider's bootTimeout */
 export interface ColdOptions {
   readonly verifyTimeoutMs?: number;
 }
@@ -16,9 +17,11 @@ export interface ColdOptions {
  * A cold move: stop the guest (ACPI first, forced after the provider's stopTimeout), copy
  * every volume host to host with a sha256 on both ends, define the same domain (NovaCron's
  * metadata included) on the destination, start it if it ran, and verify it — running, still
- * running a moment later, and, for a guest that writes to its serial console, writing there
- * again. Only then is the source undefined and its volumes removed. Any failure before that
- * removes what was made on the destination and starts the source again.
+ * running a moment later, and, for a guest whose console showed its image's ready marker on
+ * the source (`images.*.readyMarker`, else the same default as restore tests), showing it
+ * again; a guest that printed something else must print again. Only then is the source
+ * undefined and its volumes removed. Any failure before that removes what was made on the
+ * destination and starts the source again.
  */
 export async function migrateCold(env: MigrationEnv, plan: MovePlan, _request: MigrateRequest, ctx: OperationContext, options: ColdOptions = {}): Promise<MigrationResult> {
   const { source, destination, destinationVirsh } = plan;
@@ -35,7 +38,13 @@ export async function migrateCold(env: MigrationEnv, plan: MovePlan, _request: M
   let stoppedAt: number | undefined;
   let bytes = 0;
   const serialLog = /<log\b[^>]*\bfile='([^']+)'/.exec(await source.virsh.run(['dumpxml', '--inactive', vm], opts))?.[1] ?? serialLogPath(vm);
-  const printsOnConsole = wasRunning && (await consoleBytes(source.virsh, serialLog)) > 0;
+  const configured = env.config.images[source.view.info.metadata?.image ?? '']?.readyMarker;
+  const marker = configured ? new RegExp(configured, 'm') : DEFAULT_READY_MARKER;
+  const onSource = wasRunning ? await consoleTail(source.virsh, serialLog) : '';
+  // What proves the guest is up on the destination: the marker its image declares, or the
+  // default one if the console showed it here, else any output if it printed any. (After a
+  // live move the console log starts empty: only a declared marker is then known.)
+  const expect: RegExp | undefined = configured || marker.test(onSource) ? marker : onSource.trim() !== '' ? /\S/ : undefined;
   try {
     const xml = await source.virsh.run(['dumpxml', '--inactive', '--migratable', vm], opts);
     if (wasRunning) {
@@ -56,8 +65,8 @@ export async function migrateCold(env: MigrationEnv, plan: MovePlan, _request: M
     if (wasRunning) {
       phase('start', 0.8, `starting ${vm} on ${destination.name}`);
       await destinationVirsh.run(['start', vm], opts);
-      phase('verify', 0.85, `${vm} runs on ${destination.name}`);
-      await verifyRunning(env, destinationVirsh, vm, serialLog, printsOnConsole, options.verifyTimeoutMs ?? 180_000, signal);
+      phase('verify', 0.85, `${vm} runs on ${destination.name}${expect ? `; waiting for its console to show ${expect.source}` : ''}`);
+      await verifyRunning(env, destinationVirsh, vm, serialLog, expect, options.verifyTimeoutMs ?? env.config.bootTimeout, signal);
     }
   } catch (thrown) {
     const error = toNovaCronError(thrown, context);
@@ -93,13 +102,14 @@ export async function migrateCold(env: MigrationEnv, plan: MovePlan, _request: M
   };
 }
 
-async function consoleBytes(virsh: Virsh, path: string): Promise<number> {
-  const r = await virsh.script(`wc -c < ${shellQuote(path)} 2>/dev/null || echo 0`, { timeoutMs: 30_000 });
-  return Number(r.stdout.trim()) || 0;
+/** The last 64 KiB of the guest's serial console log on a host ('' when there is none). */
+async function consoleTail(virsh: Virsh, path: string): Promise<string> {
+  const r = await virsh.script(`tail -c 65536 ${shellQuote(path)} 2>/dev/null; exit 0`, { timeoutMs: 30_000 });
+  return r.stdout;
 }
 
-/** Running now and a few seconds later; a guest that writes to its console has written to it again. */
-async function verifyRunning(env: MigrationEnv, virsh: Virsh, vm: string, serialLog: string, waitForConsole: boolean, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+/** Running now and a few seconds later, and (when asked) the console shows `expect`: the guest came up. */
+async function verifyRunning(env: MigrationEnv, virsh: Virsh, vm: string, serialLog: string, expect: RegExp | undefined, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   const context = virsh.context({ vm, operation: 'migrate' });
   const deadline = env.clock.now() + timeoutMs;
   let runningSince: number | undefined;
@@ -107,10 +117,10 @@ async function verifyRunning(env: MigrationEnv, virsh: Virsh, vm: string, serial
     const state = (await virsh.tryRun(['domstate', vm], { vm, operation: 'migrate' })).stdout.trim();
     if (state !== 'running') throw new NovaCronError('Provider', 'server', `${vm} is ${state || 'gone'} on ${virsh.host} right after its start there`, { context, hint: 'see the domain log on the destination (/var/log/libvirt/qemu); the VM was started again on the source' });
     runningSince ??= env.clock.now();
-    const consoleOk = !waitForConsole || (await consoleBytes(virsh, serialLog)) > 0;
+    const consoleOk = !expect || expect.test(await consoleTail(virsh, serialLog));
     if (consoleOk && env.clock.now() - runningSince >= 3_000) return;
     if (env.clock.now() > deadline) {
-      throw new NovaCronError('Timeout', 'server', `${vm} runs on ${virsh.host} but printed nothing on its console within ${Math.round(timeoutMs / 1000)} s (it did on the source)`, { context, hint: 'the guest may be stuck in boot; the VM was started again on the source' });
+      throw new NovaCronError('Timeout', 'server', `${vm} runs on ${virsh.host} but its console did not show ${expect!.source} within ${Math.round(timeoutMs / 1000)} s (it did on the source)`, { context, hint: 'the guest may be stuck in boot; the VM was started again on the source' });
     }
     await env.clock.sleep(1_000, signal);
   }
