@@ -5,7 +5,7 @@
 // upload, ImportSnapshot, AMI) and back (EC2 export, import into a KVM pool, boot), and a
 // fleet spanning all four plans and applies end to end.
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EC2Client } from '@aws-sdk/client-ec2';
@@ -63,9 +63,12 @@ const gcp = { type: 'gcp' as const, project: `${RUN}-project`, zones: ['us-centr
 /** KVM and EC2 providers that keep what they export, so the test can follow the bytes. */
 class WatchedKvm extends KvmProvider {
   readonly exported: ImageArtifact[] = [];
+  /** sha256 of the 2 MiB at 40 MiB of each export, read before the move deletes the file. */
+  readonly region: string[] = [];
   override async exportImage(ref: VmRef, ctx?: OperationContext): Promise<ImageArtifact> {
     const artifact = await super.exportImage(ref, ctx);
     this.exported.push(artifact);
+    this.region.push(sha256OfFile(artifact.path, 40 * MiB, 2 * MiB));
     return artifact;
   }
 }
@@ -185,7 +188,8 @@ describe('KVM with EC2 and Compute Engine in one fleet', { timeout: 900_000 }, (
     expect(toAws.failures).toEqual([]);
     const [exported] = kvm.exported;
     expect(exported).toMatchObject({ format: 'raw', sizeBytes: 1024 * MiB });
-    expect(sha256OfFile(exported!.path, 40 * MiB, 2 * MiB)).toBe(written);
+    expect(kvm.region).toEqual([written]);
+    expect(existsSync(exported!.path)).toBe(false); // the move removes the export once imported
     const ami = [...ec2Fake!.images.values()].find((i) => i.tags.get('novacron:image')?.startsWith(vm))!;
     expect(ami.tags.get('novacron:sha256')).toBe(exported!.sha256);
     const running = ec2Fake!.describe().filter((i) => i.State?.Name === 'running');

@@ -404,6 +404,9 @@ host_init() {
   h=$(host_dir "$name")
   echo $$ >"$h/pids/holder.pid"
   hostname "$name"
+  # Mount points that a fresh machine may lack (root may never have run ssh).
+  mkdir -p /etc/libvirt /var/lib/libvirt /run/libvirt /var/log/libvirt /var/cache/libvirt /root/.ssh
+  chmod 700 /root/.ssh
   mount --bind "$h/etc-libvirt" /etc/libvirt
   mount --bind "$h/lib" /var/lib/libvirt
   mount --bind "$h/run" /run/libvirt

@@ -310,7 +310,7 @@ describe('KvmProvider on the testbed', () => {
   });
   it('grows vCPUs and memory live within the hotplug ceilings, without a reboot', { timeout: 300_000 }, async () => {
     const p = provider({ hotplug: { cpu: 2, memory: 256 } });
-    expect(p.capabilities).toMatchObject({ resize: true, hotplugCpu: true, hotplugMemory: true, liveMigration: false, snapshots: true, incrementalSnapshots: true });
+    expect(p.capabilities).toMatchObject({ resize: true, hotplugCpu: true, hotplugMemory: true, liveMigration: true, coldMigration: true, snapshots: true, incrementalSnapshots: true });
     const host = tb.hosts[2]!;
     const name = `${RUN}-hot`;
     await p.create(request(name, host));
