@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { apply, observe, parseFleet, plan, ProviderRegistry, systemClock, type FleetSpec, type ProviderSet } from '@novacron/core';
 import { providerModule } from '@novacron/provider-kvm';
-import { defineDomainOnHost, execOnHost, kvmProviderConfigFor, loadTestbed, tinyGuestDomainXml, virshOnHost, waitForGuestMarker } from './testbed/index.ts';
+import { defineDomainOnHost, kvmProviderConfigFor, loadTestbed, scrubTestbed, tinyGuestDomainXml, virshOnHost, waitForGuestMarker } from './testbed/index.ts';
 
 const tb = loadTestbed();
 const FLEET = `nckf${randomBytes(2).toString('hex')}`;
@@ -25,19 +25,7 @@ async function open(): Promise<ProviderSet> {
   return providers;
 }
 
-async function scrub(): Promise<void> {
-  await Promise.all(
-    tb.hosts.map(async (host) => {
-      const names = (await virshOnHost(host, ['list', '--all', '--name'])).split('\n').map((s) => s.trim()).filter((n) => n.startsWith(FLEET));
-      for (const d of names) {
-        await execOnHost(host, ['virsh', '-q', 'destroy', d]);
-        await execOnHost(host, ['virsh', '-q', 'undefine', d]);
-      }
-      const vols = (await virshOnHost(host, ['vol-list', tb.guest.pool])).split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(FLEET));
-      for (const v of vols) await execOnHost(host, ['virsh', '-q', 'vol-delete', v, '--pool', tb.guest.pool]);
-    }),
-  );
-}
+const scrub = () => scrubTestbed(tb, FLEET);
 
 afterAll(async () => {
   await providers?.close();

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execOnHost, kvmProviderConfigFor, loadTestbed, virshOnHost } from './testbed/index.ts';
+import { kvmProviderConfigFor, loadTestbed, scrubTestbed } from './testbed/index.ts';
 import { buildCli, runCli } from './support/cli.js';
 import { tempDir } from './support/sim.js';
 
@@ -39,19 +39,7 @@ async function status(): Promise<Status> {
 const hostOf = async (vm: string) => (await status()).vms.find((v) => v.name === vm)!.host;
 const otherThan = (...hosts: string[]) => tb.hosts.map((h) => `lab/${h.name}`).find((h) => !hosts.includes(h))!;
 
-async function scrub(): Promise<void> {
-  await Promise.all(
-    tb.hosts.map(async (host) => {
-      const names = (await virshOnHost(host, ['list', '--all', '--name'])).split('\n').map((s) => s.trim()).filter((n) => n.startsWith(FLEET));
-      for (const d of names) {
-        await execOnHost(host, ['virsh', '-q', 'destroy', d]);
-        await execOnHost(host, ['virsh', '-q', 'undefine', d]);
-      }
-      const vols = (await virshOnHost(host, ['vol-list', tb.guest.pool])).split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(FLEET));
-      for (const v of vols) await execOnHost(host, ['virsh', '-q', 'vol-delete', v, '--pool', tb.guest.pool]);
-    }),
-  );
-}
+const scrub = () => scrubTestbed(tb, FLEET);
 
 beforeAll(async () => {
   writeFileSync(join(cwd, 'fleet.yaml'), JSON.stringify(fleet, null, 2));

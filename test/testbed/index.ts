@@ -227,6 +227,35 @@ export async function defineDomainOnHost(host: TestbedHost, xml: string, opts: E
   }
 }
 
+/** Domains on the host (running or not) whose names start with prefix, read out of band. */
+export async function domainsOn(host: TestbedHost, prefix: string): Promise<string[]> {
+  return (await virshOnHost(host, ['list', '--all', '--name'])).split('\n').map((s) => s.trim()).filter((n) => n.startsWith(prefix));
+}
+
+/** Volumes in the testbed's pool on the host whose names start with prefix, read out of band. */
+export async function volumesOn(tb: Testbed, host: TestbedHost, prefix: string): Promise<string[]> {
+  return (await virshOnHost(host, ['vol-list', tb.guest.pool])).split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(prefix));
+}
+
+/**
+ * Out of band, on every host at once: destroys and undefines every domain whose name
+ * starts with prefix, then deletes every volume in the testbed's pool whose name starts
+ * with it. Whatever state a failed test left; the virsh commands' own failures (a domain
+ * already shut off) are ignored. Refuses an empty prefix, which would take everything.
+ */
+export async function scrubTestbed(tb: Testbed, prefix: string): Promise<void> {
+  if (!prefix) throw new Error('scrubTestbed: empty prefix');
+  await Promise.all(
+    tb.hosts.map(async (host) => {
+      for (const d of await domainsOn(host, prefix)) {
+        await execOnHost(host, ['virsh', '-q', 'destroy', d]);
+        await execOnHost(host, ['virsh', '-q', 'undefine', d]);
+      }
+      for (const v of await volumesOn(tb, host, prefix)) await execOnHost(host, ['virsh', '-q', 'vol-delete', v, '--pool', tb.guest.pool]);
+    }),
+  );
+}
+
 /**
  * Where a path inside the host is in the root namespace: through the host's own
  * directories when it is under one of them, else through the holder's /proc/PID/root

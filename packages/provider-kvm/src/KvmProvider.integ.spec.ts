@@ -16,21 +16,24 @@ import {
   ConflictError,
   hostId,
   kvmProviderConfig,
-  NovaCronError,
   NotFoundError,
   UnreachableError,
   type CreateVmRequest,
   type KvmProviderConfig,
   type OperationProgress,
 } from '@novacron/core';
+import { rejection } from '../../../test/support/rejection.ts';
 import {
   defineDomainOnHost,
+  domainsOn,
   execOnHost,
   hostPath,
   kvmProviderConfigFor,
   loadTestbed,
+  scrubTestbed,
   tinyGuestDomainXml,
   virshOnHost,
+  volumesOn,
   waitForGuestMarker,
   type TestbedHost,
 } from '../../../test/testbed/index.ts';
@@ -65,33 +68,10 @@ function request(name: string, host: TestbedHost, patch: Partial<CreateVmRequest
   };
 }
 
-async function domainsOf(host: TestbedHost): Promise<string[]> {
-  return (await virshOnHost(host, ['list', '--all', '--name'])).split('\n').map((s) => s.trim()).filter((n) => n.startsWith(RUN));
-}
-async function volumesOf(host: TestbedHost): Promise<string[]> {
-  return (await virshOnHost(host, ['vol-list', tb.guest.pool]))
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/)[0] ?? '')
-    .filter((n) => n.startsWith(RUN));
-}
-async function rejection(promise: Promise<unknown>): Promise<NovaCronError> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
-  expect(NovaCronError.isInstance(error), String(error)).toBe(true);
-  return error as NovaCronError;
-}
-
+const domainsOf = (host: TestbedHost) => domainsOn(host, RUN);
+const volumesOf = (host: TestbedHost) => volumesOn(tb, host, RUN);
 /** Out of band: remove everything this file made, whatever state a failed test left. */
-async function scrub(): Promise<void> {
-  await Promise.all(
-    tb.hosts.map(async (host) => {
-      for (const d of await domainsOf(host)) {
-        await execOnHost(host, ['virsh', '-q', 'destroy', d]);
-        await execOnHost(host, ['virsh', '-q', 'undefine', d]);
-      }
-      for (const v of await volumesOf(host)) await execOnHost(host, ['virsh', '-q', 'vol-delete', v, '--pool', tb.guest.pool]);
-    }),
-  );
-}
+const scrub = () => scrubTestbed(tb, RUN);
 
 beforeAll(scrub);
 afterAll(async () => {
@@ -398,7 +378,7 @@ describe('KvmProvider on the testbed', () => {
     } finally {
       server.close();
       const host = tb.hosts[0]!;
-      for (const v of (await virshOnHost(host, ['vol-list', tb.guest.pool])).split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith('novacron-image-tiny-'))) {
+      for (const v of await volumesOn(tb, host, 'novacron-image-tiny-')) {
         await execOnHost(host, ['virsh', '-q', 'vol-delete', v, '--pool', tb.guest.pool]);
       }
     }

@@ -30,6 +30,7 @@ import {
   kvmProviderConfigFor,
   loadTestbed,
   parseKeyValues,
+  scrubTestbed,
   tinyGuestDomainXml,
   virshOnHost,
   waitForGuestMarker,
@@ -64,21 +65,7 @@ function staticTiny(ip: string): KvmProviderConfig['images'] {
 }
 const hostOf = (id: string): TestbedHost => tb.hosts.find((h) => `lab/${h.name}` === id)!;
 
-async function names(host: TestbedHost, what: 'domains' | 'volumes'): Promise<string[]> {
-  const out = what === 'domains' ? await virshOnHost(host, ['list', '--all', '--name']) : await virshOnHost(host, ['vol-list', tb.guest.pool]);
-  return out.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(RUN));
-}
-async function scrub(): Promise<void> {
-  await Promise.all(
-    tb.hosts.map(async (host) => {
-      for (const d of await names(host, 'domains')) {
-        await execOnHost(host, ['virsh', '-q', 'destroy', d]);
-        await execOnHost(host, ['virsh', '-q', 'undefine', d]);
-      }
-      for (const v of await names(host, 'volumes')) await execOnHost(host, ['virsh', '-q', 'vol-delete', v, '--pool', tb.guest.pool]);
-    }),
-  );
-}
+const scrub = () => scrubTestbed(tb, RUN);
 beforeAll(scrub);
 afterAll(async () => {
   await Promise.all(opened.map((p) => p.close()));

@@ -7,7 +7,8 @@ import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hostId, kvmProviderConfig, NovaCronError } from '@novacron/core';
+import { hostId, kvmProviderConfig } from '@novacron/core';
+import { rejection } from '../../../../test/support/rejection.ts';
 import { execOnHost, guestHttpGet, kvmProviderConfigFor, loadTestbed, parseKeyValues, virshOnHost, waitForGuestMarker, type TestbedHost } from '../../../../test/testbed/index.ts';
 import { KvmProvider } from '../KvmProvider.js';
 import { importedVolumeName } from './KvmImages.js';
@@ -25,11 +26,6 @@ const MiB = 1024 * 1024;
 const imageDir = mkdtempSync(join(tmpdir(), `${RUN}-`));
 const kvm = new KvmProvider({ name: 'lab', config: kvmProviderConfig.parse({ ...kvmProviderConfigFor(tb), imageDir, backupDir: `/var/tmp/${RUN}` }), cwd: process.cwd(), env: process.env });
 
-async function rejection(promise: Promise<unknown>): Promise<NovaCronError> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
-  expect(NovaCronError.isInstance(error), String(error)).toBe(true);
-  return error as NovaCronError;
-}
 function sha256OfRange(path: string, offset: number, length: number): string {
   const fd = openSync(path, 'r');
   try {

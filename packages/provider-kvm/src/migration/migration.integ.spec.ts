@@ -10,12 +10,13 @@ import {
   hostId,
   kvmProviderConfig,
   migrationPolicy,
-  NovaCronError,
   type KvmProviderConfig,
   type MigrationPolicy,
   type OperationProgress,
 } from '@novacron/core';
+import { rejection } from '../../../../test/support/rejection.ts';
 import {
+  domainsOn,
   execOnHost,
   getHost,
   guestHttpGet,
@@ -23,7 +24,9 @@ import {
   kvmProviderConfigFor,
   loadTestbed,
   parseKeyValues,
+  scrubTestbed,
   virshOnHost,
+  volumesOn,
   waitForGuestMarker,
   type TestbedHost,
 } from '../../../../test/testbed/index.ts';
@@ -75,33 +78,11 @@ async function guest(host: TestbedHost, ip: string, path: string, timeoutMs = 90
   }
 }
 
-async function domainsOn(host: TestbedHost): Promise<string[]> {
-  return (await virshOnHost(host, ['list', '--all', '--name'])).split('\n').map((s) => s.trim()).filter((n) => n.startsWith(RUN));
-}
-async function volumesOn(host: TestbedHost): Promise<string[]> {
-  return (await virshOnHost(host, ['vol-list', tb.guest.pool])).split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(RUN));
-}
 async function stateOn(host: TestbedHost, name: string): Promise<string> {
   const r = await execOnHost(host, ['virsh', '-q', 'domstate', name]);
   return r.code === 0 ? r.stdout.trim() : 'absent';
 }
-async function rejection(promise: Promise<unknown>): Promise<NovaCronError> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
-  expect(NovaCronError.isInstance(error), String(error)).toBe(true);
-  return error as NovaCronError;
-}
-
-async function scrub(): Promise<void> {
-  await Promise.all(
-    tb.hosts.map(async (host) => {
-      for (const d of await domainsOn(host)) {
-        await execOnHost(host, ['virsh', '-q', 'destroy', d]);
-        await execOnHost(host, ['virsh', '-q', 'undefine', d]);
-      }
-      for (const v of await volumesOn(host)) await execOnHost(host, ['virsh', '-q', 'vol-delete', v, '--pool', tb.guest.pool]);
-    }),
-  );
-}
+const scrub = () => scrubTestbed(tb, RUN);
 
 beforeAll(scrub);
 afterAll(async () => {
@@ -141,8 +122,8 @@ describe('KVM migration on the testbed', { timeout: 600_000 }, () => {
     // Out of band: persistent and running on h2, nothing left on h1.
     expect(await stateOn(h2, name)).toBe('running');
     expect(await virshOnHost(h2, ['dominfo', name])).toMatch(/Persistent:\s+yes/);
-    expect(await domainsOn(h1)).toEqual([]);
-    expect(await volumesOn(h1)).toEqual([]);
+    expect(await domainsOn(h1, RUN)).toEqual([]);
+    expect(await volumesOn(tb, h1, RUN)).toEqual([]);
     expect((await p.list(FLEET)).map((v) => [v.name, v.host])).toEqual([[name, 'lab/nc-h2']]);
     // The same guest, not a reboot: boot id, the disk data written before, its process state.
     const after = await guest(h2, ip, '/cgi-bin/id');
@@ -161,9 +142,9 @@ describe('KVM migration on the testbed', { timeout: 600_000 }, () => {
     expect(phases.indexOf('verify')).toBeLessThan(phases.indexOf('cleanup'));
     expect(events.find((e) => e.phase === 'copy')?.message).toMatch(/sha256 on both ends/);
     expect(events.find((e) => e.phase === 'verify')?.message).toMatch(/NOVACRON-GUEST-READY/);
-    expect(await domainsOn(h2)).toEqual([]);
-    expect(await volumesOn(h2)).toEqual([]);
-    expect((await volumesOn(h3)).sort()).toEqual([`${name}-root.qcow2`, `${name}-seed.iso`]);
+    expect(await domainsOn(h2, RUN)).toEqual([]);
+    expect(await volumesOn(tb, h2, RUN)).toEqual([]);
+    expect((await volumesOn(tb, h3, RUN)).sort()).toEqual([`${name}-root.qcow2`, `${name}-seed.iso`]);
     // A new boot on h3 (the marker again), with the data written on h1.
     const ready = await waitForGuestMarker(h3, name, 180_000);
     ip = ready.ip!;
@@ -193,8 +174,8 @@ describe('KVM migration on the testbed', { timeout: 600_000 }, () => {
 
     // Nothing moved, nothing made.
     expect(await stateOn(h3, name)).toBe('running');
-    expect([...(await domainsOn(h1)), ...(await domainsOn(h2))]).toEqual([]);
-    expect([...(await volumesOn(h1)), ...(await volumesOn(h2))]).toEqual([]);
+    expect([...(await domainsOn(h1, RUN)), ...(await domainsOn(h2, RUN))]).toEqual([]);
+    expect([...(await volumesOn(tb, h1, RUN)), ...(await volumesOn(tb, h2, RUN))]).toEqual([]);
   });
 
   it('aborts on the AbortSignal mid-flight, and the VM keeps running on the source', async () => {
@@ -211,7 +192,7 @@ describe('KVM migration on the testbed', { timeout: 600_000 }, () => {
     expect(await rejection(move)).toMatchObject({ code: 'Aborted', message: expect.stringMatching(/keeps running on the source/) });
     expect(await stateOn(h3, name)).toBe('running');
     expect(await stateOn(h1, name)).toBe('absent');
-    expect(await volumesOn(h1)).toEqual([]);
+    expect(await volumesOn(tb, h1, RUN)).toEqual([]);
     expect((await guest(h3, ip, '/cgi-bin/id'))['boot_id']).toBe(before['boot_id']);
   });
 
@@ -252,7 +233,7 @@ describe('KVM migration on the testbed', { timeout: 600_000 }, () => {
     expect(crashed).toMatchObject({ retryable: true, message: expect.stringMatching(/keeps running on the source/) });
     expect(await stateOn(h3, name)).toBe('running');
     expect(await stateOn(h1, name)).toBe('absent');
-    await waitFor(async () => (await volumesOn(h1)).length === 0 && (await volumesOn(h2)).length === 0, 60_000);
+    await waitFor(async () => (await volumesOn(tb, h1, RUN)).length === 0 && (await volumesOn(tb, h2, RUN)).length === 0, 60_000);
     expect((await guest(h3, ip, '/cgi-bin/id'))['boot_id']).toBe(before['boot_id']);
 
     // And the VM still moves afterwards.

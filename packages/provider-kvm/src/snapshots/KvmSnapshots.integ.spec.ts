@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AbortedError, hostId, kvmProviderConfig, NovaCronError, type KvmProviderConfig, type OperationContext, type SnapshotRecord } from '@novacron/core';
+import { AbortedError, hostId, kvmProviderConfig, type KvmProviderConfig, type OperationContext, type SnapshotRecord } from '@novacron/core';
+import { rejection } from '../../../../test/support/rejection.ts';
 import { execOnHost, guestHttpGet, kvmProviderConfigFor, loadTestbed, parseKeyValues, virshOnHost, waitForGuestMarker, type TestbedHost } from '../../../../test/testbed/index.ts';
 import { KvmProvider } from '../KvmProvider.js';
 import { checkpointName } from './layout.js';
@@ -66,11 +67,6 @@ async function guestHash(host: TestbedHost, address: string, offset: number, mib
 }
 async function checkpoints(host: TestbedHost = h1): Promise<string[]> {
   return (await virshOnHost(host, ['checkpoint-list', VM, '--name'])).split('\n').map((s) => s.trim()).filter(Boolean);
-}
-async function rejection(promise: Promise<unknown>): Promise<NovaCronError> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
-  expect(NovaCronError.isInstance(error), String(error)).toBe(true);
-  return error as NovaCronError;
 }
 const id = (n: string) => `${VM}@${n}`;
 const cp = (n: string) => checkpointName(id(n));

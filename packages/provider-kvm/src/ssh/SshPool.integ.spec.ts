@@ -5,7 +5,8 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AbortedError, AuthFailedError, InvalidInputError, NovaCronError, TimeoutError, UnreachableError } from '@novacron/core';
+import { AbortedError, AuthFailedError, InvalidInputError, TimeoutError, UnreachableError } from '@novacron/core';
+import { rejection } from '../../../../test/support/rejection.ts';
 import { loadTestbed } from '../../../../test/testbed/index.ts';
 import { parseJumpHost, type SshAuthSettings, type SshEndpoint } from '../config.js';
 import { tcpDialer, type Dialer } from './Dialer.js';
@@ -39,15 +40,6 @@ const pool = () => {
 afterEach(async () => {
   await Promise.all(pools.splice(0).map((p) => p.close()));
 });
-
-async function rejection(promise: Promise<unknown>): Promise<NovaCronError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(NovaCronError.isInstance(error)).toBe(true);
-  return error as NovaCronError;
-}
 
 describe('SshPool on the testbed', () => {
   it('runs commands on every host, verified by plain and hashed known_hosts', async () => {

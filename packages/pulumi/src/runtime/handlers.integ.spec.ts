@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseFleet, type FleetSpecInput } from '@novacron/core';
-import { execOnHost, getHost, kvmProviderConfigFor, loadTestbed, virshOnHost } from '../../../../test/testbed/index.ts';
+import { execOnHost, getHost, kvmProviderConfigFor, loadTestbed, scrubTestbed, virshOnHost } from '../../../../test/testbed/index.ts';
 import { layoutFleet, observeProviders } from '../layout.js';
 import { testSessions, vmInputsOf } from '../testing/fixtures.js';
 import { classifyVmChange } from './changes.js';
@@ -20,19 +20,7 @@ const spec: FleetSpecInput = {
   groups: { tiny: { count: 1, cpu: 1, memory: 128, disk: 1, image: 'tiny', labels: { run: RUN } } },
 };
 
-async function scrub(): Promise<void> {
-  await Promise.all(
-    tb.hosts.map(async (host) => {
-      const domains = (await virshOnHost(host, ['list', '--all', '--name'])).split('\n').map((s) => s.trim()).filter((n) => n.startsWith(RUN));
-      for (const d of domains) {
-        await execOnHost(host, ['virsh', '-q', 'destroy', d]);
-        await execOnHost(host, ['virsh', '-q', 'undefine', d]);
-      }
-      const volumes = (await virshOnHost(host, ['vol-list', tb.guest.pool])).split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(RUN));
-      for (const v of volumes) await execOnHost(host, ['virsh', '-q', 'vol-delete', v, '--pool', tb.guest.pool]);
-    }),
-  );
-}
+const scrub = () => scrubTestbed(tb, RUN);
 
 beforeAll(scrub);
 afterAll(scrub);
