@@ -1,6 +1,6 @@
 import type { Resources, VmRecord } from '../model/records.js';
 import type { Capabilities } from '../provider/Provider.js';
-import type { DesiredVm } from './desired.js';
+import { specHashOf, type DesiredVm } from './desired.js';
 
 /**
  * How a change to a running VM can be made, cheapest first: in place (metadata only),
@@ -65,24 +65,34 @@ const RULES: readonly Rule[] = [
   },
 ];
 
-/** Classifies every declared field of a VM that differs from its group's spec. */
+/**
+ * Classifies every declared field of a VM that differs from its group's spec.
+ *
+ * Cloud-init data is not on the VM record; the spec hash recorded on the VM covers it with
+ * the resources and the image. The VM's data is the group's when its hash is the group's, or
+ * is the hash of the group's data over the VM's own resources and image (only the size or
+ * image changed, or the VM was resized outside NovaCron). Any other hash differs in its
+ * cloud-init data, whatever else changes with it, and the group's policy applies:
+ * `replace` replaces the VM (one replacement makes every other change too), `reboot` makes
+ * the update a reboot that writes the new seed (the resize is made in that same update;
+ * held like any reboot when `changes.allowReboot` is false), `ignore` does nothing.
+ */
 export function classifyChanges(want: DesiredVm, vm: VmRecord, can: Capabilities): VmChange {
   const changes = RULES.map((rule) => rule(want, vm, can)).filter((c): c is FieldChange => c !== undefined);
-  const shaped = changes.some((c) => c.field !== 'labels' && c.field !== 'provider');
-  // The spec hash covers resources, image and cloud-init data: a differing hash with no
-  // differing resource or image is a cloud-init change, handled by the group's policy.
-  if (!shaped && vm.specHash !== want.specHash) {
-    const policy = want.spec.cloudInit?.onChange ?? 'ignore';
-    if (policy !== 'ignore') {
-      changes.push({
-        field: 'cloudInit', from: vm.specHash, to: want.specHash, class: policy === 'replace' ? 'replace' : 'reboot',
-        reason: policy === 'replace' ? 'cloud-init data changed; the group replaces on change' : 'cloud-init data changed; the VM reboots with the new seed',
-      });
-    }
+  const policy = want.spec.cloudInit?.onChange ?? 'ignore';
+  if (policy !== 'ignore' && cloudInitChanged(want, vm)) {
+    changes.push({
+      field: 'cloudInit', from: vm.specHash, to: want.specHash, class: policy === 'replace' ? 'replace' : 'reboot',
+      reason: policy === 'replace' ? 'cloud-init data changed; the group replaces on change' : 'cloud-init data changed; the VM reboots with the new seed',
+    });
   }
   if (changes.length === 0) return { class: 'none', changes };
   const rank = Math.max(...changes.map((c) => RANK.indexOf(c.class)));
   return { class: RANK[rank]!, changes };
+}
+
+function cloudInitChanged(want: DesiredVm, vm: VmRecord): boolean {
+  return vm.specHash !== want.specHash && vm.specHash !== specHashOf(vm.resources, vm.image, want.spec.cloudInit);
 }
 
 export function describeChanges(changes: readonly FieldChange[]): string {

@@ -1,4 +1,4 @@
-import type { FleetSpec, GroupSpec, PlacementRules } from '../model/fleet.js';
+import type { CloudInit, FleetSpec, GroupSpec, PlacementRules } from '../model/fleet.js';
 import type { Resources } from '../model/records.js';
 import { stableHash } from '../util/hash.js';
 
@@ -24,11 +24,20 @@ export function groupResources(group: GroupSpec): Resources {
 
 /** The hash recorded on each VM: the fields that shape it. Labels and policies are not part of it. */
 export function groupSpecHash(group: GroupSpec): string {
+  return specHashOf(groupResources(group), group.image, group.cloudInit);
+}
+
+/**
+ * The spec hash of a VM of this size and image with this cloud-init data (what
+ * `groupSpecHash` gives a group of that size, image and data): the planner computes it for a
+ * VM's own size and image to tell a cloud-init change from a change of size or image.
+ */
+export function specHashOf(resources: Resources, image: string, cloudInit: CloudInit | undefined): string {
   return stableHash({
-    resources: groupResources(group),
-    image: group.image,
-    userData: group.cloudInit?.userData,
-    keys: group.cloudInit?.sshAuthorizedKeys,
+    resources: { cpu: resources.cpu, memoryMiB: resources.memoryMiB, diskGiB: resources.diskGiB, gpu: resources.gpu },
+    image,
+    userData: cloudInit?.userData,
+    keys: cloudInit?.sshAuthorizedKeys,
   });
 }
 

@@ -96,6 +96,58 @@ describe('plan', () => {
     expect(plan(withData('replace'), observed([vm(0)])).steps.map((s) => s.kind)).toEqual(['delete', 'replace']);
   });
 
+  describe('cloud-init data changed together with the size', () => {
+    const hotplug = { ...NO_CAPABILITIES, resize: true, hotplugCpu: true, hotplugMemory: true };
+    const group = (userData: string, onChange: string, more: Record<string, unknown> = {}) =>
+      parseFleet({ ...input, groups: { web: { ...input.groups.web!, count: 1, cloudInit: { userData, onChange }, ...more } } });
+    // Made from the old data at 4 GiB; the spec now asks for new data and 8 GiB.
+    const made = (onChange: string) => vm(0, { specHash: groupSpecHash(group('#cloud-config\n# old\n', onChange).groups.web!) });
+    const next = (onChange: string, more: Record<string, unknown> = {}) => group('#cloud-config\n# new\n', onChange, { memory: '8GiB', ...more });
+
+    it('replace: one replacement makes both changes', () => {
+      const p = plan(next('replace'), observed([made('replace')], hotplug));
+      expect(p.steps.map((s) => s.id)).toEqual(['delete:f-web-0', 'replace:f-web-0']);
+      expect(p.steps[0]!.reason).toMatch(/^to be replaced: cloudInit .*cloud-init data changed; the group replaces on change/);
+      const replace = p.steps[1]!;
+      if (replace.kind !== 'replace') throw new Error('expected a replace');
+      expect(replace.request).toMatchObject({ resources: { memoryMiB: 8192 }, cloudInit: { userData: '#cloud-config\n# new\n' }, ownership: { specHash: groupSpecHash(next('replace').groups.web!) } });
+    });
+
+    it('reboot: one update that resizes and reboots with the new seed, and records the new hash', () => {
+      const p = plan(next('reboot'), observed([made('reboot')], hotplug));
+      expect(p.steps).toHaveLength(1);
+      const step = p.steps[0]!;
+      if (step.kind !== 'update') throw new Error('expected an update');
+      expect(step.changes.map((c) => [c.field, c.class])).toEqual([['memory', 'hot-plug'], ['cloudInit', 'reboot']]);
+      expect(step).toMatchObject({ changeClass: 'reboot', reboot: true, cloudInit: { userData: '#cloud-config\n# new\n' }, to: { memoryMiB: 8192 }, specHash: groupSpecHash(next('reboot').groups.web!) });
+      expect(step.held).toBeUndefined();
+      // Once made, the next plan has nothing to do.
+      expect(plan(next('reboot'), observed([made('reboot')].map((v) => ({ ...v, resources: step.to, specHash: step.specHash })), hotplug)).steps).toEqual([]);
+    });
+
+    it('reboot, with reboots not allowed: the whole update is held', () => {
+      const p = plan(next('reboot', { changes: { allowReboot: false } }), observed([made('reboot')], hotplug));
+      expect(p.steps).toEqual([expect.objectContaining({ kind: 'update', changeClass: 'reboot', reboot: true, held: 'needs a reboot and groups.web.changes.allowReboot is false' })]);
+    });
+
+    it('ignore: only the size changes', () => {
+      const p = plan(next('ignore'), observed([made('ignore')], hotplug));
+      expect(p.steps).toEqual([expect.objectContaining({ kind: 'update', changeClass: 'hot-plug', changes: [expect.objectContaining({ field: 'memory' })] })]);
+      expect(p.steps[0]).not.toHaveProperty('reboot');
+    });
+
+    it('is no cloud-init change when only the size or image changes, or the VM was resized by hand', () => {
+      const same = (more: Record<string, unknown>) => group('#cloud-config\n# old\n', 'replace', more);
+      const grown = plan(same({ memory: '8GiB' }), observed([made('replace')], hotplug));
+      expect(grown.steps).toEqual([expect.objectContaining({ kind: 'update', changeClass: 'hot-plug', changes: [expect.objectContaining({ field: 'memory' })] })]);
+      const reimaged = plan(same({ image: 'img2' }), observed([made('replace')], hotplug));
+      expect(reimaged.steps[0]!.reason).toBe('to be replaced: image img → img2 [replace: a new image means a new root disk]');
+      // The spec did not change; the VM has 6 GiB now. Its memory is put back, it is not replaced.
+      const byHand = plan(same({}), observed([{ ...made('replace'), resources: { cpu: 2, memoryMiB: 6144, diskGiB: 10, gpu: 0 } }], hotplug));
+      expect(byHand.steps).toEqual([expect.objectContaining({ kind: 'update', changeClass: 'reboot', changes: [expect.objectContaining({ field: 'memory' })] })]);
+    });
+  });
+
   it('replaces on an image change', () => {
     const newImage = parseFleet({ ...input, groups: { web: { ...input.groups.web!, count: 1, image: 'img2' } } });
     const p = plan(newImage, observed([vm(0)]));

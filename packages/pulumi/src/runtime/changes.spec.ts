@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NO_CAPABILITIES, type Capabilities } from '@novacron/core';
+import { NO_CAPABILITIES, specHashOf, type Capabilities, type CloudInit } from '@novacron/core';
 import { classifyVmChange } from './changes.js';
 import { UNKNOWN, type VmInputs, type VmOutputs } from './vmInputs.js';
 
@@ -79,6 +79,51 @@ describe('classifyVmChange', () => {
   it('holds a reboot the group does not allow', () => {
     const change = classifyVmChange(base, next({ resources: { cpu: 1, memoryMiB: 4096, diskGiB: 20, gpu: 0 }, changes: { allowReboot: false, fallbackToReplace: false } }), full);
     expect(change).toMatchObject({ class: 'reboot', held: 'needs a reboot and groups.web.changes.allowReboot is false' });
+  });
+
+  describe('cloud-init data changed together with memory', () => {
+    const data = (userData: string, onChange: CloudInit['onChange']): CloudInit => ({ userData, onChange });
+    // Real spec hashes, as VmFleet records them: the old VM's over its data and size, the new one's over the new.
+    const made = (onChange: CloudInit['onChange']): VmOutputs => {
+      const cloudInit = data('#cloud-config\n# old\n', onChange);
+      return { ...base, cloudInit, specHash: specHashOf(base.resources, base.image, cloudInit) };
+    };
+    const wanted = (onChange: CloudInit['onChange'], patch: Partial<VmInputs> = {}): Partial<VmInputs> => {
+      const cloudInit = data('#cloud-config\n# new\n', onChange);
+      const resources = { ...base.resources, memoryMiB: 8192 };
+      return { ...base, cloudInit, resources, specHash: specHashOf(resources, base.image, cloudInit), ...patch };
+    };
+
+    it('replace: the VM is replaced for its cloud-init data', () => {
+      const change = classifyVmChange(made('replace'), wanted('replace'), full);
+      expect(change).toMatchObject({ class: 'replace', replaces: ['cloudInit'], actions: [] });
+      expect(change.fields.map((f) => [f.field, f.class])).toEqual([['memory', 'hot-plug'], ['cloudInit', 'replace']]);
+    });
+
+    it('reboot: one update that reboots with the new seed', () => {
+      const change = classifyVmChange(made('reboot'), wanted('reboot'), full);
+      expect(change).toMatchObject({ class: 'reboot', replaces: [], actions: ['update'] });
+      expect(change.fields.map((f) => [f.field, f.class])).toEqual([['memory', 'hot-plug'], ['cloudInit', 'reboot']]);
+      expect(change.held).toBeUndefined();
+    });
+
+    it('reboot, with reboots not allowed: held', () => {
+      const change = classifyVmChange(made('reboot'), wanted('reboot', { changes: { allowReboot: false, fallbackToReplace: false } }), full);
+      expect(change).toMatchObject({ class: 'reboot', held: 'needs a reboot and groups.web.changes.allowReboot is false' });
+    });
+
+    it('ignore: only memory is hot-plugged', () => {
+      const change = classifyVmChange(made('ignore'), wanted('ignore'), full);
+      expect(change).toMatchObject({ class: 'hot-plug', actions: ['update'] });
+      expect(change.fields.map((f) => f.field)).toEqual(['memory']);
+    });
+
+    it('memory alone, with replace on change: hot-plugged, not replaced', () => {
+      const old = made('replace');
+      const resources = { ...base.resources, memoryMiB: 8192 };
+      const change = classifyVmChange(old, { ...old, resources, specHash: specHashOf(resources, base.image, old.cloudInit) }, full);
+      expect(change).toMatchObject({ class: 'hot-plug', replaces: [] });
+    });
   });
 
   it('changes instance type on a cloud zone with a stop and start', () => {
