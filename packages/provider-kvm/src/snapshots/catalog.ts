@@ -31,11 +31,17 @@ export class Catalog {
   }
 
   /**
-   * Merges a backup into each child before removing it: the child is rebased (a copy of it,
-   * renamed over it when done) onto the deleted one's parent, or flattened into a full when
-   * that was a full, and its record updated; only then does the folder go. A crash in
-   * between leaves both restorable. Its checkpoint goes too (libvirt merges its bitmap into
+   * Merges a backup into each complete child before removing it: the child is rebased (a
+   * copy of it, renamed over it when done) onto the deleted one's parent, or flattened into a
+   * full when that was a full, and its record updated; only then does the folder go. A crash
+   * in between leaves both restorable. Its checkpoint goes too (libvirt merges its bitmap into
    * the previous checkpoint, so later incrementals miss nothing).
+   *
+   * Incomplete children are left as they are, as core's `mergeTargets` leaves them: such a
+   * backup is never restored or built on, may hold no data at all (one that failed at
+   * `backup-begin` has no vda.qcow2), and is redone from scratch or removed (pruning removes
+   * incomplete records, its own deletion just removes its folder); its record keeps naming
+   * the deleted parent.
    */
   async deleteSnapshot(id: string, ctx: OperationContext = {}): Promise<void> {
     const context = { provider: this.s.p.name, operation: 'deleteSnapshot' };
@@ -49,7 +55,7 @@ export class Catalog {
       await this.#dropInternalSnapshot(meta, ctx);
     } else {
       const siblings = await this.s.metasOn(host, `${meta.vm}/*`, ctx);
-      const children = siblings.map((s) => s.meta).filter((m) => m.parent === id);
+      const children = siblings.map((s) => s.meta).filter((m) => m.parent === id && m.state === 'complete');
       for (const child of children) {
         progress(ctx, 'merge', undefined, `merging ${id} into ${child.id}`, 'deleteSnapshot');
         const childFolder = snapshotDir(this.s.dir(host.name), meta.vm, child.id);
