@@ -1,6 +1,7 @@
 import { Testing } from 'cdktf';
 import { describe, expect, it } from 'vitest';
-import { FleetSpecError, parseFleet, plan, validateFleet } from '@novacron/core';
+import { FleetSpecError, InvalidInputError, parseFleet, plan, validateFleet } from '@novacron/core';
+import { DataAwsAmi } from './generated/aws/data-aws-ami/index.js';
 import { Instance } from './generated/aws/instance/index.js';
 import { AwsProvider } from './generated/aws/provider/index.js';
 import { ComputeInstance } from './generated/google/compute-instance/index.js';
@@ -116,6 +117,47 @@ describe('VmFleet (CDKTF)', () => {
       boot_disk: { auto_delete: true, initialize_params: { image: 'projects/debian-cloud/global/images/family/debian-12', size: 10, type: 'pd-balanced' } },
     });
     expect(Object.keys(resources(doc, 'libvirt_domain'))).toHaveLength(1);
+  });
+
+  it('looks an owner/name-pattern image up with a data.aws_ami (most recent available match) and launches that AMI', () => {
+    const spec = multiCloudFleet();
+    const east = spec.providers['east'] as { images: Record<string, string> };
+    east.images = { 'debian-12': '136693071363/debian-12-amd64-*' };
+    const { json, doc } = synth({ spec, inventory: multiCloudInventory() });
+    expect(json).toHaveDataSourceWithProperties(DataAwsAmi, {
+      provider: 'aws.east',
+      owners: ['136693071363'],
+      most_recent: true,
+      filter: [
+        { name: 'name', values: ['debian-12-amd64-*'] },
+        { name: 'state', values: ['available'] },
+      ],
+    });
+    // One lookup per image, shared by every VM on it; each instance launches the AMI it found.
+    const lookups = Object.keys((doc as unknown as { data: Record<string, Record<string, unknown>> }).data['aws_ami'] ?? {});
+    expect(lookups).toHaveLength(1);
+    const instances = Object.values(resources(doc, 'aws_instance'));
+    expect(instances).toHaveLength(2);
+    for (const instance of instances) {
+      expect(instance['ami']).toBe(`\${data.aws_ami.${lookups[0]}.id}`);
+      // A newer matching AMI later must not make Terraform replace the running VMs.
+      expect(instance['lifecycle']).toEqual({ ignore_changes: ['ami'] });
+    }
+    expect(validateSynth(json, schemas)).toEqual([]);
+  });
+
+  it('refuses an AWS image that is neither an AMI id nor owner/name-pattern, naming its path', () => {
+    const spec = multiCloudFleet();
+    (spec.providers['east'] as { images: Record<string, string> }).images = { 'debian-12': 'debian-12-amd64' };
+    let error: unknown;
+    try {
+      synth({ spec, inventory: multiCloudInventory() });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect((error as InvalidInputError).message).toMatch(/neither an AMI id \(ami-…\) nor owner\/name-pattern/);
+    expect((error as InvalidInputError).context).toMatchObject({ path: 'providers.east.images.debian-12' });
   });
 
   it('records sim VMs as terraform_data, since the simulator has no Terraform provider', () => {
