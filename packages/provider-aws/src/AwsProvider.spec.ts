@@ -530,6 +530,68 @@ describe('AwsProvider against the stateful fake', () => {
     await expect(provider.delete({ name: 'shop-web-7', fleet: 'shop' })).resolves.toBeUndefined();
   });
 
+  it('tags a VM restored as a new one with the fleet the documented IAM policy requires, keeps it out of the fleet and deletes it by name', async () => {
+    const fake = new FakeEc2();
+    const { provider, mock } = withFake(fake);
+    const vm = await provider.create(createRequest());
+    await provider.snapshot({ name: vm.name, fleet: 'shop' }, { kind: 'full', id: 's1' });
+    const launches = () => mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input);
+    const before = launches().length;
+
+    // What the snapshot engine's restore test does: restore into a scratch VM, then delete it by name and fleet.
+    const scratch = await provider.restore({ name: vm.name, fleet: 'shop' }, { snapshot: 's1', asName: 'shop-web-0-verify', scratch: true });
+    const restoreTags = [
+      { Key: 'Name', Value: 'shop-web-0-verify' },
+      { Key: 'novacron:fleet', Value: 'shop' },
+      { Key: 'novacron:restored-from', Value: 's1' },
+      { Key: 'novacron:scratch', Value: 'true' },
+    ];
+    // The policy's Launch statement asks for novacron:fleet on the instance and on its volume.
+    expect(launches().slice(before).at(-1)!.TagSpecifications).toEqual([
+      { ResourceType: 'instance', Tags: restoreTags },
+      { ResourceType: 'volume', Tags: restoreTags },
+    ]);
+    expect(scratch.vm).toMatchObject({ name: 'shop-web-0-verify', fleet: 'shop', group: '' });
+    // Not a fleet VM: list leaves it out (reconcile would otherwise delete it as surplus).
+    expect((await provider.list('shop')).map((v) => v.name)).toEqual(['shop-web-0']);
+
+    // Restoring the scratch VM again replaces the one an earlier run left (terminated under ChangeOwnedInstances).
+    const again = await provider.restore({ name: vm.name, fleet: 'shop' }, { snapshot: 's1', asName: 'shop-web-0-verify', scratch: true });
+    expect(again.vm.id).not.toBe(scratch.vm.id);
+    expect(fake.describe().find((i) => i.InstanceId === scratch.vm.id)?.State?.Name).toBe('terminated');
+
+    await provider.delete({ name: again.vm.name, fleet: again.vm.fleet });
+    expect(fake.describe().find((i) => i.InstanceId === again.vm.id)?.State?.Name).toBe('terminated');
+    expect(fake.describe().find((i) => i.InstanceId === vm.id)?.State?.Name).toBe('running');
+
+    // A restore that is not a scratch VM carries no scratch marker.
+    const kept = await provider.restore({ name: vm.name, fleet: 'shop' }, { snapshot: 's1', asName: 'shop-web-0-copy' });
+    expect(fake.describe().find((i) => i.InstanceId === kept.vm.id)?.Tags).toEqual(
+      expect.arrayContaining([{ Key: 'novacron:fleet', Value: 'shop' }, { Key: 'novacron:restored-from', Value: 's1' }]),
+    );
+    expect(fake.describe().find((i) => i.InstanceId === kept.vm.id)?.Tags?.some((t) => t.Key === 'novacron:scratch')).toBe(false);
+  });
+
+  it('never takes a restored VM for the fleet VM of the same name', async () => {
+    const fake = new FakeEc2();
+    const { provider } = withFake(fake);
+    const vm = await provider.create(createRequest());
+    await provider.snapshot({ name: vm.name, fleet: 'shop' }, { kind: 'full', id: 's1' });
+    const restored = await provider.restore({ name: vm.name, fleet: 'shop' }, { snapshot: 's1', asName: 'shop-web-1' });
+    // A fleet VM later made with that name is a new instance, and deleting it leaves the restored one.
+    const made = await provider.create(createRequest({ name: 'shop-web-1', ownership: { fleet: 'shop', group: 'web', index: 1, specHash: 'abc123' } }));
+    expect(made.id).not.toBe(restored.vm.id);
+    await provider.delete({ name: 'shop-web-1', fleet: 'shop', id: made.id });
+    await provider.delete({ name: 'shop-web-1', fleet: 'shop' });
+    expect(fake.describe().find((i) => i.InstanceId === made.id)?.State?.Name).toBe('terminated');
+    expect(fake.describe().find((i) => i.InstanceId === restored.vm.id)?.State?.Name).toBe('running');
+    // By its id, the restored VM goes, and only it.
+    const again = await provider.create(createRequest({ name: 'shop-web-1', ownership: { fleet: 'shop', group: 'web', index: 1, specHash: 'abc123' } }));
+    await provider.delete({ name: 'shop-web-1', fleet: 'shop', id: restored.vm.id });
+    expect(fake.describe().find((i) => i.InstanceId === restored.vm.id)?.State?.Name).toBe('terminated');
+    expect(fake.describe().find((i) => i.InstanceId === again.id)?.State?.Name).toBe('running');
+  });
+
   it('lists, restores in place and as a new VM, records verification and deletes snapshots', async () => {
     const fake = new FakeEc2();
     const { provider } = withFake(fake);
@@ -543,7 +605,7 @@ describe('AwsProvider against the stateful fake', () => {
     const inPlace = await provider.restore({ name: vm.name, fleet: 'shop' }, { snapshot: 's1' });
     expect(inPlace.vm.id).toBe(vm.id);
     const copy = await provider.restore({ name: vm.name, fleet: 'shop' }, { snapshot: 's1', asName: 'shop-web-0-check', scratch: true });
-    expect(copy.vm).toMatchObject({ name: 'shop-web-0-check', fleet: '', state: 'running' });
+    expect(copy.vm).toMatchObject({ name: 'shop-web-0-check', fleet: 'shop', group: '', state: 'running' });
     expect(await provider.list('shop')).toHaveLength(1);
 
     const verified = await provider.recordVerification('s1', { at: '2026-11-27T04:00:00.000Z', ok: true, method: 'checksum', detail: 'digest matches' });

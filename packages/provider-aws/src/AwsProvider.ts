@@ -73,7 +73,7 @@ import { defaultClientFactory, type AwsClientFactory } from './clients.js';
 import { chunks, Coalescer } from './coalesce.js';
 import { awsErrorCode, isCapacityShortage, isPerResourceError, mapAwsError } from './errors.js';
 import { AwsImages } from './images.js';
-import { formatResources, ownershipTags, TAG, tagMap, toVmRecord } from './tags.js';
+import { formatResources, isRestored, ownershipTags, restoredTags, TAG, tagMap, toVmRecord } from './tags.js';
 import { clientToken, derivedToken } from './tokens.js';
 import { ec2UserData } from './userData.js';
 import { InstanceWatcher, type WaitVerdict } from './watcher.js';
@@ -260,7 +260,8 @@ export class AwsProvider implements Provider {
       this.#where('list'),
       ctx.signal,
     );
-    return instances.map((i) => this.#record(i));
+    // A VM restored as a new one carries its source's fleet tag but no slot: not a fleet VM.
+    return instances.filter((i) => !isRestored(i)).map((i) => this.#record(i));
   }
 
   // ---- create ------------------------------------------------------------------------------
@@ -647,7 +648,12 @@ export class AwsProvider implements Provider {
    * (CreateReplaceRootVolumeTask: the instance reboots and keeps its id, addresses and other
    * volumes). As a new VM (`asName`): an AMI is registered from the root snapshot and an
    * instance of the original type launched from it in the original zone, tagged with where
-   * it came from and with no fleet, so reconcile leaves it alone.
+   * it came from (`novacron:restored-from`, and `novacron:scratch` for a restore test's VM)
+   * and with the source VM's `novacron:fleet`, so that the documented IAM policy, which lets
+   * NovaCron launch and terminate only instances carrying that tag, covers it. It has no
+   * group or index: `list` leaves restored VMs out and operations by name skip them, so
+   * reconcile never takes one for a fleet VM; `delete` reaches one by its id, or a scratch VM
+   * by its name (the snapshot engine's clean-up after a restore test).
    */
   async restore(ref: VmRef, request: RestoreRequest, ctx: OperationContext = {}): Promise<RestoreResult> {
     const where = this.#where('restore', ref);
@@ -660,7 +666,8 @@ export class AwsProvider implements Provider {
     const root = set.find((s) => tagMap(s.Tags).get(TAG.device) === rootDevice) ?? (set.length === 1 ? set[0] : undefined);
     if (!root?.SnapshotId) throw new NotFoundError(`snapshot "${request.snapshot}" holds no copy of the root volume`, { context: where });
     if (request.asName) {
-      const vm = await this.#restoreAsNew(request.asName, request.scratch === true, root, { type, zone, arch, rootDevice, bootMode }, request.snapshot, where, ctx);
+      const fleet = record.fleet || ref.fleet;
+      const vm = await this.#restoreAsNew(request.asName, fleet, request.scratch === true, root, { type, zone, arch, rootDevice, bootMode }, request.snapshot, where, ctx);
       return { vm, bytesWritten: record.diskBytes };
     }
     const instance = await this.#owned(ref, where, ctx.signal);
@@ -692,6 +699,7 @@ export class AwsProvider implements Provider {
 
   async #restoreAsNew(
     name: string,
+    fleet: string,
     scratch: boolean,
     root: Snapshot,
     origin: { type?: string | undefined; zone?: string | undefined; arch?: string | undefined; rootDevice?: string | undefined; bootMode?: string | undefined },
@@ -727,6 +735,7 @@ export class AwsProvider implements Provider {
     try {
       const zone = origin.zone && origin.zone.startsWith(this.#config.region) ? origin.zone : undefined;
       const subnet = zone ? this.#config.subnetIds?.[zone] : undefined;
+      const tags = restoredTags(name, fleet, snapshotId, scratch);
       const run = await this.#call(where, (ec2) =>
         ec2.send(
           new RunInstancesCommand({
@@ -738,15 +747,10 @@ export class AwsProvider implements Provider {
             ...(subnet ? { SubnetId: subnet } : zone ? { Placement: { AvailabilityZone: zone } } : {}),
             ...(this.#config.securityGroupIds ? { SecurityGroupIds: [...this.#config.securityGroupIds] } : {}),
             MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled' },
+            // The volume is tagged too: the policy's Launch statement asks both for novacron:fleet.
             TagSpecifications: [
-              {
-                ResourceType: 'instance',
-                Tags: [
-                  { Key: TAG.name, Value: name },
-                  { Key: TAG.restoredFrom, Value: snapshotId },
-                  ...(scratch ? [{ Key: TAG.scratch, Value: 'true' }] : []),
-                ],
-              },
+              { ResourceType: 'instance', Tags: tags },
+              { ResourceType: 'volume', Tags: tags },
             ],
           }),
           { abortSignal: ctx.signal },
@@ -930,12 +934,22 @@ export class AwsProvider implements Provider {
     return coalescer.load(name, signal);
   }
 
-  /** Every live instance the ref names: by id (if given and alive) and by name. */
+  /**
+   * Every live instance the ref names: by id (if given and alive) and by name. By name, a VM
+   * restored as a new one counts only if it is a restore test's scratch VM and no fleet VM has
+   * that name (the snapshot engine deletes its scratch VM by name): a fleet VM's delete never
+   * takes a restored namesake with it, and a VM a user restored is deleted only by its id
+   * (which then takes no fleet VM of the same name with it).
+   */
   async #findAll(ref: VmRef, where: ErrorContext, signal: AbortSignal | undefined): Promise<Instance[]> {
     const found = new Map<string, Instance>();
     const byId = await this.#lookupId(ref, where, signal);
     if (byId && (LIVE_STATES.includes(byId.State?.Name ?? '') || byId.State?.Name === 'shutting-down')) found.set(byId.InstanceId!, byId);
-    for (const i of await this.#byName(ref.fleet, ref.name, signal)) found.set(i.InstanceId!, i);
+    const named = await this.#byName(ref.fleet, ref.name, signal);
+    const fleetVms = named.filter((i) => !isRestored(i));
+    const scratchVms = named.filter((i) => isRestored(i) && tagMap(i.Tags).get(TAG.scratch) === 'true');
+    const restoredById = byId !== undefined && isRestored(byId);
+    if (!restoredById) for (const i of fleetVms.length > 0 || byId ? fleetVms : scratchVms) found.set(i.InstanceId!, i);
     return [...found.values()];
   }
 
@@ -957,7 +971,8 @@ export class AwsProvider implements Provider {
   async #findOwned(ref: VmRef, where: ErrorContext, signal: AbortSignal | undefined): Promise<Instance | undefined> {
     const byId = await this.#lookupId(ref, where, signal);
     let found: Instance[] = byId && LIVE_STATES.includes(byId.State?.Name ?? '') ? [byId] : [];
-    if (found.length === 0) found = [...(await this.#byName(ref.fleet, ref.name, signal))];
+    // By name, restored VMs are not the fleet VM of that name (they fill no slot).
+    if (found.length === 0) found = (await this.#byName(ref.fleet, ref.name, signal)).filter((i) => !isRestored(i));
     for (const i of found) assertOwned(this.#record(i), ref, this.name);
     // Duplicates (two tools racing) are the plan's to delete; operate on the oldest.
     return found.sort((a, b) => String(a.LaunchTime ?? '').localeCompare(String(b.LaunchTime ?? '')))[0];

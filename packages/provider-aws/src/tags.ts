@@ -108,3 +108,23 @@ export function toVmRecord(provider: string, instance: Instance, typeSize: (type
     ...(instance.LaunchTime ? { createdAt: new Date(instance.LaunchTime).toISOString() } : {}),
   };
 }
+
+/**
+ * The tags of a VM restored from a snapshot as a new one: its name, the fleet of the VM the
+ * snapshot was taken of (what the documented IAM policy asks of every instance NovaCron
+ * launches or terminates), the snapshot, and whether it is a restore test's scratch VM.
+ * No group or index: it fills no slot of the fleet.
+ */
+export function restoredTags(name: string, fleet: string, snapshotId: string, scratch: boolean): Tag[] {
+  return [
+    { Key: TAG.name, Value: name },
+    { Key: TAG.fleet, Value: fleet },
+    { Key: TAG.restoredFrom, Value: snapshotId },
+    ...(scratch ? [{ Key: TAG.scratch, Value: 'true' }] : []),
+  ];
+}
+
+/** A VM restored from a snapshot as a new one (not a fleet VM, though it carries the fleet tag). */
+export function isRestored(instance: Instance): boolean {
+  return tagMap(instance.Tags).has(TAG.restoredFrom);
+}
