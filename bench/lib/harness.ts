@@ -48,7 +48,9 @@ export function formatNumber(n: number): string {
   return Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 1 ? n.toFixed(2) : n.toFixed(3);
 }
 
+/** A target's verdict; a missed target makes the benchmark exit 1 (so `npm run bench` does too). */
 export function verdict(ok: boolean): string {
+  if (!ok) process.exitCode = 1;
   return ok ? 'PASS' : 'FAIL';
 }
 

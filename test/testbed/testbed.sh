@@ -729,10 +729,11 @@ cmd_shape() {
       echo "testbed: --delay needs sch_netem, which this kernel does not have (rate works)" >&2
       exit 3
     elif [ "$rate" != 0 ]; then
-      # Token bucket: burst of ~10 ms worth of traffic (at least 32 KiB) keeps TCP smooth.
+      # Token bucket: burst of ~10 ms worth of traffic (at least 32 KiB) keeps TCP smooth; a
+      # 20 ms queue, as a well-run shaped link has (a deep one adds its delay to every downtime).
       local burst
       burst=$(awk -v r="$rate" 'BEGIN { b = r * 1000000 / 8 / 100; if (b < 32768) b = 32768; printf "%d", b }')
-      q=(tbf rate "${rate}mbit" burst "$burst" latency 200ms)
+      q=(tbf rate "${rate}mbit" burst "$burst" latency 20ms)
     fi
   fi
   # Both directions of the host's link: egress from the host (eth0 inside its netns)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { migrationPolicy } from '../model/policies.js';
-import { predictMigration } from './predict.js';
+import { predictMigration, UNMEASURED_COMPRESSIBILITY } from './predict.js';
 
 const MiB = 1024 * 1024;
 const estimate = { memoryBytes: 256 * MiB, workingSetBytes: 96 * MiB, dirtyRateBytesPerSec: 90 * MiB, bandwidthBytesPerSec: 35 * MiB, zeroFraction: 0.7, setupMs: 3000, switchoverMs: 200, storageCopyBytes: 2 * MiB };
@@ -22,6 +22,9 @@ describe('predictMigration', () => {
     const zstd = predictMigration({ ...estimate, dirtyRateBytesPerSec: 0, compressibility: 0.1 }, migrationPolicy.parse({ compression: 'multifd-zstd', parallelConnections: 2 }), 256);
     const plain = predictMigration({ ...estimate, dirtyRateBytesPerSec: 0, compressibility: 0.1 }, migrationPolicy.parse({}), 256);
     expect(zstd.bytesSent).toBeCloseTo(plain.bytesSent * 0.1, -3);
+    // Never measured: the prior, not "incompressible".
+    const unmeasured = predictMigration({ ...estimate, dirtyRateBytesPerSec: 0 }, migrationPolicy.parse({ compression: 'multifd-zstd', parallelConnections: 2 }), 256);
+    expect(unmeasured.bytesSent).toBeCloseTo(plain.bytesSent * UNMEASURED_COMPRESSIBILITY, -3);
     const capped = predictMigration({ ...estimate, dirtyRateBytesPerSec: 0 }, migrationPolicy.parse({ bandwidthMbps: 80 }), 256);
     expect(capped.totalMs).toBeGreaterThan(plain.totalMs * 2);
   });

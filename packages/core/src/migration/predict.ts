@@ -7,6 +7,14 @@ import { assertPolicyPossible, mbpsToBytesPerSec } from './policy.js';
 export type MigrationEstimate = MigrationEstimateInputs & Partial<Pick<PreCopyInput, 'setupMs' | 'switchoverMs' | 'storageCopyBytes' | 'storageBandwidthBytesPerSec'>>;
 
 /**
+ * What multifd compression leaves of a page whose compressibility was never measured: Linux
+ * memory (code, page cache, heap) typically shrinks to a third or half under zstd/zlib.
+ * A provider that measured a VM's pages (the KVM provider, after its first compressed move)
+ * passes `compressibility`, which replaces this.
+ */
+export const UNMEASURED_COMPRESSIBILITY = 0.5;
+
+/**
  * What a migration under `policy` will do, from a provider's measurements: the pre-copy
  * model with the policy's cap, compression (multifd compresses every page; XBZRLE only
  * re-sent ones, as deltas), auto-converge, post-copy rounds and timeout applied.
@@ -19,7 +27,7 @@ export function predictMigration(estimate: MigrationEstimate, policy: MigrationP
     ...estimate,
     bandwidthBytesPerSec: Math.min(estimate.bandwidthBytesPerSec, cap),
     maxDowntimeMs: policy.maxDowntimeMs,
-    compressionRatio: multifd ? (estimate.compressibility ?? 1) : 1,
+    compressionRatio: multifd ? (estimate.compressibility ?? UNMEASURED_COMPRESSIBILITY) : 1,
     ...(eff.effectiveCompression === 'xbzrle' ? { resendRatio: Math.max(0.05, estimate.compressibility ?? 1) } : {}),
     autoConverge: policy.autoConverge,
     // The orchestrator engages it once a round shows pre-copy is not converging (round 2 at the earliest).
