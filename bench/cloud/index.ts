@@ -246,6 +246,6 @@ printTable(
   rows,
 );
 console.log(`\n${notes.join('\n')}`);
-console.log('NovaCron: the core\'s default middleware: retry (12 attempts, 500 ms base, full jitter, 20 s cap), per-provider AIMD pacing (16 calls in flight at first, halved on each Throttled, up to 64), and the circuit breaker, which ignores Throttled (a rate limit is the API pacing us, not a failing provider).');
+console.log('NovaCron: the core\'s default middleware: retry (12 attempts, 500 ms base, full jitter, 20 s cap), per-provider pacing (16 operations in flight at first, slow start to 64 until the first Throttled, then halved once per burst of throttles and additive increase), and the circuit breaker, which ignores Throttled (a rate limit is the API pacing us, not a failing provider).');
 if (gaveUp.length > 0) console.log(`Some creates still exhausted their 12 attempts: ${gaveUp.join('; ')}.`);
 console.log('naive: one RunInstances per VM, each VM polled every 2 s with its own DescribeInstances, throttled calls retried every 1 s.');

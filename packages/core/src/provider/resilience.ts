@@ -95,17 +95,30 @@ export interface PacingOptions {
   readonly max?: number;
 }
 
+interface Lane {
+  limit: number;
+  inFlight: number;
+  waiting: (() => void)[];
+  slowStart: boolean;
+  /** Bumped at each decrease: a throttle of a call started before it is the same congestion, already answered. */
+  epoch: number;
+}
+
 /**
- * Adaptive concurrency per provider (additive increase, multiplicative decrease): each
- * throttled call halves how many calls may be in flight to that provider, each success
- * adds a little back. Retries alone keep hammering an API that asked us to slow down;
- * pacing is what makes the retried calls succeed.
+ * Adaptive concurrency per provider, as TCP does it: until the provider first throttles,
+ * each success adds one call in flight (slow start: the limit doubles every round of
+ * calls, so a provider that never throttles is soon limited only by the apply's own
+ * concurrency); from then on, a throttled call halves the limit — once for all the calls
+ * that were in flight together, as they met the same congestion — and each success adds a
+ * little back (additive increase, multiplicative decrease). Retries alone keep
+ * hammering an API that asked us to slow down; pacing is what makes the retried calls
+ * succeed.
  */
 export function pacingMiddleware(options: PacingOptions = {}): Middleware {
   const max = options.max ?? 64;
   const initial = Math.min(max, options.initial ?? 16);
-  const lanes = new Map<string, { limit: number; inFlight: number; waiting: (() => void)[] }>();
-  const release = (lane: { limit: number; inFlight: number; waiting: (() => void)[] }) => {
+  const lanes = new Map<string, Lane>();
+  const release = (lane: Lane) => {
     lane.inFlight--;
     while (lane.inFlight < Math.floor(lane.limit) && lane.waiting.length > 0) {
       lane.inFlight++;
@@ -114,16 +127,21 @@ export function pacingMiddleware(options: PacingOptions = {}): Middleware {
   };
   return async (call, next) => {
     let lane = lanes.get(call.provider);
-    if (!lane) lanes.set(call.provider, (lane = { limit: initial, inFlight: 0, waiting: [] }));
+    if (!lane) lanes.set(call.provider, (lane = { limit: initial, inFlight: 0, waiting: [], slowStart: true, epoch: 0 }));
     const current = lane;
     if (current.inFlight < Math.floor(current.limit)) current.inFlight++;
     else await new Promise<void>((resolve) => current.waiting.push(resolve));
+    const epoch = current.epoch;
     try {
       const result = await next();
-      current.limit = Math.min(max, current.limit + 1 / current.limit);
+      current.limit = Math.min(max, current.limit + (current.slowStart ? 1 : 1 / current.limit));
       return result;
     } catch (error) {
-      if (NovaCronError.isInstance(error) && error.code === 'Throttled') current.limit = Math.max(1, current.limit / 2);
+      if (NovaCronError.isInstance(error) && error.code === 'Throttled' && epoch === current.epoch) {
+        current.slowStart = false;
+        current.limit = Math.max(1, current.limit / 2);
+        current.epoch++;
+      }
       throw error;
     } finally {
       release(current);

@@ -254,6 +254,22 @@ describe('pacing', () => {
     expect(paced.stats.throttled).toBeLessThan(unpaced.stats.throttled / 2);
   });
 
+  it('is soon limited only by the apply\'s concurrency when the provider never throttles (slow start)', async () => {
+    let inFlight = 0;
+    let peak = 0;
+    const p = provider({
+      create: async (r) => {
+        peak = Math.max(peak, ++inFlight);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        inFlight--;
+        return record(r);
+      },
+    });
+    const many = Array.from({ length: 200 }, (_, i) => createStep(i));
+    await apply(planOf(many), set(p), { concurrency: 50, middleware: defaultMiddlewareStack({ retry: { clock: instant }, breaker: false, tracing: false }) });
+    expect(peak).toBe(50);
+  });
+
   it('does not let throttling open the circuit breaker', async () => {
     const { p } = busyProvider();
     const result = await apply(planOf(steps()), set(p), { concurrency: 20, middleware: defaultMiddlewareStack({ retry: { clock: instant, maxAttempts: 20 }, pacing: false, breaker: { threshold: 2 }, tracing: false }) });
