@@ -1,4 +1,4 @@
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildCli, ROOT, runCli } from './support/cli.js';
@@ -13,11 +13,18 @@ function workspace(): { cwd: string; env: Record<string, string> } {
   return { cwd, env: { NOVACRON_STATE_DIR: join(cwd, 'state') } };
 }
 
-async function fleetVmCount(ws: { cwd: string; env: Record<string, string> }, file = 'fleet.yaml'): Promise<number> {
+async function fleetVms(ws: { cwd: string; env: Record<string, string> }, file = 'fleet.yaml'): Promise<{ name: string; id: string; host: string; state: string }[]> {
   const status = await runCli(['status', '-f', file, '--json'], ws);
   expect(status.code, status.stderr).toBe(0);
-  return (JSON.parse(status.stdout) as { vms: unknown[] }).vms.length;
+  return (JSON.parse(status.stdout) as { vms: { name: string; id: string; host: string; state: string }[] }).vms;
 }
+
+async function fleetVmCount(ws: { cwd: string; env: Record<string, string> }, file = 'fleet.yaml'): Promise<number> {
+  return (await fleetVms(ws, file)).length;
+}
+
+/** A valid fleet `x` on provider `lab`: what the bad files below would have made, for `status` to look at. */
+const FLEET_X = 'name: x\nproviders: {lab: {type: sim, generate: {count: 2, cpu: 8, memory: 16GiB}}}\ngroups:\n  web: {count: 1, cpu: 1, memory: 1GiB, image: i}\n';
 
 describe('novacron (subprocess)', () => {
   it('plans, applies, shows status, and then plans no changes', async () => {
@@ -26,6 +33,12 @@ describe('novacron (subprocess)', () => {
     expect(plan.code).toBe(0);
     expect(plan.stdout).toMatch(/Fleet quickstart: 9 to create\./);
     expect(plan.stdout).toMatch(/\+ create {2}quickstart-db-0 {2}on lab\/host-\d/);
+    // The hourly cost: the hosts the plan uses, at $0.45/h each in the quickstart datacenter.
+    const planned = JSON.parse((await runCli(['plan', '--json'], ws)).stdout) as { costPerHour: unknown; steps: { host: string }[] };
+    const costPerHour = planned.costPerHour as number;
+    expect(typeof costPerHour).toBe('number');
+    expect(costPerHour).toBeCloseTo(0.45 * new Set(planned.steps.map((s) => s.host)).size, 9);
+    expect(plan.stdout.split('\n')[0]).toBe(`Fleet quickstart: 9 to create. Cost after apply $${costPerHour.toFixed(2)}/h.`);
 
     const apply = await runCli(['apply'], ws);
     expect(apply.code, apply.stderr).toBe(0);
@@ -36,10 +49,16 @@ describe('novacron (subprocess)', () => {
     expect(status.stdout).toMatch(/9 VM\(s\) on \d host\(s\); in sync with the spec/);
     expect(status.stdout).toMatch(/^VM +GROUP +STATE +HOST/m);
     expect(status.stdout).toMatch(/^HOST +ZONE +STATE/m);
+    // Each address says where it was learned: the sim reports its addresses through its API.
+    const vmRows = status.stdout.split('\n').filter((line) => line.startsWith('quickstart-'));
+    expect(vmRows).toHaveLength(9);
+    for (const row of vmRows) expect(row).toMatch(/ 10\.\d+\.\d+\.\d+ \(api\)$/);
 
     const again = await runCli(['plan', '--json'], ws);
     expect(again.code).toBe(0);
-    expect(JSON.parse(again.stdout)).toMatchObject({ fleet: 'quickstart', changes: 0, steps: [] });
+    expect(JSON.parse(again.stdout)).toMatchObject({ fleet: 'quickstart', changes: 0, steps: [], costPerHour });
+    const text = await runCli(['plan'], ws);
+    expect(text.stdout.split('\n')[0]).toBe(`Fleet quickstart: no changes. 9 VM(s) match the spec. Cost $${costPerHour.toFixed(2)}/h.`);
   });
 
   it('prints machine-readable results with --json', async () => {
@@ -67,6 +86,40 @@ describe('novacron (subprocess)', () => {
     expect(confirmed.code, confirmed.stderr).toBe(0);
     expect(await fleetVmCount(ws)).toBe(0);
     expect((await runCli(['destroy', '--yes'], ws)).code).toBe(0);
+  });
+
+  it('destroy --yes --json prints the outcome as JSON, and nothing else', async () => {
+    const ws = workspace();
+    expect((await runCli(['apply'], ws)).code).toBe(0);
+    const destroyed = await runCli(['destroy', '--yes', '--json'], ws);
+    expect(destroyed.code, destroyed.stderr).toBe(0);
+    expect(destroyed.stderr).toBe('');
+    const result = JSON.parse(destroyed.stdout) as { ok: boolean; aborted: boolean; outcomes: { step: string; status: string }[] };
+    expect(result.ok).toBe(true);
+    expect(result.aborted).toBe(false);
+    expect(result.outcomes).toHaveLength(9);
+    expect(result.outcomes.every((o) => o.step.startsWith('delete:quickstart-') && o.status === 'done')).toBe(true);
+    expect(await fleetVmCount(ws)).toBe(0);
+    const nothing = await runCli(['destroy', '--yes', '--json'], ws);
+    expect(nothing.code).toBe(0);
+    expect(JSON.parse(nothing.stdout)).toMatchObject({ ok: true, outcomes: [] });
+  });
+
+  it('keeps the sim\'s state in .novacron/ in the working directory when NOVACRON_STATE_DIR is not set', async () => {
+    const cwd = tempDir('novacron-cli-cwd-');
+    copyFileSync(join(ROOT, 'examples', 'quickstart', 'fleet.yaml'), join(cwd, 'fleet.yaml'));
+    // undefined leaves the variable out of the child's environment, whatever this process has.
+    const ws = { cwd, env: { NOVACRON_STATE_DIR: undefined as unknown as string } };
+    const applied = await runCli(['apply'], ws);
+    expect(applied.code, applied.stderr).toBe(0);
+    const dir = join(cwd, '.novacron', 'sim');
+    expect(existsSync(join(dir, 'lab.world.json'))).toBe(true);
+    const stored = readFileSync(join(dir, 'lab.world.json'), 'utf8') + readFileSync(join(dir, 'lab.journal.ndjson'), 'utf8');
+    expect(stored).toContain('quickstart-web-0');
+    expect(await fleetVmCount(ws)).toBe(9);
+    // The VMs live there and nowhere else: without the directory, the world is new and empty.
+    renameSync(join(cwd, '.novacron'), join(cwd, 'moved'));
+    expect(await fleetVmCount(ws)).toBe(0);
   });
 
   it('exits 1 on a runtime failure, and a re-run converges', async () => {
@@ -98,12 +151,39 @@ describe('novacron (subprocess)', () => {
         expect(result.code).toBe(2);
         expect(result.stderr).toMatch(message);
         expect(result.stderr).not.toMatch(/\n\s+at /);
-        expect(await fleetVmCount(ws)).toBe(0);
         const json = await runCli(['plan', '-f', 'bad.yaml', '--json'], ws);
         expect(json.code).toBe(2);
         if (what !== 'a count that cannot fit') expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, error: { code: 'InvalidSpec' } });
+        // Fleet x, which the bad file declares, owns no VM on lab; the same check sees one once x is applied.
+        writeFileSync(join(ws.cwd, 'check.yaml'), FLEET_X);
+        expect(await fleetVmCount(ws, 'check.yaml')).toBe(0);
+        expect((await runCli(['apply', '-f', 'check.yaml'], ws)).code).toBe(0);
+        expect(await fleetVmCount(ws, 'check.yaml')).toBe(1);
       });
     }
+
+    it('a bad edit of an applied fleet changes none of its VMs', async () => {
+      const ws = workspace();
+      const fleetFile = join(ws.cwd, 'fleet.yaml');
+      const good = readFileSync(fleetFile, 'utf8');
+      expect((await runCli(['apply'], ws)).code).toBe(0);
+      const before = await fleetVms(ws);
+      expect(before).toHaveLength(9);
+      const edits: [string, string, RegExp][] = [
+        ['an unknown key', good.replace('    memory: 4GiB\n', '    memroy: 2GiB\n'), /groups\.web\.memroy \(line \d+:\d+\): unknown key \(did you mean "memory"\?\)/],
+        ['a count below zero', good.replace('    count: 4\n', '    count: -1\n'), /groups\.web\.count/],
+        ['malformed YAML', good.replace('groups:\n', 'groups: [\n'), /not valid YAML/],
+      ];
+      for (const [what, text, message] of edits) {
+        expect(text, what).not.toBe(good);
+        writeFileSync(fleetFile, text);
+        const applied = await runCli(['apply'], ws);
+        expect(applied.code, what).toBe(2);
+        expect(applied.stderr, what).toMatch(message);
+        writeFileSync(fleetFile, good);
+        expect(await fleetVms(ws), what).toEqual(before);
+      }
+    });
 
     it('a missing file', async () => {
       const ws = workspace();

@@ -27,7 +27,8 @@ export function progressReporter(stream: NodeJS.WriteStream, options: { tty?: bo
     const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
     const columns = stream.columns ?? 100;
     const text = `${bar} ${done}/${total}${failed ? ` (${failed} failed)` : ''} ${current}`;
-    stream.write(`\r${text.slice(0, columns - 1).padEnd(Math.min(columns - 1, text.length + 10))}`);
+    // Clear the line first: padding only hid the tail of a previous line up to 10 columns longer.
+    stream.write(`\r\x1b[K${text.slice(0, columns - 1)}`);
   };
   const reporter = ((event: ApplyEvent) => {
     switch (event.type) {

@@ -69,7 +69,8 @@ export class ProviderRegistry {
         opened.set(name, await module.create(name, config, environment));
       }
     } catch (error) {
-      await closeAll(opened);
+      // The failure to open is what the caller needs to hear about, not a close that failed after it.
+      await closeAll(opened).catch(() => undefined);
       throw error;
     }
     return new ProviderSet(opened);

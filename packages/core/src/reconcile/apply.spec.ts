@@ -80,6 +80,28 @@ describe('apply', () => {
     expect(peak).toBe(7);
   });
 
+  it('runs 10 steps at once when no concurrency is given', async () => {
+    let running = 0;
+    let peak = 0;
+    const p = provider({
+      create: async (r) => {
+        peak = Math.max(peak, ++running);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        running--;
+        return record(r);
+      },
+    });
+    const steps = () => Array.from({ length: 40 }, (_, i) => createStep(i));
+    // Without middleware, only the apply's own limit counts; with the default stack (no options at all) too.
+    const bare = await apply(planOf(steps()), set(p), { middleware: new MiddlewareStack() });
+    expect(bare.ok).toBe(true);
+    expect(peak).toBe(10);
+    peak = 0;
+    const defaults = await apply(planOf(steps()), set(p));
+    expect(defaults.ok).toBe(true);
+    expect(peak).toBe(10);
+  });
+
   it('runs a step only after its dependencies, and skips the dependents of a failed step', async () => {
     const order: string[] = [];
     const p = provider({
@@ -140,6 +162,23 @@ describe('apply', () => {
     if (trial.kind !== 'create') throw new Error('unreachable');
     await expect(stack.wrap(p).create(trial.request)).rejects.toThrow('down');
     expect(calls).toBe(4);
+  });
+
+  it('keeps a breaker per provider: one provider failing does not stop calls to another', async () => {
+    const calls = { a: 0, b: 0 };
+    const a = provider({ name: 'a', create: async () => { calls.a++; throw new NovaCronError('Provider', 'server', 'a is down'); } });
+    const b = provider({ name: 'b', create: async (r) => { calls.b++; return record(r); } });
+    const on = (name: string, step: PlanStep): PlanStep => ({ ...step, id: `${step.id}@${name}`, provider: name });
+    // a's failures come first, so one breaker shared by both would be open before b's first step.
+    const steps = [...Array.from({ length: 8 }, (_, i) => on('a', createStep(i))), ...Array.from({ length: 6 }, (_, i) => on('b', createStep(10 + i)))];
+    const providers = new ProviderSet(new Map([['a', a], ['b', b]]));
+    // The default stack (breaker threshold 5), as the CLI applies with.
+    const result = await apply(planOf(steps), providers, { concurrency: 1, clock: fakeClock() });
+    const codes = (name: string) => result.outcomes.filter((o) => o.step.provider === name).map((o) => o.error?.code ?? o.status);
+    expect(codes('a')).toEqual(['Provider', 'Provider', 'Provider', 'Provider', 'Provider', 'CircuitOpen', 'CircuitOpen', 'CircuitOpen']);
+    expect(calls.a).toBe(5);
+    expect(codes('b')).toEqual(['done', 'done', 'done', 'done', 'done', 'done']);
+    expect(calls.b).toBe(6);
   });
 
   it('refuses a plan that leaves VMs unplaced, before calling any provider', async () => {
