@@ -1,8 +1,8 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { apply, defaultMiddlewareStack, observe, parseFleet, plan, ProviderRegistry, type FleetSpecInput } from '@novacron/core';
-import { providerModule as sim } from '@novacron/provider-sim';
+import { apply, defaultMiddlewareStack, observe, parseFleet, plan, ProviderRegistry, type FleetSpecInput, type SimProviderConfig } from '@novacron/core';
+import { providerModule as sim, SimProvider } from '@novacron/provider-sim';
 import { instantClock, tempDir } from './support/sim.js';
 
 /** Two datacenters; the group's allowed provider decides where its VMs live. */
@@ -60,5 +60,31 @@ describe('moves between providers', () => {
     expect(vms.filter((v) => v.includes('@dc'))).toHaveLength(1);
     expect(vms.every((v) => v.endsWith(':running'))).toBe(true);
     expect(new Set(failed.after.vms.map((v) => v.name)).size).toBe(3);
+  });
+
+  it('keeps the source when the new VM runs on the target but its guest never comes up, and leaves nothing there', async () => {
+    const dir = tempDir();
+    await converge(fleetOn('dc'), dir);
+    // Every VM's disk "does not boot" on edge: edge reports it running, its guest never comes up.
+    const failed = await converge(fleetOn('edge'), dir, '[{"operation":"awaitReady","stage":"guest","action":"fail","message":"no boot device"}]');
+    expect(failed.plan.steps.map((s) => s.kind)).toEqual(['migrate', 'migrate', 'migrate']);
+    expect(failed.result.ok).toBe(false);
+    const errors = failed.result.outcomes.flatMap((o) => (o.error ? [o.error] : []));
+    expect(errors).toHaveLength(3);
+    for (const error of errors) {
+      expect(error.message).toMatch(/moving mover-app-\d from dc to edge failed: mover-app-\d runs on edge but did not come up: the guest of mover-app-\d did not come up within 300 s \(no boot device\); the VM stays on dc/);
+    }
+    expect(failed.after.vms.map((v) => `${v.name}@${v.provider}:${v.state}`).sort()).toEqual(['mover-app-0@dc:running', 'mover-app-1@dc:running', 'mover-app-2@dc:running']);
+    const edge = SimProvider.open({ name: 'edge', config: parseFleet(fleetOn('edge')).providers['edge'] as SimProviderConfig, stateDir: dir });
+    try {
+      expect([...edge.world.values('vms')]).toEqual([]);
+      expect([...edge.world.values('volumes')]).toEqual([]);
+    } finally {
+      await edge.close();
+    }
+    // Once the disk boots there, the same plan moves them.
+    const moved = await converge(fleetOn('edge'), dir);
+    expect(moved.result.ok).toBe(true);
+    expect(moved.after.vms.map((v) => `${v.name}@${v.provider}:${v.state}`).sort()).toEqual(['mover-app-0@edge:running', 'mover-app-1@edge:running', 'mover-app-2@edge:running']);
   });
 });

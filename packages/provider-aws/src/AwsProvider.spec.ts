@@ -4,6 +4,7 @@ import {
   DescribeAvailabilityZonesCommand,
   DescribeImagesCommand,
   DescribeInstancesCommand,
+  DescribeInstanceStatusCommand,
   DescribeInstanceTypeOfferingsCommand,
   DescribeSnapshotsCommand,
   EC2Client,
@@ -615,5 +616,59 @@ describe('AwsProvider against the stateful fake', () => {
     await provider.deleteSnapshot('s1');
     await provider.deleteSnapshot('s1');
     expect(await provider.listSnapshots('shop')).toEqual([]);
+  });
+});
+
+describe('AwsProvider awaitReady (EC2 status checks)', () => {
+  /** EC2 and the provider on one simulated time line: sleeps move it on. */
+  function timed(options: { statusCheckMs?: number } = {}) {
+    let now = Date.parse('2026-11-27T10:00:00Z');
+    const clock: Clock = { now: () => now, sleep: async (ms, signal) => { signal?.throwIfAborted(); now += ms; } };
+    const fake = new FakeEc2({ now: () => now, statusCheckMs: options.statusCheckMs ?? 150_000 });
+    const ctx = setup({}, { clock });
+    ctx.mock.send.callsFake(fake.send);
+    return { ...ctx, fake, clock };
+  }
+  const ref = { name: 'shop-web-0', fleet: 'shop' };
+
+  it('is ready once both status checks are ok, polling DescribeInstanceStatus while they initialize', async () => {
+    const { provider, fake, mock } = timed();
+    const vm = await provider.create(createRequest());
+    const ready = await provider.awaitReady({ ...ref, id: vm.id });
+    expect(ready.ok).toBe(true);
+    expect(ready.detail).toMatch(new RegExp(`^instance ${vm.id} passed both EC2 status checks after \\d+\\.\\d s$`));
+    expect(ready.durationMs).toBeGreaterThanOrEqual(150_000);
+    expect(mock.commandCalls(DescribeInstanceStatusCommand)[0]!.args[0].input).toEqual({ InstanceIds: [vm.id], IncludeAllInstances: true });
+    // Backing off to 15 s between polls: about a dozen calls for two and a half minutes.
+    expect(fake.count('DescribeInstanceStatus')).toBeLessThan(20);
+  });
+
+  it('is not ready, without waiting out the timeout, when the instance check is impaired (the disk did not boot)', async () => {
+    const { provider, fake } = timed();
+    const image = fake.images.keys().next().value!;
+    fake.unbootableImages.add(image);
+    const vm = await provider.create(createRequest());
+    const ready = await provider.awaitReady(ref);
+    expect(ready).toMatchObject({ ok: false, detail: `EC2 status checks of instance ${vm.id} failed: system ok, instance impaired (reachability failed)` });
+    expect(ready.durationMs).toBeLessThan(200_000);
+  });
+
+  it('is not ready when the checks are still initializing at the timeout, or the instance is not running', async () => {
+    const { provider } = timed({ statusCheckMs: 3_600_000 });
+    const vm = await provider.create(createRequest());
+    const late = await provider.awaitReady(ref, { timeoutMs: 60_000 });
+    expect(late).toMatchObject({ ok: false, detail: `EC2 status checks of instance ${vm.id} not ok within 60 s (last: system initializing, instance initializing)` });
+    expect(late.durationMs).toBe(60_000);
+    await provider.stop(ref, { force: true });
+    expect(await provider.awaitReady(ref)).toMatchObject({ ok: false, detail: `instance ${vm.id} is stopped, not running` });
+  });
+
+  it('polls on through throttling, and refuses a VM that does not exist', async () => {
+    const { provider, fake } = timed({ statusCheckMs: 0 });
+    await provider.create(createRequest());
+    fake.fail('DescribeInstanceStatus', ec2Error('RequestLimitExceeded', 'Request limit exceeded.', 503), ec2Error('RequestLimitExceeded', 'Request limit exceeded.', 503));
+    expect(await provider.awaitReady(ref)).toMatchObject({ ok: true });
+    expect(fake.count('DescribeInstanceStatus')).toBe(3);
+    await expect(provider.awaitReady({ name: 'shop-web-9', fleet: 'shop' })).rejects.toMatchObject({ code: 'NotFound', context: { vm: 'shop-web-9', operation: 'awaitReady' } });
   });
 });

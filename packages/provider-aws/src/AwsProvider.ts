@@ -7,9 +7,11 @@ import {
   DescribeAvailabilityZonesCommand,
   DescribeImagesCommand,
   DescribeInstancesCommand,
+  DescribeInstanceStatusCommand,
   DescribeInstanceTypeOfferingsCommand,
   DescribeReplaceRootVolumeTasksCommand,
   DescribeSnapshotsCommand,
+  DescribeVolumesCommand,
   ModifyInstanceAttributeCommand,
   ModifyVolumeCommand,
   RegisterImageCommand,
@@ -24,6 +26,7 @@ import {
   type Filter,
   type Image,
   type Instance,
+  type InstanceStatusSummary,
   type Snapshot,
   type VolumeType,
 } from '@aws-sdk/client-ec2';
@@ -45,7 +48,10 @@ import {
   throwIfAborted,
   TimeoutError,
   UnsupportedError,
+  type AdoptRequest,
   type AwsProviderConfig,
+  type BootCheckOptions,
+  type BootCheckResult,
   type Capabilities,
   type Clock,
   type CreateVmRequest,
@@ -63,9 +69,11 @@ import {
   type SnapshotRequest,
   type SnapshotVerification,
   type StopOptions,
+  type UnownedVm,
   type VmRecord,
   type VmRef,
 } from '@novacron/core';
+import { fleetImagesOf, rootVolumeId, unownedVm, volumeIds } from './adopt.js';
 import { instanceTypesFor } from './catalog/catalog.js';
 import { EC2_CATALOG } from './catalog/generated/ec2Catalog.js';
 import type { Ec2Catalog } from './catalog/types.js';
@@ -73,7 +81,7 @@ import { defaultClientFactory, type AwsClientFactory } from './clients.js';
 import { chunks, Coalescer } from './coalesce.js';
 import { awsErrorCode, isCapacityShortage, isPerResourceError, mapAwsError } from './errors.js';
 import { AwsImages } from './images.js';
-import { formatResources, isRestored, ownershipTags, restoredTags, TAG, tagMap, toVmRecord } from './tags.js';
+import { formatResources, isRestored, isUnowned, ownershipTags, restoredTags, TAG, tagMap, toVmRecord } from './tags.js';
 import { clientToken, derivedToken } from './tokens.js';
 import { ec2UserData } from './userData.js';
 import { InstanceWatcher, type WaitVerdict } from './watcher.js';
@@ -124,6 +132,10 @@ export class AwsProvider implements Provider {
     incrementalSnapshots: false,
     imageExport: true,
     imageImport: true,
+    // Ownership is tags: adopting an instance is CreateTags, no stop or start.
+    adopt: true,
+    // EC2's status checks: the instance is reachable and its OS answered.
+    awaitReady: true,
   });
   readonly name: string;
   readonly #config: AwsProviderConfig;
@@ -547,6 +559,181 @@ export class AwsProvider implements Provider {
     } catch (error) {
       this.#log(`aws provider "${this.name}": could not put ${id} back to ${oldType} after a failed resize (${mapAwsError(error, where).message})`);
     }
+  }
+
+  /**
+   * Waits until both EC2 status checks of a running instance pass (DescribeInstanceStatus:
+   * the system check, AWS's hardware and network, and the instance check, whose reachability
+   * test fails when the OS did not boot). A check that is `impaired`, an instance that leaves
+   * `running`, or checks still not `ok` after `timeoutMs` (default: `waitTimeout`) is
+   * `ok: false` with what EC2 said. EC2 runs the checks about once a minute, so a new
+   * instance usually takes a few minutes.
+   */
+  async awaitReady(ref: VmRef, options: BootCheckOptions = {}, ctx: OperationContext = {}): Promise<BootCheckResult> {
+    const where = this.#where('awaitReady', ref);
+    const started = this.#clock.now();
+    const id = (await this.#owned(ref, where, ctx.signal)).InstanceId!;
+    const timeoutMs = options.timeoutMs ?? this.#config.waitTimeout;
+    const result = (ok: boolean, detail: string): BootCheckResult => ({ ok, detail, durationMs: this.#clock.now() - started });
+    let last = 'no status reported yet';
+    let delay = 2000;
+    for (;;) {
+      throwIfAborted(ctx.signal, where);
+      try {
+        const out = await this.#ec2().send(new DescribeInstanceStatusCommand({ InstanceIds: [id], IncludeAllInstances: true }), { abortSignal: ctx.signal });
+        const status = out.InstanceStatuses?.find((s) => s.InstanceId === id);
+        const state = status?.InstanceState?.Name;
+        const system = describeCheck(status?.SystemStatus);
+        const instance = describeCheck(status?.InstanceStatus);
+        if (state && state !== 'pending' && state !== 'running') return result(false, `instance ${id} is ${state}, not running`);
+        if (status?.SystemStatus?.Status === 'ok' && status.InstanceStatus?.Status === 'ok') {
+          return result(true, `instance ${id} passed both EC2 status checks after ${((this.#clock.now() - started) / 1000).toFixed(1)} s`);
+        }
+        if (status?.SystemStatus?.Status === 'impaired' || status?.InstanceStatus?.Status === 'impaired') {
+          return result(false, `EC2 status checks of instance ${id} failed: system ${system}, instance ${instance}`);
+        }
+        if (status) last = `system ${system}, instance ${instance}`;
+      } catch (error) {
+        const mapped = mapAwsError(error, where);
+        if (mapped.code !== 'Throttled') throw mapped;
+        delay = Math.min(30_000, delay * 2);
+      }
+      const left = started + timeoutMs - this.#clock.now();
+      if (left <= 0) return result(false, `EC2 status checks of instance ${id} not ok within ${Math.round(timeoutMs / 1000)} s (last: ${last})`);
+      ctx.onProgress?.({ operation: 'awaitReady', phase: 'status checks', message: `${id}: ${last}` });
+      await this.#clock.sleep(Math.min(delay, left), ctx.signal);
+      delay = Math.min(15_000, Math.round(delay * 1.5));
+    }
+  }
+
+  // ---- adoption -----------------------------------------------------------------------------
+
+  /**
+   * Live instances in the region (the configured zones only, when `zones` is set) that no
+   * fleet owns: no `novacron:fleet` tag, and not restored by NovaCron. Their size is the
+   * instance type's (catalog) with the root volume's size; their image the fleet image their
+   * AMI is in `images` (or was imported as), else the AMI as `imageSource`.
+   */
+  async listUnowned(ctx: OperationContext = {}): Promise<readonly UnownedVm[]> {
+    const where = this.#where('listUnowned');
+    const instances = (
+      await this.#describe(
+        [{ Name: 'instance-state-name', Values: LIVE_STATES }, ...(this.#config.zones ? [{ Name: 'availability-zone', Values: [...this.#config.zones] }] : [])],
+        where,
+        ctx.signal,
+      )
+    ).filter(isUnowned);
+    if (instances.length === 0) return [];
+    const sizes = await this.#volumeSizes(instances.map(rootVolumeId).filter((id): id is string => id !== undefined), where, ctx.signal);
+    const amis = await this.#amis([...new Set(instances.map((i) => i.ImageId).filter((id): id is string => id !== undefined))], where, ctx.signal);
+    return instances.map((i) => {
+      const ami = amis.get(i.ImageId ?? '');
+      return unownedVm(this.#record(i), i, this.#observedSize(i, sizes), ami, fleetImagesOf(i.ImageId ?? '', ami, this.#config.images));
+    });
+  }
+
+  /**
+   * Tags an instance no fleet owns as the fleet's, as `create` would have (fleet, group,
+   * index, spec hash, image, size, name, labels), its volumes first, then the instance
+   * (the tag that makes it the fleet's goes last, so a failure leaves it unowned). Only
+   * CreateTags: it is never stopped or started. The same fleet and slot again returns it as
+   * it is; an instance another fleet (or another slot) owns, or one NovaCron restored, is a
+   * Conflict.
+   */
+  async adopt(ref: VmRef, request: AdoptRequest, ctx: OperationContext = {}): Promise<VmRecord> {
+    const where = this.#where('adopt', ref);
+    throwIfAborted(ctx.signal, where);
+    const { ownership } = request;
+    const instance = await this.#adoptable(ref, where, ctx.signal);
+    const id = instance.InstanceId!;
+    const sameSlot = (i: Instance): boolean => {
+      const t = tagMap(i.Tags);
+      return !isRestored(i) && t.get(TAG.fleet) === ownership.fleet && t.get(TAG.group) === ownership.group && t.get(TAG.index) === String(ownership.index);
+    };
+    const refuse = (i: Instance): ConflictError => {
+      const t = tagMap(i.Tags);
+      return new ConflictError(
+        isRestored(i)
+          ? `instance ${id} ("${ref.name}") was restored by NovaCron from snapshot ${t.get(TAG.restoredFrom) ?? '?'}: it is not adopted`
+          : `instance ${id} ("${ref.name}") is already owned (fleet "${t.get(TAG.fleet)}", group "${t.get(TAG.group) ?? ''}", index ${t.get(TAG.index) ?? '?'})`,
+        { context: where, hint: 'a VM belongs to one fleet: remove it from the other fleet first' },
+      );
+    };
+    if (!isUnowned(instance)) {
+      if (sameSlot(instance)) return this.#record(instance);
+      throw refuse(instance);
+    }
+    const sizes = await this.#volumeSizes([rootVolumeId(instance)].filter((v): v is string => v !== undefined), where, ctx.signal);
+    const tags = ownershipTags(ref.name, ownership, request.image, this.#observedSize(instance, sizes), request.labels);
+    const volumes = volumeIds(instance);
+    ctx.onProgress?.({ operation: 'adopt', phase: 'tags', message: `${id}: ${volumes.length} volume(s), then the instance` });
+    if (volumes.length > 0) {
+      // The volumes get NovaCron's tags only: their own names and tags stay as they are.
+      const own = tags.filter((t) => t.Key!.startsWith('novacron:'));
+      await this.#call(where, (ec2) => ec2.send(new CreateTagsCommand({ Resources: volumes, Tags: own }), { abortSignal: ctx.signal }));
+    }
+    await this.#call(where, (ec2) => ec2.send(new CreateTagsCommand({ Resources: [id], Tags: tags }), { abortSignal: ctx.signal }));
+    const after = (await this.#call(where, () => this.#describeByIds([id])))[0] ?? { ...instance, Tags: [...(instance.Tags ?? []), ...tags] };
+    // Another fleet adopting it at the same moment: the last CreateTags won; only one of us may say so.
+    if (!sameSlot(after)) throw refuse(after);
+    return this.#record(after);
+  }
+
+  /** The live instance a ref names for adoption: by id (as `listUnowned` reported it), else by its name. */
+  async #adoptable(ref: VmRef, where: ErrorContext, signal: AbortSignal | undefined): Promise<Instance> {
+    let found: Instance[];
+    if (ref.id?.startsWith('i-')) {
+      const byId = await this.#call(where, () => this.#byIds.load(ref.id!, signal));
+      found = byId ? [byId] : [];
+    } else {
+      found = await this.#describe([{ Name: ref.name.startsWith('i-') ? 'instance-id' : `tag:${TAG.name}`, Values: [ref.name] }, { Name: 'instance-state-name', Values: LIVE_STATES }], where, signal);
+    }
+    found = found.filter((i) => LIVE_STATES.includes(i.State?.Name ?? '') && (tagMap(i.Tags).get(TAG.name) ?? i.InstanceId) === ref.name);
+    if (found.length > 1) {
+      throw new ConflictError(`${found.length} instances are named "${ref.name}" (${found.map((i) => i.InstanceId).join(', ')})`, { context: where, hint: 'adopt one by its instance id' });
+    }
+    const instance = found[0];
+    const zone = instance?.Placement?.AvailabilityZone ?? '';
+    if (!instance || (this.#config.zones && !this.#config.zones.includes(zone))) {
+      throw new NotFoundError(`VM "${ref.name}"${ref.id ? ` (${ref.id})` : ''} is no live instance in ${this.#config.zones ? `zones ${this.#config.zones.join(', ')}` : this.#config.region}`, {
+        context: where,
+        hint: 'run `novacron adopt --dry-run` again: it may have been terminated',
+      });
+    }
+    return instance;
+  }
+
+  /** An instance's size: its type's cpu, memory and GPUs (catalog), its root volume's size. */
+  #observedSize(instance: Instance, volumeSizes: ReadonlyMap<string, number>): Resources {
+    const type = this.#catalog.types.find((c) => c.name === instance.InstanceType);
+    const root = rootVolumeId(instance);
+    return { cpu: type?.cpu ?? 0, memoryMiB: type?.memoryMiB ?? 0, diskGiB: (root && volumeSizes.get(root)) || 0, gpu: type?.gpu ?? 0 };
+  }
+
+  /** Volume sizes (GiB) by id: DescribeVolumes, every page. */
+  async #volumeSizes(ids: readonly string[], where: ErrorContext, signal: AbortSignal | undefined): Promise<Map<string, number>> {
+    const sizes = new Map<string, number>();
+    for (const part of chunks(ids, FILTER_VALUES)) {
+      let token: string | undefined;
+      do {
+        const page = await this.#call(where, (ec2) =>
+          ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'volume-id', Values: [...part] }], MaxResults: 500, ...(token ? { NextToken: token } : {}) }), { abortSignal: signal }),
+        );
+        for (const v of page.Volumes ?? []) if (v.VolumeId && v.Size !== undefined) sizes.set(v.VolumeId, v.Size);
+        token = page.NextToken;
+      } while (token);
+    }
+    return sizes;
+  }
+
+  /** AMIs by id (a filter, so a deregistered one is just missing), for telling which fleet image an instance runs. */
+  async #amis(ids: readonly string[], where: ErrorContext, signal: AbortSignal | undefined): Promise<Map<string, Image>> {
+    const out = new Map<string, Image>();
+    for (const part of chunks(ids, FILTER_VALUES)) {
+      const page = await this.#call(where, (ec2) => ec2.send(new DescribeImagesCommand({ Filters: [{ Name: 'image-id', Values: [...part] }], IncludeDeprecated: true }), { abortSignal: signal }));
+      for (const image of page.Images ?? []) if (image.ImageId) out.set(image.ImageId, image);
+    }
+    return out;
   }
 
   // ---- snapshots ---------------------------------------------------------------------------
@@ -1092,6 +1279,12 @@ export class AwsProvider implements Provider {
       delay = Math.min(15_000, Math.round(delay * 1.5));
     }
   }
+}
+
+/** One status check as EC2 reports it: `impaired (reachability failed)`, `initializing`. */
+function describeCheck(check: InstanceStatusSummary | undefined): string {
+  const failed = (check?.Details ?? []).filter((d) => d.Status === 'failed').map((d) => `${d.Name ?? 'check'} failed`);
+  return `${check?.Status ?? 'unknown'}${failed.length > 0 ? ` (${failed.join(', ')})` : ''}`;
 }
 
 /** A verification as one tag value (256 characters at most): `at|ok|method|detail`. */

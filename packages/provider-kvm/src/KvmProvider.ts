@@ -57,6 +57,7 @@ import { ImageCache, type ImageCacheStats } from './image-cache/ImageCache.js';
 import { KeyedQueue } from './locks/KeyedQueue.js';
 import { CLAIM_TTL_SEC, claimScript, nameProbeScript, parseClaims, releaseScript } from './locks/claims.js';
 import { probeRootDisks } from './adopt/diskProbe.js';
+import { lastLine, readyMarkerFor, serialLogOf, watchGuest } from './domain/guestReady.js';
 import { KvmSnapshots } from './snapshots/KvmSnapshots.js';
 import { KvmImages } from './images/KvmImages.js';
 import { KvmMigrations } from './migration/KvmMigrations.js';
@@ -160,6 +161,8 @@ export class KvmProvider implements Provider {
       imageImport: true,
       // Restore tests boot the restored VM to its image's ready marker.
       bootCheck: true,
+      // A VM made from another provider's disk is watched to its image's ready marker, as a cold move's destination is.
+      awaitReady: true,
       adopt: true,
     };
   }
@@ -461,6 +464,28 @@ export class KvmProvider implements Provider {
 
   bootCheck(ref: VmRef, options: BootCheckOptions = {}, ctx: OperationContext = {}): Promise<BootCheckResult> {
     return this.#snapshots.bootCheck(ref, options, ctx);
+  }
+
+  /**
+   * Waits until a running VM's guest is up, as a cold move checks its destination: still
+   * running STILL_RUNNING_MS later, and its image's `readyMarker` (else the default marker)
+   * on the serial console, within `timeoutMs` (default: the provider's `bootTimeout`). A
+   * guest that stops, or shows no marker in time, is `ok: false` with the console's last
+   * output. The VM is left as it is either way.
+   */
+  async awaitReady(ref: VmRef, options: BootCheckOptions = {}, ctx: OperationContext = {}): Promise<BootCheckResult> {
+    const found = await this.#owned(ref, 'awaitReady', ctx);
+    const { virsh, host } = found;
+    const opts = { operation: 'awaitReady', ...(ctx.signal ? { signal: ctx.signal } : {}) };
+    const { marker } = readyMarkerFor(this.#config, found.view.info.metadata?.image);
+    const timeoutMs = options.timeoutMs ?? this.#config.bootTimeout;
+    progress(ctx, 'awaitReady', 'console');
+    const serialLog = await serialLogOf(virsh, ref.name, opts);
+    const seen = await watchGuest({ virsh, vm: ref.name, serialLog, expect: marker, timeoutMs, clock: this.#clock, ...opts });
+    const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+    if (seen.ok) return { ok: true, detail: `${ref.name} runs on ${host.name} and its console showed its ready marker (${marker.source}) after ${seconds(seen.durationMs)}`, durationMs: seen.durationMs };
+    if (seen.reason === 'stopped') return { ok: false, detail: `${ref.name} is ${seen.state || 'gone'} on ${host.name} instead of running (see /var/log/libvirt/qemu/${ref.name}.log there)`, durationMs: seen.durationMs };
+    return { ok: false, detail: `no ready marker (${marker.source}) on the serial console of ${ref.name} on ${host.name} within ${Math.round(timeoutMs / 1000)} s; last output: ${lastLine(seen.lastOutput)}`, durationMs: seen.durationMs };
   }
 
   exportImage(ref: VmRef, ctx: OperationContext = {}): Promise<ImageArtifact> {

@@ -12,6 +12,7 @@ import {
   type MigrationResult,
   hostId,
   NotFoundError,
+  NovaCronError,
   splitHostId,
   systemClock,
   UnreachableError,
@@ -35,6 +36,8 @@ import {
   type VmRef,
   type AdoptRequest,
   type UnownedVm,
+  type BootCheckOptions,
+  type BootCheckResult,
 } from '@novacron/core';
 import { FaultInjector, SimulatedCrash } from './faults.js';
 import { checkArtifact, exportDisk } from './images.js';
@@ -73,6 +76,7 @@ export class SimProvider implements Provider {
     imageExport: true,
     imageImport: true,
     adopt: true,
+    awaitReady: true,
   };
   readonly name: string;
   readonly faults: FaultInjector;
@@ -308,6 +312,27 @@ export class SimProvider implements Provider {
       this.world.put('images', imageName, { name: imageName, sha256: artifact.sha256, sizeBytes: artifact.sizeBytes, importedAt: new Date(this.#clock.now()).toISOString() });
     }
     return imageName;
+  }
+
+  /**
+   * A simulated guest is up as soon as its VM runs. A `fail` fault at stage `guest` is a
+   * guest that never comes up: after the timeout, `ok: false` with the rule's message (a
+   * disk that does not boot where it was moved to, say); other actions act as anywhere.
+   */
+  async awaitReady(ref: VmRef, options: BootCheckOptions = {}, ctx: OperationContext = {}): Promise<BootCheckResult> {
+    const started = this.#clock.now();
+    const stage = await this.#enter('awaitReady', ctx, { vm: ref.name });
+    const vm = this.#owned(ref, 'awaitReady');
+    const timeoutMs = options.timeoutMs ?? 300_000;
+    if (vm.state !== 'running') return { ok: false, detail: `${vm.name} is ${vm.state}, not running`, durationMs: this.#clock.now() - started };
+    try {
+      await stage('guest');
+    } catch (error) {
+      if (error instanceof SimulatedCrash || !NovaCronError.isInstance(error) || error.code !== 'Provider') throw error;
+      await this.#clock.sleep(timeoutMs, ctx.signal);
+      return { ok: false, detail: `the guest of ${vm.name} did not come up within ${Math.round(timeoutMs / 1000)} s (${error.message})`, durationMs: this.#clock.now() - started };
+    }
+    return { ok: true, detail: `${vm.name} runs on ${vm.host}; a simulated guest is up once it runs`, durationMs: this.#clock.now() - started };
   }
 
   async estimateMigration(ref: VmRef, _toHost: string, ctx: OperationContext = {}): Promise<MigrationEstimateInputs> {

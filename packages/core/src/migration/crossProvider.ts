@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { NovaCronError, toNovaCronError } from '../errors/NovaCronError.js';
 import type { VmRecord } from '../model/records.js';
-import type { CreateVmRequest, MigrationResult, OperationContext, ProviderWith, VmRef } from '../provider/Provider.js';
+import { supports, type CreateVmRequest, type MigrationResult, type OperationContext, type ProviderWith, type VmRef } from '../provider/Provider.js';
 import type { Clock } from '../util/clock.js';
 import { stableHash } from '../util/hash.js';
 
@@ -13,15 +13,22 @@ export interface CrossProviderMove {
   readonly create: CreateVmRequest;
   readonly clock: Clock;
   readonly ctx?: OperationContext;
-  /** How long the new VM may take to report running. @default 10 minutes */
+  /**
+   * How long the new VM may take to report running and, on a target that can tell
+   * (`awaitReady`), for its guest to come up. @default 10 minutes to run, then the target's
+   * own limit for the guest (KVM: `bootTimeout`; EC2: `waitTimeout`)
+   */
   readonly verifyTimeoutMs?: number;
 }
 
 /**
  * Moves a VM between providers (a KVM host and a cloud, say): stop it, export its disk,
- * import that as an image on the target, create the VM there from it, wait until it runs,
- * and only then delete the source. If any step before the last fails, what the move made
- * on the target is removed and the source is started again: the VM is never lost.
+ * import that as an image on the target, create the VM there from it, wait until it runs
+ * and, where the target can tell (`awaitReady`), until its guest came up, and only then
+ * delete the source. A target without `awaitReady` (Compute Engine) is trusted once it
+ * reports `running`. If any step before the last fails (a guest that does not come up
+ * included), what the move made on the target is removed and the source is started again:
+ * the VM is never lost.
  */
 export async function moveAcrossProviders(move: CrossProviderMove): Promise<MigrationResult> {
   const { ref, source, target, clock } = move;
@@ -44,7 +51,19 @@ export async function moveAcrossProviders(move: CrossProviderMove): Promise<Migr
     phase('create', 0.8);
     created = await target.create({ ...move.create, fromImage: image }, ctx);
     phase('verify', 0.9);
+    const verifyStarted = clock.now();
     const running = await waitRunning(target, move.create, clock, move.verifyTimeoutMs ?? 600_000, ctx);
+    if (supports(target, 'awaitReady')) {
+      phase('ready', 0.92);
+      const timeoutMs = move.verifyTimeoutMs === undefined ? undefined : Math.max(0, verifyStarted + move.verifyTimeoutMs - clock.now());
+      const ready = await target.awaitReady({ name: running.name, fleet: move.create.ownership.fleet, id: running.id, host: running.host }, timeoutMs === undefined ? {} : { timeoutMs }, ctx);
+      if (!ready.ok) {
+        throw new NovaCronError('Provider', 'server', `${running.name} runs on ${target.name} but did not come up: ${ready.detail}`, {
+          context: { vm: running.name, provider: target.name, operation: 'awaitReady' },
+          hint: `check that the disk can boot on ${target.name} (its drivers, boot mode and console) before moving the VM again`,
+        });
+      }
+    }
     phase('retire', 0.95);
     const downtimeMs = clock.now() - started;
     await source.delete(ref, ctx);

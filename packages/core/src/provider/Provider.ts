@@ -20,6 +20,12 @@ export interface Capabilities {
   readonly adopt?: boolean;
   /** `bootCheck`: a restored VM can be booted to its guest's ready marker, so restore tests also boot (`method: boot`). */
   readonly bootCheck?: boolean;
+  /**
+   * `awaitReady`: a running VM can be watched until its guest shows it came up (KVM: its
+   * image's ready marker on the serial console; EC2: both status checks `ok`), so a move
+   * between providers retires the source only then.
+   */
+  readonly awaitReady?: boolean;
 }
 
 export const NO_CAPABILITIES: Capabilities = Object.freeze({
@@ -34,6 +40,7 @@ export const NO_CAPABILITIES: Capabilities = Object.freeze({
   imageImport: false,
   adopt: false,
   bootCheck: false,
+  awaitReady: false,
 });
 
 /** Progress of a long operation, reported through `OperationContext.onProgress`. */
@@ -130,8 +137,8 @@ export interface UnownedVm {
   readonly image?: string;
   /** What the provider knows of the disk's origin when no configured image matches (a backing volume, an AMI id), for a new fleet file. */
   readonly imageSource?: string;
-  /** An image entry for the provider's config that would describe this VM's disk, for a new fleet file (KVM: `{ volume }`). */
-  readonly imageSuggestion?: { readonly name: string; readonly config: Readonly<Record<string, unknown>> };
+  /** An image entry for the provider's config that would describe this VM's disk, for a new fleet file (KVM: `{ volume }`; EC2: the AMI id). */
+  readonly imageSuggestion?: { readonly name: string; readonly config: string | Readonly<Record<string, unknown>> };
   readonly labels: Labels;
   readonly addresses: readonly VmAddress[];
 }
@@ -358,6 +365,14 @@ export interface Provider {
    * provider restored. A guest that does not come up in time is `ok: false`, not an error.
    */
   bootCheck?(vm: VmRef, options?: BootCheckOptions, ctx?: OperationContext): Promise<BootCheckResult>;
+  /**
+   * Waits until a VM that runs shows that its guest came up, more than the provider's
+   * `running` (which only says the hypervisor started it): KVM, still running a moment later
+   * and its image's ready marker on the serial console; EC2, both status checks `ok`. A guest
+   * that does not come up in time, a failed check, or a VM that stops meanwhile is `ok: false`
+   * with what was seen, not an error; a VM that does not exist or is not `vm.fleet`'s is one.
+   */
+  awaitReady?(vm: VmRef, options?: BootCheckOptions, ctx?: OperationContext): Promise<BootCheckResult>;
 
   exportImage?(vm: VmRef, ctx?: OperationContext): Promise<ImageArtifact>;
   importImage?(artifact: ImageArtifact, imageName: string, ctx?: OperationContext): Promise<string>;
@@ -385,6 +400,7 @@ type CapabilityOps = {
   imageImport: 'importImage';
   adopt: 'listUnowned' | 'adopt';
   bootCheck: 'bootCheck';
+  awaitReady: 'awaitReady';
 };
 
 export type ProviderWith<C extends keyof CapabilityOps> = Provider & Required<Pick<Provider, CapabilityOps[C]>>;

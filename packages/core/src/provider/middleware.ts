@@ -16,7 +16,7 @@ export type Middleware = (call: ProviderCall, next: () => Promise<unknown>) => P
 export const PROVIDER_OPERATIONS = [
   'inventory', 'list', 'create', 'start', 'stop', 'delete', 'resize', 'migrate', 'estimateMigration',
   'snapshot', 'listSnapshots', 'restore', 'deleteSnapshot', 'recordVerification', 'exportImage', 'importImage',
-  'listUnowned', 'adopt', 'bootCheck',
+  'listUnowned', 'adopt', 'bootCheck', 'awaitReady',
 ] as const;
 export type ProviderOperation = (typeof PROVIDER_OPERATIONS)[number];
 
@@ -40,7 +40,7 @@ type CtxIndex<P extends readonly unknown[], Seen extends unknown[] = []> = P ext
 const CTX_INDEX: { readonly [K in ProviderOperation]: CtxIndex<Required<Parameters<NonNullable<Provider[K]>>>> } = {
   inventory: 0, list: 1, create: 1, start: 1, stop: 2, delete: 1, resize: 2, migrate: 2, estimateMigration: 2,
   snapshot: 2, listSnapshots: 1, restore: 2, deleteSnapshot: 1, recordVerification: 2, exportImage: 1, importImage: 2,
-  listUnowned: 0, adopt: 2, bootCheck: 2,
+  listUnowned: 0, adopt: 2, bootCheck: 2, awaitReady: 2,
 };
 
 interface Entry {

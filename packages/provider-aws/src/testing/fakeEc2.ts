@@ -35,6 +35,8 @@ export interface FakeEc2Options {
   readonly transitionMs?: number;
   /** How long a snapshot, image, import or export task takes. @default 0 */
   readonly taskMs?: number;
+  /** How long a running instance's status checks stay `initializing` (EC2: a few minutes). @default 0 */
+  readonly statusCheckMs?: number;
   /** Types offered per zone. @default every catalog type in every zone */
   readonly offerings?: Readonly<Record<string, readonly string[]>>;
   /** Largest page DescribeInstances & co. return, whatever MaxResults asks. @default 1000 */
@@ -57,6 +59,8 @@ interface FakeInstance {
   state: InstanceStateName;
   /** When the current transition ends. */
   until: number;
+  /** When it last came to `running` (its status checks start then). */
+  runningSince: number | undefined;
   /** The state the transition ends in. */
   next: InstanceStateName | undefined;
   reason: { Code: string; Message: string } | undefined;
@@ -66,7 +70,7 @@ interface FakeInstance {
   tags: Map<string, string>;
   launched: Date;
   rootDevice: string;
-  volumes: { device: string; volumeId: string; sizeGiB: number }[];
+  volumes: { device: string; volumeId: string; sizeGiB: number; tags: Map<string, string> }[];
   userData: string | undefined;
   ip: string;
 }
@@ -122,11 +126,14 @@ export class FakeEc2 {
   readonly lateNoCapacity = new Set<string>();
   /** Errors to throw on the next calls of an API, in order. */
   readonly faults = new Map<string, Error[]>();
+  /** AMIs whose instances fail their instance status check (a disk that does not boot on EC2). */
+  readonly unbootableImages = new Set<string>();
   readonly s3 = new FakeS3();
 
   readonly #now: () => number;
   readonly #transitionMs: number;
   readonly #taskMs: number;
+  readonly #statusCheckMs: number;
   readonly #offerings: Readonly<Record<string, readonly string[]>>;
   readonly #pageSize: number;
   readonly #buckets = new Map<'mutating' | 'describe', { bucket: Bucket; tokens: number; at: number }>();
@@ -139,6 +146,7 @@ export class FakeEc2 {
     this.#now = options.now ?? Date.now;
     this.#transitionMs = options.transitionMs ?? 0;
     this.#taskMs = options.taskMs ?? 0;
+    this.#statusCheckMs = options.statusCheckMs ?? 0;
     this.#pageSize = options.pageSize ?? 1000;
     const all = EC2_CATALOG.types.map((t) => t.name);
     this.#offerings = options.offerings ?? Object.fromEntries(this.zones.map((z) => [z, all]));
@@ -182,6 +190,23 @@ export class FakeEc2 {
     return handler(command.input as Record<string, unknown>);
   }
 
+  /**
+   * An instance made outside NovaCron (by hand, by another tool), running at once: what
+   * `listUnowned` finds. Tags as given (none: no `Name` either), one root volume.
+   */
+  addInstance(options: { readonly type: string; readonly zone?: string; readonly imageId?: string; readonly diskGiB?: number; readonly tags?: Readonly<Record<string, string>>; readonly volumeTags?: Readonly<Record<string, string>>; readonly state?: InstanceStateName }): string {
+    const id = `i-${(++this.#seq).toString(16).padStart(17, '0')}`;
+    const imageId = options.imageId ?? this.images.keys().next().value!;
+    const state = options.state ?? 'running';
+    this.instances.set(id, {
+      id, clientToken: undefined, state, until: this.#now(), runningSince: state === 'running' ? this.#now() : undefined, next: undefined, reason: undefined,
+      type: options.type, zone: options.zone ?? this.zones[0]!, imageId, tags: new Map(Object.entries(options.tags ?? {})), launched: new Date(this.#now()),
+      rootDevice: '/dev/xvda', volumes: [{ device: '/dev/xvda', volumeId: `vol-${(this.#seq).toString(16).padStart(17, '0')}`, sizeGiB: options.diskGiB ?? 8, tags: new Map(Object.entries(options.volumeTags ?? {})) }],
+      userData: undefined, ip: `10.0.${(this.#seq >> 8) & 255}.${this.#seq & 255}`,
+    });
+    return id;
+  }
+
   /** Instances as DescribeInstances would show them now. */
   describe(): Instance[] {
     return [...this.instances.values()].map((i) => this.#view(i));
@@ -213,6 +238,30 @@ export class FakeEc2 {
       const { page, next } = this.#page(matching, input);
       return { Reservations: page.map((i) => ({ ReservationId: `r-${i.InstanceId!.slice(2)}`, Instances: [i] })), ...(next ? { NextToken: next } : {}) };
     },
+    DescribeInstanceStatus: (input) => {
+      const ids = input['InstanceIds'] as string[] | undefined;
+      if (ids) {
+        const missing = ids.filter((id) => !this.instances.has(id));
+        if (missing.length > 0) throw ec2Error('InvalidInstanceID.NotFound', `The instance IDs '${missing.join(', ')}' do not exist`);
+      }
+      const all = input['IncludeAllInstances'] === true;
+      const statuses = [...this.instances.values()].filter((i) => !ids || ids.includes(i.id)).map((i) => this.#statusView(i));
+      const { page, next } = this.#page(statuses.filter((st) => all || st.InstanceState.Name === 'running'), input);
+      return { InstanceStatuses: page, ...(next ? { NextToken: next } : {}) };
+    },
+    DescribeVolumes: (input) => {
+      const filters = (input['Filters'] as Filter[] | undefined) ?? [];
+      const volumes = [...this.instances.values()]
+        .filter((i) => i.state !== 'terminated')
+        .flatMap((i) => i.volumes.map((v) => ({
+          VolumeId: v.volumeId, Size: v.sizeGiB, AvailabilityZone: i.zone, State: 'in-use', VolumeType: 'gp3',
+          Attachments: [{ InstanceId: i.id, Device: v.device, State: 'attached', VolumeId: v.volumeId, DeleteOnTermination: true }],
+          Tags: [...v.tags].map(([Key, Value]) => ({ Key, Value })),
+        })))
+        .filter((v) => filters.every((f) => matchTagged(v.Tags, f, { 'volume-id': v.VolumeId, 'attachment.instance-id': v.Attachments[0]!.InstanceId })));
+      const { page, next } = this.#page(volumes, input);
+      return { Volumes: page, ...(next ? { NextToken: next } : {}) };
+    },
     DescribeImages: (input) => {
       const ids = input['ImageIds'] as string[] | undefined;
       const owners = input['Owners'] as string[] | undefined;
@@ -224,7 +273,7 @@ export class FakeEc2 {
       const images = [...this.images.values()]
         .map((i) => this.#imageView(i))
         .filter((i) => (!ids || ids.includes(i.ImageId!)) && (!owners || owners.includes(i.OwnerId!) || (owners.includes('self') && i.OwnerId === '111122223333')))
-        .filter((i) => filters.every((f) => matchTagged(i.Tags, f, { name: i.Name, state: i.State })));
+        .filter((i) => filters.every((f) => matchTagged(i.Tags, f, { name: i.Name, state: i.State, 'image-id': i.ImageId })));
       return { Images: images };
     },
     RunInstances: (input) => {
@@ -262,6 +311,7 @@ export class FakeEc2 {
         clientToken: token,
         state: 'pending',
         until: this.#now() + this.#transitionMs,
+        runningSince: undefined,
         next: late ? 'terminated' : 'running',
         reason: late ? { Code: 'Server.InsufficientInstanceCapacity', Message: 'Server.InsufficientInstanceCapacity: Insufficient capacity.' } : undefined,
         type,
@@ -270,7 +320,7 @@ export class FakeEc2 {
         tags,
         launched: new Date(this.#now()),
         rootDevice: image.RootDeviceName ?? '/dev/xvda',
-        volumes: [{ device: mapping?.DeviceName ?? image.RootDeviceName ?? '/dev/xvda', volumeId: `vol-${(this.#seq).toString(16).padStart(17, '0')}`, sizeGiB: mapping?.Ebs?.VolumeSize ?? 8 }],
+        volumes: [{ device: mapping?.DeviceName ?? image.RootDeviceName ?? '/dev/xvda', volumeId: `vol-${(this.#seq).toString(16).padStart(17, '0')}`, sizeGiB: mapping?.Ebs?.VolumeSize ?? 8, tags: volumeTags }],
         userData: input['UserData'] as string | undefined,
         ip: `10.0.${(this.#seq >> 8) & 255}.${this.#seq & 255}`,
       };
@@ -318,8 +368,8 @@ export class FakeEc2 {
     },
     CreateTags: (input) => {
       for (const id of input['Resources'] as string[]) {
-        const target = this.instances.get(id)?.tags ?? this.snapshots.get(id)?.tags ?? this.images.get(id)?.tags;
-        if (!target) throw ec2Error(`Invalid${id.startsWith('snap-') ? 'Snapshot' : 'Instance'}ID.NotFound`, `The ID '${id}' does not exist`);
+        const target = this.instances.get(id)?.tags ?? this.snapshots.get(id)?.tags ?? this.images.get(id)?.tags ?? this.#volume(id)?.volume.tags;
+        if (!target) throw ec2Error(id.startsWith('vol-') ? 'InvalidVolume.NotFound' : `Invalid${id.startsWith('snap-') ? 'Snapshot' : 'Instance'}ID.NotFound`, `The ID '${id}' does not exist`);
         for (const t of input['Tags'] as Tag[]) target.set(t.Key!, t.Value ?? '');
       }
       return {};
@@ -450,6 +500,14 @@ export class FakeEc2 {
     return { page, next: start + size < items.length ? String(start + size) : undefined };
   }
 
+  #volume(id: string): { instance: FakeInstance; volume: FakeInstance['volumes'][number] } | undefined {
+    for (const instance of this.instances.values()) {
+      const volume = instance.volumes.find((v) => v.volumeId === id);
+      if (volume) return { instance, volume };
+    }
+    return undefined;
+  }
+
   #instance(id: string): FakeInstance {
     const i = this.instances.get(id);
     if (!i) throw ec2Error('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
@@ -481,7 +539,19 @@ export class FakeEc2 {
     if (i.next && this.#now() >= i.until) {
       i.state = i.next;
       i.next = undefined;
+      i.runningSince = i.state === 'running' ? i.until : undefined;
     }
+  }
+
+  /** DescribeInstanceStatus's view: both checks `initializing` for `statusCheckMs` after it runs, then `ok` (or the instance check `impaired`). */
+  #statusView(i: FakeInstance) {
+    this.#settle(i);
+    const check = (status: string, detail: string) => ({ Status: status, Details: [{ Name: 'reachability', Status: detail }] });
+    const base = { InstanceId: i.id, AvailabilityZone: i.zone, InstanceState: { Name: i.state, Code: STATE_CODE[i.state] } };
+    if (i.state !== 'running' || i.runningSince === undefined) return { ...base, SystemStatus: { Status: 'not-applicable' }, InstanceStatus: { Status: 'not-applicable' } };
+    if (this.#now() < i.runningSince + this.#statusCheckMs) return { ...base, SystemStatus: check('initializing', 'initializing'), InstanceStatus: check('initializing', 'initializing') };
+    const failing = this.unbootableImages.has(i.imageId);
+    return { ...base, SystemStatus: check('ok', 'passed'), InstanceStatus: failing ? { Status: 'impaired', Details: [{ Name: 'reachability', Status: 'failed', ImpairedSince: new Date(i.runningSince + this.#statusCheckMs) }] } : check('ok', 'passed') };
   }
 
   #view(i: FakeInstance): Instance {

@@ -1,7 +1,5 @@
 import { NovaCronError, toNovaCronError, type MigrateRequest, type MigrationResult, type OperationContext } from '@novacron/core';
-import { serialLogPath } from '../domain/domainXml.js';
-import { DEFAULT_READY_MARKER } from '../snapshots/bootCheck.js';
-import { shellQuote } from '../shell/shellQuote.js';
+import { consoleTail, readyMarkerFor, serialLogOf, watchGuest } from '../domain/guestReady.js';
 import type { Virsh } from '../virsh/Virsh.js';
 import type { MigrationEnv } from './access.js';
 import { removeVolumes } from './liveMigration.js';
@@ -37,9 +35,8 @@ export async function migrateCold(env: MigrationEnv, plan: MovePlan, _request: M
   let defined = false;
   let stoppedAt: number | undefined;
   let bytes = 0;
-  const serialLog = /<log\b[^>]*\bfile='([^']+)'/.exec(await source.virsh.run(['dumpxml', '--inactive', vm], opts))?.[1] ?? serialLogPath(vm);
-  const configured = env.config.images[source.view.info.metadata?.image ?? '']?.readyMarker;
-  const marker = configured ? new RegExp(configured, 'm') : DEFAULT_READY_MARKER;
+  const serialLog = await serialLogOf(source.virsh, vm, opts);
+  const { marker, configured } = readyMarkerFor(env.config, source.view.info.metadata?.image);
   const onSource = wasRunning ? await consoleTail(source.virsh, serialLog) : '';
   // What proves the guest is up on the destination: the marker its image declares, or the
   // default one if the console showed it here, else any output if it printed any. (After a
@@ -102,26 +99,14 @@ export async function migrateCold(env: MigrationEnv, plan: MovePlan, _request: M
   };
 }
 
-/** The last 64 KiB of the guest's serial console log on a host ('' when there is none). */
-async function consoleTail(virsh: Virsh, path: string): Promise<string> {
-  const r = await virsh.script(`tail -c 65536 ${shellQuote(path)} 2>/dev/null; exit 0`, { timeoutMs: 30_000 });
-  return r.stdout;
-}
-
-/** Running now and a few seconds later, and (when asked) the console shows `expect`: the guest came up. */
+/** Running now and a few seconds later, and (when asked) the console shows `expect`: the guest came up (see watchGuest). */
 async function verifyRunning(env: MigrationEnv, virsh: Virsh, vm: string, serialLog: string, expect: RegExp | undefined, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   const context = virsh.context({ vm, operation: 'migrate' });
-  const deadline = env.clock.now() + timeoutMs;
-  let runningSince: number | undefined;
-  for (;;) {
-    const state = (await virsh.tryRun(['domstate', vm], { vm, operation: 'migrate' })).stdout.trim();
-    if (state !== 'running') throw new NovaCronError('Provider', 'server', `${vm} is ${state || 'gone'} on ${virsh.host} right after its start there`, { context, hint: 'see the domain log on the destination (/var/log/libvirt/qemu); the VM was started again on the source' });
-    runningSince ??= env.clock.now();
-    const consoleOk = !expect || expect.test(await consoleTail(virsh, serialLog));
-    if (consoleOk && env.clock.now() - runningSince >= 3_000) return;
-    if (env.clock.now() > deadline) {
-      throw new NovaCronError('Timeout', 'server', `${vm} runs on ${virsh.host} but its console did not show ${expect!.source} within ${Math.round(timeoutMs / 1000)} s (it did on the source)`, { context, hint: 'the guest may be stuck in boot; the VM was started again on the source' });
-    }
-    await env.clock.sleep(1_000, signal);
+  const seen = await watchGuest({ virsh, vm, serialLog, expect, timeoutMs, clock: env.clock, operation: 'migrate', ...(signal ? { signal } : {}) });
+  if (seen.ok) return;
+  if (seen.reason === 'stopped') {
+    throw new NovaCronError('Provider', 'server', `${vm} is ${seen.state || 'gone'} on ${virsh.host} right after its start there`, { context, hint: 'see the domain log on the destination (/var/log/libvirt/qemu); the VM was started again on the source' });
   }
+  const what = expect ? `its console did not show ${expect.source}` : 'it did not stay up';
+  throw new NovaCronError('Timeout', 'server', `${vm} runs on ${virsh.host} but ${what} within ${Math.round(timeoutMs / 1000)} s${expect ? ' (it did on the source)' : ''}`, { context, hint: 'the guest may be stuck in boot; the VM was started again on the source' });
 }
