@@ -128,3 +128,13 @@ export function restoredTags(name: string, fleet: string, snapshotId: string, sc
 export function isRestored(instance: Instance): boolean {
   return tagMap(instance.Tags).has(TAG.restoredFrom);
 }
+
+/**
+ * An instance no fleet owns: no `novacron:fleet` tag, and not a VM NovaCron restored from a
+ * snapshot (those carry the source's fleet tag; a restored or scratch tag alone still marks
+ * one NovaCron made). What `listUnowned` lists and `adopt` takes.
+ */
+export function isUnowned(instance: Instance): boolean {
+  const tags = tagMap(instance.Tags);
+  return !tags.has(TAG.fleet) && !tags.has(TAG.restoredFrom) && !tags.has(TAG.scratch);
+}

@@ -18,6 +18,7 @@ import {
   systemClock,
   throwIfAborted,
   UnsupportedError,
+  type AdoptRequest,
   type Capabilities,
   type Clock,
   type CreateVmRequest,
@@ -36,16 +37,19 @@ import {
   type SnapshotRequest,
   type SnapshotVerification,
   type StopOptions,
+  type UnownedVm,
   type VmRecord,
   type VmRef,
 } from '@novacron/core';
 import type { AuthClient } from 'google-auth-library';
+import { adoptedMetadata, bootDisk, fleetImagesOf, imagePath, isUnowned, machineTypeSize } from './adopt.js';
 import { machineTypesFor, regionOfZone } from './catalog/catalog.js';
 import { GCE_CATALOG } from './catalog/generated/gceCatalog.js';
 import type { GceCatalog } from './catalog/types.js';
 import { createGcpClients, type GcpClients } from './clients.js';
 import { gcpProblem, isCapacityShortage, mapGcpError } from './errors.js';
 import {
+  formatResources,
   labelValue,
   lastSegment,
   LABEL,
@@ -105,6 +109,8 @@ export class GcpProvider implements Provider {
     // runs a Cloud Build workflow with worker VMs. Not offered until NovaCron has that path.
     imageExport: false,
     imageImport: true,
+    // Ownership is labels: adopting an instance is setMetadata and setLabels, no stop or start.
+    adopt: true,
   });
   readonly name: string;
   readonly #config: GcpProviderConfig;
@@ -467,6 +473,142 @@ export class GcpProvider implements Provider {
       await this.#operate(where, ctx, zone, (c) => c.instances.start({ project, zone, instance: name, requestId: requestId(['revert-start', zone, name, String(this.#clock.now())]) }, NO_RETRY));
     } catch (error) {
       this.#log(`gcp provider "${this.name}": could not put ${name} back to ${oldType} after a failed resize (${mapGcpError(error, where).message})`);
+    }
+  }
+
+  // ---- adoption -----------------------------------------------------------------------------
+
+  /**
+   * Instances in the configured zones that no fleet owns (no `novacron-fleet` label, not
+   * restored by NovaCron). Their size is the machine type's (catalog, or a custom type's own)
+   * with the boot disk's size; their image the `images` entry naming the boot disk's source
+   * image (or its family), else the source image as `imageSource`.
+   */
+  async listUnowned(ctx: OperationContext = {}): Promise<readonly UnownedVm[]> {
+    const where = this.#where('listUnowned');
+    const instances = (await this.#find('', where, ctx.signal)).filter((i) => this.#config.zones.includes(lastSegment(i.zone)) && isUnowned(i));
+    const families = new Map<string, Promise<string | undefined>>();
+    return Promise.all(
+      instances.map(async (i): Promise<UnownedVm> => {
+        const record = this.#record(i);
+        const boot = bootDisk(i);
+        const source = boot.name ? await this.#sourceImage(record.zone, boot.name, where, ctx.signal) : undefined;
+        let names = source ? fleetImagesOf(source, undefined, this.#config.images) : [];
+        if (source && names.length === 0 && Object.values(this.#config.images).some((ref) => ref.includes('/images/family/'))) {
+          if (!families.has(source)) families.set(source, this.#imageFamily(source, where, ctx.signal));
+          names = fleetImagesOf(source, await families.get(source), this.#config.images);
+        }
+        const described = source ? `image ${imagePath(source)}` : 'a boot disk made from no image (a snapshot or another disk)';
+        return {
+          name: record.name,
+          id: record.id,
+          provider: this.name,
+          host: record.host,
+          zone: record.zone,
+          state: record.state,
+          resources: { cpu: 0, memoryMiB: 0, gpu: 0, ...machineTypeSize(lastSegment(i.machineType), this.#catalog), diskGiB: boot.sizeGiB },
+          ...(names.length === 1 ? { image: names[0]! } : {}),
+          imageSource: names.length > 1 ? `${described}, which images ${names.join(', ')} all name` : described,
+          ...(names.length === 0 && source ? { imageSuggestion: { name: labelValue(lastSegment(source)).replace(/_/g, '-'), config: imagePath(source) } } : {}),
+          labels: Object.fromEntries(Object.entries(i.labels ?? {})),
+          addresses: record.addresses,
+        };
+      }),
+    );
+  }
+
+  /**
+   * Records a fleet's ownership on an instance that has none, as `create` would have:
+   * metadata first (the fleet's image name, the size, the exact labels; every other key is
+   * kept), the boot disk's labels, then the instance's labels (fleet, group, index, spec
+   * hash, the fleet's labels; others kept) with their fingerprint, which makes it the
+   * fleet's, so a failure before leaves it unowned. Never stopped or started. The same
+   * fleet and slot again returns it as it is; an instance another fleet (or slot) owns, or
+   * one NovaCron restored, is a Conflict.
+   */
+  async adopt(ref: VmRef, request: AdoptRequest, ctx: OperationContext = {}): Promise<VmRecord> {
+    const where = this.#where('adopt', ref);
+    throwIfAborted(ctx.signal, where);
+    const { ownership } = request;
+    const found = (await this.#findAll(ref, where, ctx.signal)).filter((i) => this.#config.zones.includes(lastSegment(i.zone)));
+    if (found.length > 1) throw new ConflictError(`instances named "${ref.name}" are in zones ${found.map((i) => lastSegment(i.zone)).join(', ')}`, { context: where, hint: 'adopt one at a time: rename the other' });
+    let instance = found[0];
+    if (!instance) throw new NotFoundError(`VM "${ref.name}" is in none of the zones ${this.#config.zones.join(', ')}`, { context: where, hint: 'run `novacron adopt --dry-run` again: it may have been deleted' });
+    const zone = lastSegment(instance.zone);
+    const name = instance.name!;
+    const sameSlot = (i: Instance): boolean => {
+      const l = i.labels ?? {};
+      return !(LABEL.restoredFrom in l) && !(LABEL.scratch in l) && l[LABEL.fleet] === ownership.fleet && l[LABEL.group] === ownership.group && l[LABEL.index] === String(ownership.index);
+    };
+    const refuse = (i: Instance): ConflictError => {
+      const l = i.labels ?? {};
+      return new ConflictError(
+        LABEL.restoredFrom in l || LABEL.scratch in l
+          ? `VM "${ref.name}" was restored by NovaCron from snapshot ${l[LABEL.restoredFrom] ?? '?'}: it is not adopted`
+          : `VM "${ref.name}" is already owned (fleet "${l[LABEL.fleet]}", group "${l[LABEL.group] ?? ''}", index ${l[LABEL.index] ?? '?'})`,
+        { context: { ...where, host: hostId(this.name, zone) }, hint: 'a VM belongs to one fleet: remove it from the other fleet first' },
+      );
+    };
+    if (!isUnowned(instance)) {
+      if (sameSlot(instance)) return this.#record(instance);
+      throw refuse(instance);
+    }
+    const project = this.#config.project;
+    const boot = bootDisk(instance);
+    const resources = { cpu: 0, memoryMiB: 0, gpu: 0, ...machineTypeSize(lastSegment(instance.machineType), this.#catalog), diskGiB: boot.sizeGiB };
+    const exactLabels = { ...this.#record(instance).labels, ...request.labels };
+    const items = adoptedMetadata(instance.metadata?.items, request.image, formatResources(resources), JSON.stringify(exactLabels));
+    ctx.onProgress?.({ operation: 'adopt', phase: 'metadata', message: name });
+    await this.#operate(where, ctx, zone, (c) =>
+      c.instances.setMetadata({ project, zone, instance: name, requestId: requestId(['adopt-metadata', zone, name, String(instance!.id), JSON.stringify(items)]), metadataResource: { items, fingerprint: instance!.metadata?.fingerprint ?? null } }, NO_RETRY),
+    );
+    if (boot.name) {
+      const disk = await this.#disk(zone, boot.name, where, ctx.signal);
+      const diskLabels = { ...(disk?.labels ?? {}), [LABEL.fleet]: ownership.fleet, [LABEL.vm]: labelValue(name) };
+      if (disk) {
+        await this.#operate(where, ctx, zone, (c) =>
+          c.disks.setLabels({ project, zone, resource: boot.name!, requestId: requestId(['adopt-disk', zone, boot.name!, JSON.stringify(diskLabels)]), zoneSetLabelsRequestResource: { labels: diskLabels, labelFingerprint: disk.labelFingerprint ?? null } }, NO_RETRY),
+        );
+      }
+    }
+    instance = (await this.#get(zone, name, where, ctx.signal)) ?? instance;
+    if (!isUnowned(instance)) throw refuse(instance);
+    const labels = { ...(instance.labels ?? {}), ...ownershipLabels(ownership, request.labels) };
+    ctx.onProgress?.({ operation: 'adopt', phase: 'labels', message: name });
+    await this.#operate(where, ctx, zone, (c) =>
+      c.instances.setLabels({ project, zone, instance: name, requestId: requestId(['adopt-labels', zone, name, String(instance!.id), JSON.stringify(labels)]), instancesSetLabelsRequestResource: { labels, labelFingerprint: instance!.labelFingerprint ?? null } }, NO_RETRY),
+    );
+    const after = (await this.#get(zone, name, where, ctx.signal)) ?? instance;
+    if (!sameSlot(after)) throw refuse(after);
+    return this.#record(after);
+  }
+
+  /** A disk's source image (a full URL), if it was made from one. */
+  async #sourceImage(zone: string, disk: string, where: ErrorContext, signal: AbortSignal | undefined): Promise<string | undefined> {
+    return (await this.#disk(zone, disk, where, signal))?.sourceImage ?? undefined;
+  }
+
+  async #disk(zone: string, disk: string, where: ErrorContext, signal: AbortSignal | undefined): Promise<protos.google.cloud.compute.v1.IDisk | undefined> {
+    try {
+      const [found] = await abortable(this.#c().disks.get({ project: this.#config.project, zone, disk }, NO_RETRY), signal, where);
+      return found;
+    } catch (error) {
+      const mapped = mapGcpError(error, where);
+      if (mapped.code === 'NotFound') return undefined;
+      throw mapped;
+    }
+  }
+
+  /** An image's family, best effort: images of other projects may not be readable, and then no family entry matches. */
+  async #imageFamily(source: string, where: ErrorContext, signal: AbortSignal | undefined): Promise<string | undefined> {
+    const m = /^projects\/([^/]+)\/global\/images\/([^/]+)$/.exec(imagePath(source));
+    if (!m) return undefined;
+    try {
+      const [image] = await abortable(this.#c().images.get({ project: m[1]!, image: m[2]! }, NO_RETRY), signal, where);
+      return image.family ?? undefined;
+    } catch (error) {
+      this.#log(`gcp provider "${this.name}": could not read image ${imagePath(source)} to tell its family (${mapGcpError(error, where).message})`);
+      return undefined;
     }
   }
 

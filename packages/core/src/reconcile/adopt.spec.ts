@@ -60,4 +60,14 @@ describe('fleetForUnowned', () => {
     });
     expect(members).toEqual({ app: ['app-1', 'app-2'], db: ['db'] });
   });
+
+  it('puts a cloud provider\'s image suggestion (an AMI id, a plain string) into its images map, and the file parses', () => {
+    const aws = { type: 'aws', region: 'us-east-1', zones: ['us-east-1a'], images: { 'debian-12': 'ami-0123456789abcdef0' } };
+    const vm = unowned('legacy-1', { provider: 'aws', host: 'aws/us-east-1a', zone: 'us-east-1a', image: undefined, imageSource: 'AMI ami-0000000000000aaaa (Team Base 7)', imageSuggestion: { name: 'team-base-7', config: 'ami-0000000000000aaaa' } });
+    const { spec } = fleetForUnowned('legacy', { aws }, [vm]);
+    expect((spec['providers'] as Record<string, { images: unknown }>)['aws']!.images).toEqual({ 'debian-12': 'ami-0123456789abcdef0', 'team-base-7': 'ami-0000000000000aaaa' });
+    expect(aws.images).toEqual({ 'debian-12': 'ami-0123456789abcdef0' });
+    const parsed = parseFleet(spec);
+    expect(parsed.groups['legacy']).toMatchObject({ count: 1, image: 'team-base-7' });
+  });
 });

@@ -144,6 +144,31 @@ export class FakeCompute {
     return this.requests.filter((r) => r.method === method && path.test(r.path));
   }
 
+  /**
+   * An instance made outside NovaCron (by hand, by another tool), RUNNING at once unless
+   * told otherwise, with a boot disk of its own name made from `sourceImage`: what
+   * `listUnowned` finds.
+   */
+  addInstance(zone: string, name: string, options: { readonly machineType?: string; readonly diskGb?: number; readonly sourceImage?: string; readonly labels?: Record<string, string>; readonly status?: string; readonly metadata?: readonly Json[] } = {}): Json {
+    const n = ++this.#seq;
+    const labels = checkLabels(options.labels ?? {});
+    const disk = this.#disk(zone, name, options.diskGb ?? 10, {}, options.sourceImage);
+    const items = [...(options.metadata ?? [])];
+    const instance: Json = {
+      kind: 'compute#instance', id: String(7_000_000_000_000 + n), creationTimestamp: new Date().toISOString(), name,
+      machineType: machineType(zone, options.machineType ?? 'e2-standard-2', this.project)['selfLink'], status: options.status ?? 'RUNNING',
+      zone: `https://www.googleapis.com/compute/v1/projects/${this.project}/zones/${zone}`,
+      networkInterfaces: [{ name: 'nic0', network: 'global/networks/default', networkIP: `10.128.${(n >> 8) & 255}.${n & 255}` }],
+      disks: [{ boot: true, autoDelete: true, deviceName: 'persistent-disk-0', index: 0, source: disk['selfLink'], diskSizeGb: String(options.diskGb ?? 10), type: 'PERSISTENT', mode: 'READ_WRITE' }],
+      metadata: { kind: 'compute#metadata', items, fingerprint: fingerprint(items) },
+      labels, labelFingerprint: fingerprint(labels),
+      scheduling: { onHostMaintenance: 'MIGRATE', automaticRestart: true },
+      selfLink: `https://www.googleapis.com/compute/v1/projects/${this.project}/zones/${zone}/instances/${name}`,
+    };
+    this.instances.set(`${zone}/${name}`, instance);
+    return instance;
+  }
+
   instance(zone: string, name: string): Json | undefined {
     return this.instances.get(`${zone}/${name}`);
   }
@@ -328,6 +353,18 @@ export class FakeCompute {
         if (!disk) throw notFound(`projects/${this.project}/zones/${zone}/disks/${name}`);
         return [200, disk];
       }
+      case 'POST zones/disks/:name/setLabels':
+        return this.#idempotent(query, () => {
+          const disk = this.disks.get(`${zone}/${name}`);
+          if (!disk) throw notFound(`projects/${this.project}/zones/${zone}/disks/${name}`);
+          if (body['labelFingerprint'] !== disk['labelFingerprint']) throw new HttpError(412, apiError(412, 'Labels fingerprint either invalid or resource labels have changed', 'conditionNotMet', 'FAILED_PRECONDITION'));
+          const labels = checkLabels((body['labels'] as Record<string, string>) ?? {});
+          return this.#operation('setLabels', zone, `zones/${zone}/disks/${name}`, () => {
+            disk['labels'] = labels;
+            disk['labelFingerprint'] = fingerprint(labels);
+            return undefined;
+          });
+        });
       case 'DELETE zones/disks/:name':
         return this.#idempotent(query, () => {
           if (!this.disks.has(`${zone}/${name}`)) throw notFound(`projects/${this.project}/zones/${zone}/disks/${name}`);
@@ -505,7 +542,7 @@ export class FakeCompute {
     }
     if (sourceSnapshot && !this.snapshots.has(sourceSnapshot)) throw notFound(`projects/${this.project}/global/snapshots/${sourceSnapshot}`);
     const size = Number(init['diskSizeGb'] ?? (sourceSnapshot ? this.snapshots.get(sourceSnapshot)!['diskSizeGb'] : 10));
-    const disk = this.#disk(zone, name, size, (init['labels'] as Json) ?? {});
+    const disk = this.#disk(zone, name, size, (init['labels'] as Json) ?? {}, sourceImage);
     const n = ++this.#seq;
     const metadataItems = ((body['metadata'] as Json | undefined)?.['items'] as Json[] | undefined) ?? [];
     const instance: Json = {
@@ -537,8 +574,8 @@ export class FakeCompute {
     });
   }
 
-  #disk(zone: string, name: string, sizeGb: number, labels: Json): Json {
-    const disk: Json = { kind: 'compute#disk', id: String(++this.#seq), name, sizeGb: String(sizeGb), status: 'READY', labels, zone: `https://www.googleapis.com/compute/v1/projects/${this.project}/zones/${zone}`, selfLink: `https://www.googleapis.com/compute/v1/projects/${this.project}/zones/${zone}/disks/${name}` };
+  #disk(zone: string, name: string, sizeGb: number, labels: Json, sourceImage?: string): Json {
+    const disk: Json = { kind: 'compute#disk', id: String(++this.#seq), name, sizeGb: String(sizeGb), status: 'READY', labels, labelFingerprint: fingerprint(labels), ...(sourceImage ? { sourceImage: `https://www.googleapis.com/compute/v1/${sourceImage.replace(/^https:\/\/www\.googleapis\.com\/compute\/v1\//, '')}` } : {}), zone: `https://www.googleapis.com/compute/v1/projects/${this.project}/zones/${zone}`, selfLink: `https://www.googleapis.com/compute/v1/projects/${this.project}/zones/${zone}/disks/${name}` };
     this.disks.set(`${zone}/${name}`, disk);
     return disk;
   }
