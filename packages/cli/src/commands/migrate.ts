@@ -168,7 +168,7 @@ function summarize(p: Prediction) {
 }
 
 function measuredJson(m: MigrationResult) {
-  return { mode: m.mode, durationMs: Math.round(m.durationMs), downtimeMs: m.downtimeMs, bytesTransferred: m.bytesTransferred, iterations: m.iterations, postCopy: m.postCopy, actions: m.actions ?? [] };
+  return { mode: m.mode, durationMs: Math.round(m.durationMs), downtimeMs: m.postCopy && m.downtimeMs === 0 ? null : m.downtimeMs, bytesTransferred: m.bytesTransferred, iterations: m.iterations, postCopy: m.postCopy, actions: m.actions ?? [] };
 }
 
 const finite = (n: number) => (Number.isFinite(n) ? Math.round(n) : null);
@@ -186,7 +186,8 @@ function renderPrediction(vm: VmRecord, to: string, mode: string, p: Prediction 
 function renderMeasured(vm: VmRecord, to: string, m: MigrationResult, p: Prediction | undefined): string {
   const rows: (string | number)[][] = [
     ['total time', Number.isFinite(p?.totalMs ?? NaN) ? formatMs(p!.totalMs) : '-', formatMs(m.durationMs)],
-    ['downtime', p && Number.isFinite(p.downtimeMs) ? `${Math.round(p.downtimeMs)} ms` : '-', `${Math.round(m.downtimeMs)} ms`],
+    // libvirt and QEMU report no downtime for a post-copy move (0): say so rather than print 0 ms.
+    ['downtime', p && Number.isFinite(p.downtimeMs) ? `${Math.round(p.downtimeMs)} ms` : '-', m.postCopy && m.downtimeMs === 0 ? 'not reported (post-copy)' : `${Math.round(m.downtimeMs)} ms`],
     ['rounds', p?.rounds ?? '-', m.iterations],
     ['bytes sent', p ? formatBytes(p.bytesSent) : '-', formatBytes(m.bytesTransferred)],
     ['strategy', p?.strategy ?? '-', m.postCopy ? 'post-copy' : (m.actions ?? []).some((a) => a.kind === 'auto-converge') ? 'auto-converge' : m.mode === 'live' ? 'pre-copy' : 'cold'],

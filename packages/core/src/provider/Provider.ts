@@ -172,6 +172,7 @@ export interface MigrationResult {
   readonly vm: VmRecord;
   readonly mode: 'live' | 'cold';
   readonly durationMs: number;
+  /** The guest's pause. 0 for a post-copy move on KVM: libvirt and QEMU 7.2 report none (see docs/migration.md). */
   readonly downtimeMs: number;
   readonly bytesTransferred: number;
   readonly iterations: number;
