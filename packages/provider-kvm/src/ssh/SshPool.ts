@@ -93,6 +93,10 @@ export class SshPool implements Transport {
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error & { level?: string; code?: string }) => {
         client.removeListener('ready', onReady);
+        // ssh2 can report the same failure again as the socket closes (a handshake timeout
+        // is followed by "Connection lost before handshake"): with no listener left, that
+        // second 'error' would be thrown as an uncaught exception and end the process.
+        client.on('error', () => undefined);
         sock.destroy();
         reject(sshError(endpoint, error, check));
       };
