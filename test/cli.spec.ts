@@ -134,6 +134,17 @@ describe('novacron (subprocess)', () => {
     expect(rerun.stdout).toMatch(/Applied: 1\/1 steps/);
   });
 
+  it('places a VM again, in the same run, when its host has no room for it', async () => {
+    const ws = workspace();
+    const short = await runCli(['apply'], { ...ws, env: { ...ws.env, NOVACRON_SIM_FAULTS: '[{"operation":"create","nth":1,"action":"capacity"}]' } });
+    expect(short.code, short.stderr).toBe(0);
+    expect(short.stderr).toMatch(/✗ create quickstart-\S+: injected capacity shortage/);
+    expect(short.stderr).toMatch(/↪ host-\d has no room for quickstart-\S+: placing it again \(host-\d\) \[round 2\/3\]/);
+    expect(short.stdout).toMatch(/Applied: 9\/9 steps in .* \(2 rounds: VMs short of capacity were placed again\)\./);
+    expect(await fleetVmCount(ws)).toBe(9);
+    expect(JSON.parse((await runCli(['plan', '--json'], ws)).stdout)).toMatchObject({ changes: 0, steps: [] });
+  });
+
   describe('bad input: exit 2, the path named, nothing changed', () => {
     const cases: [string, string, RegExp][] = [
       ['malformed YAML', 'name: x\ngroups: [\n  oops: 1\n', /line \d+.*not valid YAML/s],

@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { S3Client } from '@aws-sdk/client-s3';
 import {
-  apply,
   defaultMiddlewareStack,
   loadFleetFile,
   observe,
@@ -11,7 +10,10 @@ import {
   plan,
   ProviderRegistry,
   ProviderSet,
+  reconcile as reconcileFleet,
   seededRandom,
+  type ApplyEvent,
+  type ApplyListener,
   type AwsProviderConfig,
   type Clock,
   type CreateStep,
@@ -19,6 +21,7 @@ import {
   type FleetSpecInput,
   type GcpProviderConfig,
   type Plan,
+  type ReconcileResult,
   type SimProviderConfig,
 } from '@novacron/core';
 import { AwsProvider } from '@novacron/provider-aws';
@@ -31,7 +34,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 /**
  * examples/multi-cloud/fleet.yaml planned and applied end to end through the core's
- * observe/plan/apply: the sim provider for the racks, EC2 through its SDK client answered by
+ * reconcile (observe, plan, apply, and again for what a zone had no capacity for): the sim provider for the racks, EC2 through its SDK client answered by
  * a stateful fake (aws-sdk-client-mock), Compute Engine through its real client talking to
  * a fake of its REST API on loopback. (With the KVM testbed as a fourth provider: test/kvm-cloud.integ.spec.ts.)
  */
@@ -80,12 +83,13 @@ async function world(fleet: FleetSpec, faults: { ec2Throttle?: boolean } = {}, c
   return { providers, ec2Fake, gce, aws, gcp, onprem };
 }
 
-async function reconcile(fleet: FleetSpec, providers: ProviderSet, options: { destroy?: boolean; clock?: Clock } = {}): Promise<{ planned: Plan; ok: boolean; failures: string[] }> {
+/** The core's reconcile: observe, plan, apply, and again for VMs a zone had no capacity for. */
+async function reconcile(fleet: FleetSpec, providers: ProviderSet, options: { destroy?: boolean; clock?: Clock; onEvent?: ApplyListener } = {}): Promise<{ planned: Plan; ok: boolean; failures: string[]; result: ReconcileResult }> {
   const clock = options.clock ?? instantClock;
   const middleware = defaultMiddlewareStack({ retry: { clock, maxAttempts: 10, random: seededRandom(7) }, breaker: { clock, threshold: 1000 }, tracing: false });
-  const planned = plan(fleet, await observe(fleet, providers.map((p) => middleware.wrap(p))), options);
-  const result = await apply(planned, providers, { clock, middleware });
-  return { planned, ok: result.ok, failures: result.outcomes.filter((o) => o.status !== 'done').map((o) => `${o.step.id}: ${o.error?.describe() ?? o.status}`) };
+  const result = await reconcileFleet(fleet, providers, { clock, middleware, plan: { ...(options.destroy ? { destroy: true } : {}) }, ...(options.onEvent ? { onEvent: options.onEvent } : {}) });
+  const failures = [...result.outcomes.filter((o) => o.status !== 'done').map((o) => `${o.step.id}: ${o.error?.describe() ?? o.status}`), ...result.unplaced.map((u) => `unplaced ${u.message}`)];
+  return { planned: result.plan, ok: result.ok, failures, result };
 }
 
 /** Providers behind the core's retry middleware, with seeded jitter so runs repeat. */
@@ -182,7 +186,7 @@ describe('examples/multi-cloud: one fleet over racks, EC2 and Compute Engine', (
     expect(gce.instances.size).toBe(0);
   });
 
-  it('a zone out of capacity fails the create with CapacityExceeded, and the next plan places the VM in another zone', async () => {
+  it('a zone out of capacity fails the create with CapacityExceeded, and the same apply places the VM in another zone', async () => {
     const fleet = parseFleet({
       name: 'cap',
       providers: {
@@ -195,14 +199,46 @@ describe('examples/multi-cloud: one fleet over racks, EC2 and Compute Engine', (
     const { providers, ec2Fake } = await world(fleet);
     ec2Fake.noCapacity.add('us-east-1a/c6i.large');
 
-    const first = await reconcile(fleet, providers);
-    expect(first.planned.steps.map((s) => (s as CreateStep).host)).toEqual(['aws/us-east-1a']);
-    expect(first.failures).toEqual([expect.stringMatching(/^create:cap-web-0: no capacity for VM "cap-web-0": c6i\.large in us-east-1a: InsufficientInstanceCapacity .*new plan places the VM elsewhere/)]);
+    const events: ApplyEvent[] = [];
+    const applied = await reconcile(fleet, providers, { onEvent: (e) => events.push(e) });
 
-    const second = await reconcile(fleet, providers);
-    expect(second.planned.steps.map((s) => (s as CreateStep).host)).toEqual(['aws/us-east-1b']);
-    expect(second.failures).toEqual([]);
+    // One apply: the first round's create is refused in us-east-1a, the second places it in us-east-1b.
+    expect(applied.failures).toEqual([]);
+    expect(applied.ok).toBe(true);
+    expect(applied.planned.steps.map((s) => (s as CreateStep).host)).toEqual(['aws/us-east-1a']);
+    const [first, second] = applied.result.rounds;
+    expect(applied.result.rounds).toHaveLength(2);
+    expect(first!.result.outcomes.map((o) => `${o.step.id}: ${o.error?.describe()}`)).toEqual([expect.stringMatching(/^create:cap-web-0: no capacity for VM "cap-web-0": c6i\.large in us-east-1a: InsufficientInstanceCapacity /)]);
+    expect(second!.plan.steps.map((s) => `${s.id} → ${(s as CreateStep).host}`)).toEqual(['create:cap-web-0 → aws/us-east-1b']);
+    expect(events.flatMap((e) => (e.type === 'capacity.replan' ? [e.message] : []))).toEqual(['us-east-1a has no capacity for c6i.large: placing cap-web-0 again (us-east-1b, c6i.large)']);
     expect(ec2Fake.describe().filter((i) => i.State?.Name === 'running').map((i) => i.Placement?.AvailabilityZone)).toEqual(['us-east-1b']);
+    expect((await reconcile(fleet, providers)).planned.steps).toEqual([]);
+  });
+
+  it('a web tier spread over the zones keeps its spread when a zone runs out: every VM runs after one apply', async () => {
+    const fleet = parseFleet({
+      name: 'spread',
+      providers: {
+        onprem: { type: 'sim', hosts: [] },
+        aws: { type: 'aws', region: 'us-east-1', zones: ['us-east-1a', 'us-east-1b', 'us-east-1c'], instanceTypes: ['c6i.large'], images: { 'debian-12': '136693071363/debian-12-amd64-*' } },
+        gcp: { type: 'gcp', project: 'cap-project', zones: ['us-central1-a'], images: { 'debian-12': 'projects/debian-cloud/global/images/family/debian-12' } },
+      },
+      groups: { web: { count: 4, cpu: 2, memory: '4GiB', image: 'debian-12', placement: { providers: ['aws'], spread: { key: 'zone', maxSkew: 2 } } } },
+    });
+    const { providers, ec2Fake } = await world(fleet);
+    const short = plan(fleet, await observe(fleet, providers)).steps.map((s) => (s as CreateStep).host.split('/')[1]!).sort()[0]!;
+    ec2Fake.noCapacity.add(`${short}/c6i.large`);
+
+    const applied = await reconcile(fleet, providers);
+
+    expect(applied.failures).toEqual([]);
+    expect(applied.result.rounds.length).toBeGreaterThan(1);
+    const zones = ec2Fake.describe().filter((i) => i.State?.Name === 'running').map((i) => i.Placement!.AvailabilityZone!);
+    expect(zones).toHaveLength(4);
+    expect(zones).not.toContain(short);
+    const perZone = [...new Set(zones)].map((z) => zones.filter((x) => x === z).length);
+    expect(Math.max(...perZone) - Math.min(...perZone)).toBeLessThanOrEqual(2);
+    expect((await reconcile(fleet, providers)).planned.steps).toEqual([]);
   });
 
   it('moves VMs between providers through disk images: racks → EC2 (S3 import) → Compute Engine (EC2 export, GCS tarball import)', async () => {

@@ -3,12 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   defaultMiddlewareStack,
-  observe,
   parseFleet,
-  plan,
-  apply,
+  reconcile as reconcileFleet,
   ProviderSet,
-  type ApplyOptions,
+  type ReconcileOptions,
   type Clock,
   type FleetSpec,
   type FleetSpecInput,
@@ -34,16 +32,17 @@ export function setOf(provider: SimProvider): ProviderSet {
   return new ProviderSet(new Map([[provider.name, provider]]));
 }
 
-/** Plans and applies with instant retries and a breaker that does not trip in tests unless asked. */
-export async function reconcile(fleet: FleetSpec, provider: SimProvider, options: ApplyOptions = {}) {
-  const providers = setOf(provider);
-  const planned = plan(fleet, await observe(fleet, providers));
-  const result = await apply(planned, providers, {
+/**
+ * The core's reconcile (observe, plan, apply, and again for VMs that ran short of capacity)
+ * with instant retries and a breaker that does not trip in tests unless asked.
+ */
+export async function reconcile(fleet: FleetSpec, provider: SimProvider, options: ReconcileOptions = {}) {
+  const result = await reconcileFleet(fleet, setOf(provider), {
     clock: instantClock,
     middleware: defaultMiddlewareStack({ retry: { clock: instantClock, maxAttempts: 4 }, breaker: { clock: instantClock, threshold: 1000 }, tracing: false }),
     ...options,
   });
-  return { plan: planned, result };
+  return { plan: result.plan, result };
 }
 
 export function fleetOf(input: FleetSpecInput): FleetSpec {

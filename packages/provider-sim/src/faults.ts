@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AbortedError, InvalidInputError, NovaCronError, ThrottledError, UnreachableError, type Clock } from '@novacron/core';
+import { AbortedError, CapacityExceededError, InvalidInputError, NovaCronError, ThrottledError, UnreachableError, type Clock } from '@novacron/core';
 
 /**
  * Faults to inject, for tests: fail, hang, throttle or "crash" the Nth call of an
@@ -19,7 +19,8 @@ export const faultRule = z.strictObject({
    * `ok: false` rather than an error). @default 'start'
    */
   stage: z.string().min(1).default('start'),
-  action: z.enum(['fail', 'hang', 'throttle', 'unreachable', 'crash']),
+  /** `capacity`: a CapacityExceeded error, as a host or zone with no room left for the VM answers. */
+  action: z.enum(['fail', 'hang', 'throttle', 'unreachable', 'crash', 'capacity']),
   /** Only for VMs on this host, or only this VM. */
   host: z.string().optional(),
   vm: z.string().optional(),
@@ -106,6 +107,8 @@ export class FaultInjector {
         throw new ThrottledError(message, { context });
       case 'unreachable':
         throw new UnreachableError(message, { context });
+      case 'capacity':
+        throw new CapacityExceededError(rule.message ?? `injected capacity shortage${point.host ? `: host "${point.host}" has no room` : ''} in ${point.operation} (call ${point.call}, stage ${point.stage})`, { context });
       case 'crash':
         throw new SimulatedCrash(point.operation, point.stage);
       case 'hang':

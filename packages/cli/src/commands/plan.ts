@@ -1,12 +1,18 @@
-import { InvalidInputError, observe, parseRebalance as parseTarget, parseWeights, plan, resolveWeights, type FleetSpec, type Host, type Plan, type PlacementWeights, type ProviderSet, type RebalanceTarget } from '@novacron/core';
+import { InvalidInputError, observe, parseRebalance as parseTarget, parseWeights, plan, resolveWeights, type FleetSpec, type Host, type Plan, type PlacementWeights, type PlanOptions, type ProviderSet, type RebalanceTarget } from '@novacron/core';
 import { loadFleet, withProviders, writeJson, type GlobalOptions, type Io } from '../context.js';
 import { planJson, renderPlan } from '../output/plan.js';
 import { EXIT } from '../exit.js';
 
 export async function computePlan(fleet: FleetSpec, providers: ProviderSet, destroy = false, rebalance?: RebalanceTarget, weights?: PlacementWeights): Promise<Plan> {
+  return (await computePlanWithOptions(fleet, providers, destroy, rebalance, weights)).plan;
+}
+
+/** The plan, and the options it was made with (drained hosts named by id), for `apply` to plan again with. */
+export async function computePlanWithOptions(fleet: FleetSpec, providers: ProviderSet, destroy = false, rebalance?: RebalanceTarget, weights?: PlacementWeights): Promise<{ plan: Plan; options: PlanOptions }> {
   const observed = await observe(fleet, providers);
   const target = rebalance?.kind === 'drain' ? { ...rebalance, hosts: rebalance.hosts.map((h) => hostId(observed.hosts, h)) } : rebalance;
-  return plan(fleet, observed, { destroy, ...(target ? { rebalance: target } : {}), ...(weights ? { weights } : {}) });
+  const options: PlanOptions = { destroy, ...(target ? { rebalance: target } : {}), ...(weights ? { weights } : {}) };
+  return { plan: plan(fleet, observed, options), options };
 }
 
 /** A host given by id (`lab/host-3`) or by name (`host-3`, when one provider has it). */

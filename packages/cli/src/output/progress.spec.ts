@@ -131,4 +131,20 @@ describe('progressReporter on a terminal', () => {
     later(report, { type: 'apply.done', ok: false, done: 0, failed: 1, skipped: 1, durationMs: 30 });
     expect(term.screen()).toEqual(['  ✗ create f-web-0: boom', `${FULL} 2/2 (1 failed)`, '']);
   });
+
+  it('says when a VM short of capacity is placed again, and counts the next round on the same totals', () => {
+    const term = fakeTerminal();
+    const report = progressReporter(term.stream, { tty: true });
+    later(report, { type: 'apply.start', fleet: 'f', steps: 2 });
+    later(report, { type: 'step.done', step: step('f-web-0'), durationMs: 5 });
+    later(report, { type: 'step.failed', step: step('f-web-1'), error: new NovaCronError('CapacityExceeded', 'server', 'no room') });
+    later(report, { type: 'apply.done', ok: false, done: 1, failed: 1, skipped: 0, durationMs: 30 });
+    later(report, { type: 'capacity.replan', step: step('f-web-1'), host: 'lab/host-1', to: 'lab/host-2', round: 2, maxRounds: 3, message: 'host-1 has no room for f-web-1: placing it again (host-2)' });
+    later(report, { type: 'apply.start', fleet: 'f', steps: 1 });
+    expect(term.current()).toBe(`${'█'.repeat(15)}${'░'.repeat(15)} 1/2`);
+    later(report, { type: 'step.done', step: step('f-web-1'), durationMs: 5 });
+    later(report, { type: 'apply.done', ok: true, done: 1, failed: 0, skipped: 0, durationMs: 30 });
+    expect(term.screen()).toContain('  ↪ host-1 has no room for f-web-1: placing it again (host-2) [round 2/3]');
+    expect(term.screen().at(-2)).toBe(`${FULL} 2/2`);
+  });
 });

@@ -33,7 +33,8 @@ export function progressReporter(stream: NodeJS.WriteStream, options: { tty?: bo
   const reporter = ((event: ApplyEvent) => {
     switch (event.type) {
       case 'apply.start':
-        total = event.steps;
+        // A reconcile's later rounds add their steps to the same bar.
+        total += event.steps;
         if (tty) draw(true);
         break;
       case 'step.start':
@@ -72,6 +73,20 @@ export function progressReporter(stream: NodeJS.WriteStream, options: { tty?: bo
       case 'step.skipped':
         done++;
         if (!tty) stream.write(`  - ${event.step.kind} ${event.step.vm}: skipped, ${event.reason}\n`);
+        break;
+      case 'capacity.replan':
+        // The refused step no longer counts: the VM's new steps follow in the next round.
+        total--;
+        done--;
+        failed--;
+        if (tty) stream.write(`\r\x1b[K`);
+        stream.write(`  ↪ ${event.message} [round ${event.round}/${event.maxRounds}]\n`);
+        if (tty) draw(true);
+        break;
+      case 'capacity.unplaced':
+        if (tty) stream.write(`\r\x1b[K`);
+        stream.write(`  ✗ unplaced ${event.message}\n`);
+        if (tty) draw(true);
         break;
       case 'apply.done':
         current = '';

@@ -6,3 +6,4 @@ export * from './apply.js';
 export * from './drain.js';
 export * from './changes.js';
 export * from './adopt.js';
+export * from './reconcile.js';
