@@ -44,6 +44,9 @@ export const retention = z
   })
   .refine((r) => [r.keepLast, r.hourly, r.daily, r.weekly, r.monthly, r.yearly].some((n) => n > 0), {
     message: 'retention keeps nothing: set keepLast or at least one of hourly, daily, weekly, monthly, yearly',
+    // Only when the retention is otherwise valid: `daily: -1` or a misspelled `dayly: 7` gets
+    // its own message, not also a misleading "keeps nothing" (the count was meant to keep some).
+    when: (payload) => payload.issues.length === 0,
   });
 export type Retention = z.infer<typeof retention>;
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseFleet, parseFleetText, type FleetSpecError } from '../index.js';
+import { FleetSpecError, parseFleet, parseFleetText } from '../index.js';
 import { checkCron, checkTimeZone, parseSchedule } from './schedule.js';
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
@@ -82,5 +82,33 @@ describe('snapshot policies in the fleet spec', () => {
   it('rejects a retention that keeps nothing, and unknown semantics', () => {
     expect(() => parseFleet(fleet({ schedule: '0 3 * * *', retention: { semantics: 'proxmox' } }))).toThrow(/retention: retention keeps nothing/);
     expect(() => parseFleet(fleet({ schedule: '0 3 * * *', retention: { daily: 1, semantics: 'borg' } }))).toThrow(/groups\.db\.snapshots\.retention\.semantics/);
+  });
+
+  /** The problems parseFleet reports for a retention, as path and message. */
+  const retentionProblems = (retention: Record<string, unknown>) => {
+    try {
+      parseFleet(fleet({ schedule: '0 3 * * *', retention }));
+    } catch (error) {
+      expect(FleetSpecError.isInstance(error)).toBe(true);
+      return (error as FleetSpecError).problems.map(({ path, message }) => ({ path, message }));
+    }
+    throw new Error('expected the retention to be rejected');
+  };
+
+  it.each([
+    ['a negative count', { daily: -1 }, 'groups.db.snapshots.retention.daily', 'Too small: expected number to be >=0'],
+    ['a negative count beside a valid one', { keepLast: 3, weekly: -2 }, 'groups.db.snapshots.retention.weekly', 'Too small: expected number to be >=0'],
+    ['a fractional count', { daily: 1.5 }, 'groups.db.snapshots.retention.daily', 'Invalid input: expected int, received number'],
+    ['a count that is not a number', { daily: 'seven' }, 'groups.db.snapshots.retention.daily', 'Invalid input: expected number, received string'],
+    ['a misspelled count', { dayly: 7 }, 'groups.db.snapshots.retention.dayly', 'unknown key (did you mean "daily"?)'],
+  ])('reports %s in a retention at its path, without also saying it keeps nothing', (_what, retention, path, message) => {
+    expect(retentionProblems(retention)).toEqual([{ path, message }]);
+  });
+
+  it('says a retention keeps nothing only when every count is valid and none keeps any', () => {
+    const message = 'retention keeps nothing: set keepLast or at least one of hourly, daily, weekly, monthly, yearly';
+    expect(retentionProblems({})).toEqual([{ path: 'groups.db.snapshots.retention', message }]);
+    expect(retentionProblems({ keepLast: 0, daily: 0, semantics: 'proxmox' })).toEqual([{ path: 'groups.db.snapshots.retention', message }]);
+    expect(parseFleet(fleet({ schedule: '0 3 * * *', retention: { yearly: 1 } })).groups.db!.snapshots?.retention).toMatchObject({ yearly: 1, daily: 0 });
   });
 });

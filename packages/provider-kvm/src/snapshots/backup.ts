@@ -170,19 +170,21 @@ export class Backups {
     const name = meta.vm;
     const virsh = found.virsh;
     const opts: OpOptions = { ...sig(ctx), vm: name, operation: 'snapshot' };
-    const begin = async (m: BackupMeta): Promise<void> => {
-      // The job copies the disk as of its start (copy-before-write): the guest may go on at once.
+    // The job copies the disk as of its start (copy-before-write): the guest may go on at once.
+    // The record says what was done: quiesced only when the freeze succeeded.
+    const begin = async (m: BackupMeta): Promise<BackupMeta> => {
       const frozen = vm.agent && (await this.#freeze(virsh, name, ctx));
       try {
         await virsh.run(['backup-begin', name, `${jobDir}/.backup.xml`, ...(m.checkpoint ? [`${jobDir}/.checkpoint.xml`] : [])], opts);
       } finally {
-        if (frozen) await virsh.tryRun(['domfsthaw', name], { vm: name, operation: 'snapshot' }).catch(() => undefined);
+        if (frozen) await this.#thaw(virsh, name);
       }
+      return { ...m, consistency: frozen ? 'quiesced' : 'crash' };
     };
     progress(ctx, 'begin', 0.05);
     let current = meta;
     try {
-      await begin(current);
+      current = await begin(current);
     } catch (error) {
       if (current.kind !== 'incremental' || error instanceof AbortedError || isRetryable(error)) throw error;
       // The checkpoint's bitmap could not be used (inconsistent after a crash, say): a full.
@@ -194,7 +196,7 @@ export class Backups {
         this.s.writeMeta(targetOps, folder, current, opts),
         jobOps.run(['set -e', ...this.#jobScript(jobOps, { ...vm, checkpoints: [...vm.checkpoints, ...(current.checkpoint ? [current.checkpoint] : [])] }, current, jobDir, undefined)].join('\n'), `preparing the backup of ${name}`, opts),
       ]);
-      await begin(current);
+      current = await begin(current);
     }
     await this.#waitForJob(virsh, name, current, ctx);
     return current;
@@ -353,7 +355,7 @@ export class Backups {
         try {
           await virsh.run(['qemu-monitor-command', name, qmp('blockdev-snapshot-internal-sync')], opts);
         } finally {
-          if (frozen) await virsh.tryRun(['domfsthaw', name], { vm: name, operation: 'snapshot' }).catch(() => undefined);
+          if (frozen) await this.#thaw(virsh, name);
         }
       } else {
         await ops.run(`qemu-img snapshot -d ${ops.q(id)} ${ops.q(vm.path)} 2>/dev/null || true; qemu-img snapshot -c ${ops.q(id)} ${ops.q(vm.path)}`, `snapshotting ${vm.path}`, opts);
@@ -382,11 +384,30 @@ export class Backups {
     }
   }
 
-  /** Freezes the guest's file systems (its agent answered `inspectDisk`); false when it could not (crash-consistent then). */
+  /**
+   * Freezes the guest's file systems (its agent answered `inspectDisk`); false when it could
+   * not (crash-consistent then). A freeze that failed, timed out say, may still have frozen
+   * some or all of them in the guest: thawed at once, so the guest is never left frozen.
+   */
   async #freeze(virsh: Virsh, name: string, ctx: OperationContext): Promise<boolean> {
-    const frozen = await virsh.tryRun(['domfsfreeze', name], { ...sig(ctx), vm: name, operation: 'snapshot' });
-    if (frozen.error) this.s.log?.(`kvm: ${name}: the guest agent answers but could not freeze: ${frozen.error.message}; crash-consistent`);
-    return !frozen.error;
+    let frozen: Awaited<ReturnType<Virsh['tryRun']>>;
+    try {
+      frozen = await virsh.tryRun(['domfsfreeze', name], { ...sig(ctx), vm: name, operation: 'snapshot' });
+    } catch (error) {
+      // Aborted, or the connection lost: the freeze may have reached the agent.
+      await this.#thaw(virsh, name);
+      throw error;
+    }
+    if (!frozen.error) return true;
+    this.s.log?.(`kvm: ${name}: the guest agent answers but could not freeze: ${frozen.error.message}; crash-consistent`);
+    await this.#thaw(virsh, name);
+    return false;
+  }
+
+  /** Thaws the guest's file systems (no signal: it runs on abort too); a failure is logged, not thrown. */
+  async #thaw(virsh: Virsh, name: string): Promise<void> {
+    const thawed = await virsh.tryRun(['domfsthaw', name], { vm: name, operation: 'snapshot' }).catch((error: unknown) => ({ error: error instanceof Error ? error : new Error(String(error)) }));
+    if (thawed.error) this.s.log?.(`kvm: ${name}: could not thaw the guest's file systems: ${thawed.error.message}; run virsh domfsthaw ${name} on its host`);
   }
 }
 
