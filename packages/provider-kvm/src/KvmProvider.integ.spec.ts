@@ -68,6 +68,22 @@ function request(name: string, host: TestbedHost, patch: Partial<CreateVmRequest
   };
 }
 
+/**
+ * Runs `fn` on every host at once and waits for all of them (none is left running when the
+ * test fails), then fails with every host's error, each named.
+ */
+async function onEveryHost<T>(fn: (host: TestbedHost, i: number) => Promise<T>): Promise<T[]> {
+  const results = await Promise.allSettled(tb.hosts.map((h, i) => fn(h, i)));
+  const values: T[] = [];
+  const failed: string[] = [];
+  for (const [i, r] of results.entries()) {
+    if (r.status === 'fulfilled') values.push(r.value);
+    else failed.push(`${tb.hosts[i]!.name}: ${r.reason instanceof Error ? (r.reason.stack ?? r.reason.message) : String(r.reason)}`);
+  }
+  if (failed.length > 0) throw new Error(`failed on ${failed.length} of ${tb.hosts.length} hosts:\n${failed.join('\n\n')}`);
+  return values;
+}
+
 const domainsOf = (host: TestbedHost) => domainsOn(host, RUN);
 const volumesOf = (host: TestbedHost) => volumesOn(tb, host, RUN);
 /** Out of band: remove everything this file made, whatever state a failed test left. */
@@ -80,7 +96,7 @@ afterAll(async () => {
 });
 
 describe('KvmProvider on the testbed', () => {
-  it('reports every host: cpu, memory, free memory, pool, labels and zone from config', async () => {
+  it('reports every host: cpu, memory, free memory, pools, running VMs, labels and zone from config', async () => {
     const p = provider({ hosts: tb.hosts.map((h, i) => ({ name: h.name, address: h.address, zone: `z${i}`, labels: { rack: `r${i}` }, pricePerHour: 0.5 })) } as Partial<KvmProviderConfig>);
     const hosts = await p.inventory();
     expect(hosts.map((h) => h.name)).toEqual(tb.hosts.map((h) => h.name));
@@ -92,6 +108,15 @@ describe('KvmProvider on the testbed', () => {
       expect(Math.abs(h.capacity.memoryMiB - Math.floor(kib / 1024))).toBeLessThanOrEqual(64);
       expect(h.capacity.diskGiB).toBeGreaterThan(0);
       expect(h.freeMemoryMiB).toBeGreaterThan(256);
+      // Every pool on the host; the configured one is active, and is what capacity.diskGiB counts.
+      const pool = h.storagePools?.find((sp) => sp.name === tb.guest.pool);
+      expect(pool, `${h.name}: pools ${JSON.stringify(h.storagePools)}`).toMatchObject({ active: true });
+      expect(Math.abs(pool!.capacityGiB - h.capacity.diskGiB)).toBeLessThanOrEqual(1); // two decimals against whole GiB
+      expect(pool!.freeGiB).toBeGreaterThanOrEqual(0);
+      expect(pool!.freeGiB).toBeLessThanOrEqual(pool!.capacityGiB);
+      // Other test files run guests on these hosts meanwhile: a count, not an exact one.
+      expect(Number.isInteger(h.runningVms)).toBe(true);
+      expect(h.runningVms).toBeGreaterThanOrEqual(0);
     }
   });
 
@@ -122,30 +147,38 @@ describe('KvmProvider on the testbed', () => {
     expect(listed.filter((v) => v.group === 'life').map((v) => v.name).sort()).toEqual([...names].sort());
     expect(listed.find((v) => v.name === names[0])?.addresses[0]?.address).toMatch(/^192\.168\.122\./);
 
-    // Graceful stop: the guest handles the ACPI power button, well before the timeout.
-    const host = tb.hosts[0]!;
-    const ref = { name: names[0]!, fleet: FLEET, host: `lab/${host.name}` };
-    const t0 = Date.now();
-    expect((await p.stop(ref, { gracefulTimeoutMs: 60_000 })).state).toBe('stopped');
-    expect(Date.now() - t0).toBeLessThan(60_000);
-    expect((await p.stop(ref)).state).toBe('stopped'); // idempotent
+    // Inventory counts each host's running domains: ours at least (other files' guests come and go).
+    for (const h of await p.inventory()) expect(h.runningVms, h.name).toBeGreaterThanOrEqual(1);
 
-    // Resize while stopped (config), then start and see it booted again.
-    const resized = await p.resize(ref, { resources: { cpu: 2, memoryMiB: 160, diskGiB: 2, gpu: 0 }, specHash: 'h2', allowReboot: false });
-    expect(resized).toMatchObject({ state: 'stopped', specHash: 'h2', resources: { cpu: 2, memoryMiB: 160, diskGiB: 2 } });
-    const volInfo = await virshOnHost(host, ['vol-info', `${names[0]}-root.qcow2`, '--pool', tb.guest.pool, '--bytes']);
-    expect(volInfo).toMatch(/Capacity:\s+2147483648 bytes/);
-    expect((await p.start(ref)).state).toBe('running');
-    expect((await p.start(ref)).state).toBe('running'); // idempotent
-    await waitForGuestMarker(host, names[0]!, BOOT_MS);
+    // The rest of the lifecycle on every host at once, so three hosts take the time of one.
+    await onEveryHost(async (host, i) => {
+      const name = names[i]!;
+      const ref = { name, fleet: FLEET, host: `lab/${host.name}` };
+      // Graceful stop: the guest handles the ACPI power button, well before the timeout.
+      const t0 = Date.now();
+      expect((await p.stop(ref, { gracefulTimeoutMs: 60_000 })).state).toBe('stopped');
+      expect(Date.now() - t0).toBeLessThan(60_000);
+      expect((await p.stop(ref)).state).toBe('stopped'); // idempotent
 
-    // A running VM without hot-plug ceilings needs a reboot for more vCPUs: refused unless allowed.
-    expect(await rejection(p.resize(ref, { resources: { cpu: 3, memoryMiB: 160, diskGiB: 2, gpu: 0 }, specHash: 'h3', allowReboot: false }))).toBeInstanceOf(ConflictError);
-    // A disk grows live.
-    expect((await p.resize(ref, { resources: { cpu: 2, memoryMiB: 160, diskGiB: 3, gpu: 0 }, specHash: 'h3', allowReboot: false })).resources.diskGiB).toBe(3);
+      // Resize while stopped (config), then start and see it booted again.
+      const resized = await p.resize(ref, { resources: { cpu: 2, memoryMiB: 160, diskGiB: 2, gpu: 0 }, specHash: 'h2', allowReboot: false });
+      expect(resized).toMatchObject({ state: 'stopped', specHash: 'h2', resources: { cpu: 2, memoryMiB: 160, diskGiB: 2 } });
+      const volInfo = await virshOnHost(host, ['vol-info', `${name}-root.qcow2`, '--pool', tb.guest.pool, '--bytes']);
+      expect(volInfo).toMatch(/Capacity:\s+2147483648 bytes/);
+      expect((await p.start(ref)).state).toBe('running');
+      expect((await p.start(ref)).state).toBe('running'); // idempotent
+      await waitForGuestMarker(host, name, BOOT_MS);
 
-    // Forced stop, then delete everything, twice.
-    expect((await p.stop({ name: ref.name, fleet: FLEET }, { force: true })).state).toBe('stopped'); // found without its host
+      // A running VM without hot-plug ceilings needs a reboot for more vCPUs: refused unless allowed.
+      expect(await rejection(p.resize(ref, { resources: { cpu: 3, memoryMiB: 160, diskGiB: 2, gpu: 0 }, specHash: 'h3', allowReboot: false }))).toBeInstanceOf(ConflictError);
+      // A disk grows live.
+      expect((await p.resize(ref, { resources: { cpu: 2, memoryMiB: 160, diskGiB: 3, gpu: 0 }, specHash: 'h3', allowReboot: false })).resources.diskGiB).toBe(3);
+
+      // Forced stop, found without its host.
+      expect((await p.stop({ name, fleet: FLEET }, { force: true })).state).toBe('stopped');
+    });
+
+    // Delete everything, twice.
     await Promise.all(names.map((name, i) => p.delete({ name, fleet: FLEET, host: `lab/${tb.hosts[i]!.name}` })));
     await Promise.all(names.map((name) => p.delete({ name, fleet: FLEET })));
     for (const h of tb.hosts) {

@@ -27,6 +27,7 @@ import {
   type ResizeRequest,
   type Resources,
   type StopOptions,
+  type StoragePool,
   type UnownedVm,
   type VmAddress,
   type VmRecord,
@@ -50,7 +51,7 @@ import { assertName } from './names.js';
 import { SshPool } from './ssh/SshPool.js';
 import type { Transport } from './transport.js';
 import { readHostState, type DomainView, type HostState } from './virsh/hostState.js';
-import type { Lease } from './virsh/parsers.js';
+import type { Lease, PoolInfo } from './virsh/parsers.js';
 import { Virsh } from './virsh/Virsh.js';
 import { imageOfBackingFile, type BaseVolume, type ImageConfig } from './images.js';
 import { ImageCache, type ImageCacheStats } from './image-cache/ImageCache.js';
@@ -173,7 +174,7 @@ export class KvmProvider implements Provider {
     return Promise.all(
       [...this.hosts.values()].map(async (host): Promise<Host> => {
         try {
-          const state = await readHostState(this.virshFor(host.name), { node: true, pool: host.pool, signal: signalOf(ctx), operation: 'inventory' });
+          const state = await readHostState(this.virshFor(host.name), { node: true, pool: host.pool, pools: true, signal: signalOf(ctx), operation: 'inventory' });
           return this.#toHost(host, state);
         } catch (error) {
           // One host down must not hide the others from placement: it is reported down.
@@ -1014,6 +1015,8 @@ export class KvmProvider implements Provider {
       pricePerHour: host.pricePerHour,
       state: state ? 'up' : 'down',
       ...(state?.memory ? { freeMemoryMiB: Math.floor(state.memory.availableKiB / 1024) } : {}),
+      ...(state?.pools ? { storagePools: state.pools.map(toStoragePool) } : {}),
+      ...(state ? { runningVms: state.runningDomains } : {}),
     };
   }
 
@@ -1059,6 +1062,12 @@ export class KvmProvider implements Provider {
       ...(meta?.createdAt ? { createdAt: meta.createdAt } : {}),
     };
   }
+}
+
+/** A pool as inventory reports it: sizes in GiB to two decimals; an inactive pool reports none (0). */
+function toStoragePool(pool: PoolInfo): StoragePool {
+  const gib = (bytes: number) => Math.round((bytes / 1024 ** 3) * 100) / 100;
+  return { name: pool.name, capacityGiB: gib(pool.capacityBytes), freeGiB: gib(pool.availableBytes), active: pool.state === 'running' };
 }
 
 function leaseAddresses(macs: readonly string[], leases: readonly Lease[]): VmAddress[] {

@@ -58,6 +58,21 @@ describe('SimProvider', () => {
     expect(sim.world.count('volumes')).toBe(0);
   });
 
+  it('reports running VMs and the disk as one pool per host, and neither for a host that is down', async () => {
+    const sim = open();
+    await sim.create(request('f-web-0'));
+    await sim.create(request('f-web-1'));
+    await sim.stop({ name: 'f-web-1', fleet: 'f' });
+    const h1 = (await sim.inventory()).find((h) => h.name === 'h1')!;
+    expect(h1.runningVms).toBe(1);
+    expect(h1.storagePools).toEqual([{ name: 'default', capacityGiB: 100, freeGiB: 80, active: true }]);
+    expect((await sim.inventory()).find((h) => h.name === 'h2')!.runningVms).toBe(0);
+    sim.setHostState('h1', 'down');
+    const down = (await sim.inventory()).find((h) => h.name === 'h1')!;
+    expect(down.runningVms).toBeUndefined();
+    expect(down.storagePools).toBeUndefined();
+  });
+
   it('makes operations on a down host fail as retryable Unreachable', async () => {
     const sim = open();
     await sim.create(request('f-web-0'));

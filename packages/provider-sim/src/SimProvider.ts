@@ -123,7 +123,9 @@ export class SimProvider implements Provider {
 
   async inventory(ctx: OperationContext = {}): Promise<readonly Host[]> {
     await this.#enter('inventory', ctx, {});
-    return [...this.world.values('hosts')].map((h) => this.#toHost(h));
+    const running = new Map<string, number>();
+    for (const vm of this.world.values('vms')) if (vm.state === 'running') running.set(vm.host, (running.get(vm.host) ?? 0) + 1);
+    return [...this.world.values('hosts')].map((h) => this.#toHost(h, running.get(h.name) ?? 0));
   }
 
   async list(fleet: string, ctx: OperationContext = {}): Promise<readonly VmRecord[]> {
@@ -520,7 +522,9 @@ export class SimProvider implements Provider {
     }
   }
 
-  #toHost(h: SimHost): Host {
+  /** A host as inventory reports it; a host that is down reports no running VMs or pool, as a KVM host out of reach would not. */
+  #toHost(h: SimHost, runningVms: number): Host {
+    const allocated = { ...this.world.allocated(h.name) };
     return {
       id: hostId(this.name, h.name),
       provider: this.name,
@@ -529,10 +533,17 @@ export class SimProvider implements Provider {
       ...(h.region ? { region: h.region } : {}),
       labels: h.labels,
       capacity: h.capacity,
-      allocated: { ...this.world.allocated(h.name) },
+      allocated,
       overcommit: h.overcommit,
       pricePerHour: h.pricePerHour,
       state: h.state,
+      ...(h.state === 'down'
+        ? {}
+        : {
+            // The host's disk as one pool, as a KVM host's `default` pool would be.
+            storagePools: [{ name: 'default', capacityGiB: h.capacity.diskGiB, freeGiB: Math.max(0, h.capacity.diskGiB - allocated.diskGiB), active: true }],
+            runningVms,
+          }),
     };
   }
 

@@ -40,7 +40,7 @@ function vmTable(vms: readonly VmRecord[]): string {
 function hostTable(hosts: readonly Host[], counts: ReadonlyMap<string, number>): string {
   const shown = hosts.slice(0, 100);
   const out = table(
-    ['HOST', 'ZONE', 'STATE', 'CPU USED', 'MEMORY USED', 'FLEET VMS', '$/H'],
+    ['HOST', 'ZONE', 'STATE', 'CPU USED', 'MEMORY USED', 'FLEET VMS', 'RUNNING', '$/H'],
     shown.map((h) => [
       h.id,
       h.zone,
@@ -48,6 +48,8 @@ function hostTable(hosts: readonly Host[], counts: ReadonlyMap<string, number>):
       h.instanceTypes ? 'elastic' : `${h.allocated.cpu}/${h.capacity.cpu * h.overcommit.cpu}`,
       h.instanceTypes ? 'elastic' : `${formatMiB(h.allocated.memoryMiB)}/${formatMiB(h.capacity.memoryMiB * h.overcommit.memory)}`,
       counts.get(h.id) ?? 0,
+      // Every VM running on the host, the fleet's or not; '-' where the provider does not say.
+      h.runningVms ?? '-',
       h.pricePerHour.toFixed(2),
     ]),
   );

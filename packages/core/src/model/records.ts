@@ -45,6 +45,22 @@ export interface Host {
   readonly instanceTypes?: readonly InstanceType[];
   /** Free memory the host reports right now (KVM), as opposed to what is allocated. */
   readonly freeMemoryMiB?: number;
+  /**
+   * The host's storage pools, every one, active or not (KVM: libvirt's pools; sim: one
+   * pool of the host's disk). Informational: placement uses `capacity.diskGiB`.
+   */
+  readonly storagePools?: readonly StoragePool[];
+  /** VMs running on the host right now, every one, whether this fleet owns it or not. */
+  readonly runningVms?: number;
+}
+
+/** A storage pool on a host, as the provider reports it. */
+export interface StoragePool {
+  readonly name: string;
+  readonly capacityGiB: number;
+  readonly freeGiB: number;
+  /** Started and usable (libvirt: state `running`). An inactive pool reports no sizes (0). */
+  readonly active: boolean;
 }
 
 export type VmState = 'creating' | 'running' | 'stopped' | 'migrating' | 'error' | 'unknown';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { parseDomainXml, type DomainInfo } from '../domain/domainXml.js';
-import { parseDomainDump, parseLeases, parseNodeInfo, parseNodeMemStats, parsePoolInfo, type Lease, type NodeInfo, type NodeMemStats, type PoolInfo } from './parsers.js';
+import { parseDomainDump, parseLeases, parseNodeInfo, parseNodeMemStats, parsePoolInfo, parsePoolInfos, type Lease, type NodeInfo, type NodeMemStats, type PoolInfo } from './parsers.js';
 import type { Virsh } from './Virsh.js';
 import { virshError } from './virshErrors.js';
 
@@ -14,8 +14,12 @@ export interface HostState {
   readonly node?: NodeInfo;
   readonly memory?: NodeMemStats;
   readonly pool?: PoolInfo;
+  /** Every storage pool on the host, active or not (asked for with `pools`; absent if virsh could not list them). */
+  readonly pools?: readonly PoolInfo[];
   readonly leases: readonly Lease[];
   readonly domains: readonly DomainView[];
+  /** Domains in state `running`, every one on the host, including those whose XML could not be read. */
+  readonly runningDomains: number;
   /** What the request's `prelude` printed. */
   readonly prelude?: string;
 }
@@ -24,6 +28,8 @@ export interface HostStateRequest {
   /** nodeinfo, nodememstats and the pool: what inventory and capacity checks need. */
   readonly node?: boolean;
   readonly pool?: string;
+  /** Every storage pool's `pool-info`, for inventory. A failure to list them is not an error: `pools` is left out. */
+  readonly pools?: boolean;
   /** DHCP leases of this network, for VM addresses. */
   readonly network?: string;
   readonly signal?: AbortSignal;
@@ -53,6 +59,14 @@ export async function readHostState(virsh: Virsh, request: HostStateRequest): Pr
     ...(request.prelude ? [`{\n${request.prelude}\n}; s prelude $?`] : []),
     ...(request.node ? [`${v(['nodeinfo'])}; s nodeinfo $?`, `${v(['nodememstats'])}; s memstats $?`] : []),
     ...(request.pool ? [`${v(['pool-info', '--bytes', request.pool])}; s pool $?`] : []),
+    ...(request.pools
+      ? [
+          // As for domains below: pools by UUID (nothing to quote), all in one virsh process.
+          `p=$(${v(['pool-list', '--all', '--uuid'])}); prc=$?`,
+          `c=''; for x in $p; do case $x in *[!0-9a-f-]*) ;; *) c="$c pool-info --bytes $x;" ;; esac; done`,
+          `if [ $prc -eq 0 ] && [ -n "$c" ]; then ${virsh.commandLine([])} "$c" </dev/null; fi; s pools $prc`,
+        ]
+      : []),
     ...(request.network ? [`${v(['net-dhcp-leases', request.network])}; s leases $?`] : []),
     `u=$(${v(['list', '--all', '--uuid'])}); rc=$?`,
     `c=''; for x in $u; do case $x in *[!0-9a-f-]*) ;; *) c="$c domstate $x; dumpxml --inactive $x;" ;; esac; done`,
@@ -73,7 +87,9 @@ export async function readHostState(virsh: Virsh, request: HostStateRequest): Pr
     return section.text;
   };
   const domains: DomainView[] = [];
+  let runningDomains = 0;
   for (const dumped of parseDomainDump(must('domains'))) {
+    if (dumped.state === 'running') runningDomains++;
     // A domain whose XML cannot be read is skipped for listing, never adopted or touched.
     try {
       domains.push({ state: dumped.state, info: parseDomainXml(dumped.xml) });
@@ -82,12 +98,15 @@ export async function readHostState(virsh: Virsh, request: HostStateRequest): Pr
     }
   }
   const leasesSection = sections.get('leases');
+  const poolsSection = request.pools ? sections.get('pools') : undefined;
   const prelude = request.prelude ? must('prelude') : undefined;
   return {
     ...(prelude !== undefined ? { prelude } : {}),
     ...(request.node ? { node: parseNodeInfo(must('nodeinfo')), memory: parseNodeMemStats(must('memstats')) } : {}),
     ...(request.pool ? { pool: parsePoolInfo(must('pool')) } : {}),
+    ...(poolsSection && poolsSection.code === 0 ? { pools: parsePoolInfos(poolsSection.text) } : {}),
     leases: leasesSection && leasesSection.code === 0 ? parseLeases(leasesSection.text) : [],
     domains,
+    runningDomains,
   };
 }

@@ -57,6 +57,17 @@ export function parsePoolInfo(text: string): PoolInfo {
   return { name: f.get('name') ?? '', state: f.get('state') ?? '', capacityBytes: bytes('capacity'), allocationBytes: bytes('allocation'), availableBytes: bytes('available') };
 }
 
+/**
+ * Several `pool-info --bytes` outputs printed by one virsh process, one per pool: a block
+ * per `Name:` line. An inactive pool prints no sizes (0 here).
+ */
+export function parsePoolInfos(text: string): PoolInfo[] {
+  return text
+    .split(/\n(?=Name:)/)
+    .filter((block) => /^Name:/m.test(block))
+    .map(parsePoolInfo);
+}
+
 export interface Lease {
   readonly mac: string;
   readonly address: string;
