@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import type { SshEndpoint } from './config.js';
 import type { ExecRequest, ExecResult, Transport } from './transport.js';
 
@@ -9,6 +10,29 @@ export interface RecordedCommand {
   readonly host: string;
   readonly command: string;
   readonly stdin?: Buffer | string;
+}
+
+/**
+ * Runs every command with the local /bin/sh, as a host's shell would (stdin passed on):
+ * the command layer tested for real without a host. `env` is the shell's whole
+ * environment — put fake tools (a `virsh` script) first on its PATH.
+ */
+export function localShellTransport(env: NodeJS.ProcessEnv = process.env): Transport {
+  return {
+    exec: (_endpoint, request) =>
+      new Promise((resolve, reject) => {
+        const child = spawn('/bin/sh', ['-c', request.command], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ stdout, stderr, code }));
+        // A command that never reads its stdin may have exited already: EPIPE is no failure.
+        child.stdin.on('error', () => undefined);
+        child.stdin.end(request.stdin ?? '');
+      }),
+  };
 }
 
 /** Answers every command with `respond` (default: exit 0, no output) and records it. */

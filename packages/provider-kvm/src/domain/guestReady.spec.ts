@@ -1,11 +1,10 @@
-import { execFile } from 'node:child_process';
 import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { kvmProviderConfig, type Clock } from '@novacron/core';
 import { KvmProvider } from '../KvmProvider.js';
-import type { Transport } from '../transport.js';
+import { localShellTransport } from '../testing.js';
 import { buildDomainXml } from './domainXml.js';
 import { STILL_RUNNING_MS, watchGuest } from './guestReady.js';
 
@@ -32,16 +31,7 @@ function host(readyMarker?: string) {
   writeFileSync(join(dir, 'bin', 'virsh'), FAKE_VIRSH);
   chmodSync(join(dir, 'bin', 'virsh'), 0o755);
   const env = { ...process.env, PATH: `${join(dir, 'bin')}:${process.env['PATH'] ?? ''}`, FAKE_VIRSH_DIR: join(dir, 'domains') };
-  const transport: Transport = {
-    exec: (_endpoint, request) =>
-      new Promise((resolve) => {
-        const child = execFile('sh', ['-c', request.command], { env }, (error, stdout, stderr) => {
-          resolve({ stdout, stderr, code: error ? (typeof error.code === 'number' ? error.code : 1) : 0 });
-        });
-        child.stdin?.on('error', () => undefined); // a command that reads nothing may exit first
-        child.stdin?.end(request.stdin ?? '');
-      }),
-  };
+  const transport = localShellTransport(env);
   /** Sleeps move time on and let the test change the world at a given time. */
   let now = 0;
   const at: { ms: number; run: () => void }[] = [];

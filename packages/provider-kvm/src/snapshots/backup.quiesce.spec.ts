@@ -13,7 +13,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { kvmProviderConfig, type Clock } from '@novacron/core';
 import { KvmProvider } from '../KvmProvider.js';
 import { NOVACRON_XMLNS } from '../domain/metadata.js';
-import type { Transport } from '../transport.js';
+import { localShellTransport } from '../testing.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nc-quiesce-'));
 const bin = join(dir, 'bin');
@@ -97,12 +97,7 @@ chmodSync(join(bin, 'virsh'), 0o755);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Runs every command through /bin/sh with the fake virsh first on PATH (stdin passed on). */
-const shell: Transport = {
-  async exec(_endpoint, request) {
-    const r = spawnSync('/bin/sh', ['-c', request.command], { env: { PATH: `${bin}:/usr/bin:/bin` }, encoding: 'utf8', input: request.stdin ?? '' });
-    return { stdout: r.stdout, stderr: r.stderr, code: r.status };
-  },
-};
+const shell = localShellTransport({ PATH: `${bin}:/usr/bin:/bin` });
 
 const clock: Clock = { now: () => Date.parse('2026-02-01T02:00:00.000Z'), sleep: async () => undefined };
 

@@ -1,11 +1,11 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { KvmProviderConfig } from '@novacron/core';
 import type { KvmHost, SshEndpoint } from '../config.js';
-import type { Transport } from '../transport.js';
+import { localShellTransport } from '../testing.js';
 import { Virsh } from '../virsh/Virsh.js';
 import { Catalog } from './catalog.js';
 import { checkpointName, DATA_FILE, META_FILE } from './layout.js';
@@ -15,20 +15,7 @@ import { BackupStore, type KvmSnapshotsHost } from './store.js';
 const MiB = 1024 * 1024;
 
 /** Runs every command with the local /bin/sh: the backup folders are a temporary directory. */
-const localSh: Transport = {
-  exec: (_host, request) =>
-    new Promise((resolve, reject) => {
-      const child = spawn('/bin/sh', ['-c', request.command], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ stdout, stderr, code }));
-      child.stdin.on('error', () => undefined); // a script that does not read its stdin
-      child.stdin.end(request.stdin ?? '');
-    }),
-};
+const localSh = localShellTransport();
 
 function catalogOn(backupDir: string): Catalog {
   const ssh = { label: 'h1', address: 'x', port: 22, user: 'root', auth: {} } as unknown as SshEndpoint;

@@ -1,11 +1,10 @@
-import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConflictError, NotFoundError } from '@novacron/core';
 import type { SshEndpoint } from '../config.js';
-import { recordingTransport } from '../testing.js';
+import { localShellTransport, recordingTransport } from '../testing.js';
 import type { Transport } from '../transport.js';
 import { splitMarked, Virsh, virshCommandLine } from './Virsh.js';
 
@@ -29,15 +28,7 @@ exit 0
 );
 chmodSync(join(bin, 'virsh'), 0o755);
 
-const localShell: Transport = {
-  exec: (_host, request) =>
-    new Promise((resolve) => {
-      const child = execFile('/bin/sh', ['-c', request.command], { env: { PATH: `${bin}:/usr/bin:/bin` }, encoding: 'utf8' }, (error, stdout, stderr) => {
-        resolve({ stdout, stderr, code: error ? (typeof error.code === 'number' ? error.code : 1) : 0 });
-      });
-      child.stdin?.end(request.stdin ?? '');
-    }),
-};
+const localShell = localShellTransport({ PATH: `${bin}:/usr/bin:/bin` });
 
 const endpoint = { label: 'hv1', address: '127.0.0.1', port: 22, user: 'root' } as SshEndpoint;
 const virsh = new Virsh(localShell, endpoint, 'lab');

@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { kvmProviderConfig } from '@novacron/core';
 import type { SshEndpoint } from '../config.js';
 import { KvmProvider } from '../KvmProvider.js';
-import { recordingTransport } from '../testing.js';
+import { localShellTransport, recordingTransport } from '../testing.js';
 import type { Transport } from '../transport.js';
 import { readHostState } from './hostState.js';
 import { parsePoolInfos } from './parsers.js';
@@ -45,17 +44,7 @@ esac
 );
 chmodSync(join(bin, 'virsh'), 0o755);
 
-const shell = (env: Record<string, string> = {}): Transport => ({
-  exec: (_host, request) =>
-    new Promise((resolve) => {
-      const child = execFile('/bin/sh', ['-c', request.command], { env: { PATH: `${bin}:/usr/bin:/bin`, ...env }, encoding: 'utf8' }, (error, stdout, stderr) => {
-        resolve({ stdout, stderr, code: error ? (typeof error.code === 'number' ? error.code : 1) : 0 });
-      });
-      // The fake never reads stdin: a write after it exited must not fail the run (EPIPE).
-      child.stdin?.on('error', () => undefined);
-      child.stdin?.end(request.stdin ?? '');
-    }),
-});
+const shell = (env: Record<string, string> = {}) => localShellTransport({ PATH: `${bin}:/usr/bin:/bin`, ...env });
 
 const endpoint = { label: 'hv1', address: '127.0.0.1', port: 22, user: 'root' } as SshEndpoint;
 
