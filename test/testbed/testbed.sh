@@ -405,8 +405,8 @@ host_init() {
   echo $$ >"$h/pids/holder.pid"
   hostname "$name"
   # Mount points that a fresh machine may lack (root may never have run ssh).
-  mkdir -p /etc/libvirt /var/lib/libvirt /run/libvirt /var/log/libvirt /var/cache/libvirt /root/.ssh
-  chmod 700 /root/.ssh
+  mkdir -p /etc/libvirt /var/lib/libvirt /run/libvirt /var/log/libvirt /var/cache/libvirt
+  [ -d /root/.ssh ] || install -d -m 700 /root/.ssh
   mount --bind "$h/etc-libvirt" /etc/libvirt
   mount --bind "$h/lib" /var/lib/libvirt
   mount --bind "$h/run" /run/libvirt
