@@ -20,6 +20,15 @@ const scenarios: { op: string; stages: string[]; scenario: Scenario }[] = [
   { op: 'delete', stages: ['start', 'volumes-deleted'], scenario: { name: 'a replace (delete half)', before: base, after: withWeb({ image: 'debian-13' }) } },
   { op: 'create', stages: ['start', 'volume', 'define', 'end'], scenario: { name: 'a replace (create half)', before: base, after: withWeb({ image: 'debian-13' }) } },
   {
+    op: 'resize',
+    stages: ['start', 'nics', 'nics-detached'],
+    scenario: {
+      name: 'a NIC change (attach, detach, model)',
+      before: withWeb({ nics: [{ network: 'default' }, { network: 'old' }] }),
+      after: withWeb({ nics: [{ network: 'default', model: 'e1000e' }, { network: 'lan2' }] }),
+    },
+  },
+  {
     op: 'start',
     stages: ['start'],
     scenario: { name: 'restarting stopped VMs', before: base, after: base, prepare: (sim) => stopAll(sim) },

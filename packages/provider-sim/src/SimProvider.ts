@@ -38,13 +38,16 @@ import {
   type UnownedVm,
   type BootCheckOptions,
   type BootCheckResult,
+  type NicSpec,
+  diffNics,
+  nicDiffIsEmpty,
 } from '@novacron/core';
 import { FaultInjector, SimulatedCrash } from './faults.js';
 import { checkArtifact, exportDisk } from './images.js';
 import { migrationInputs, simulateMigration } from './migration.js';
 import { SimDisks } from './snapshots.js';
 import { WorldStore } from './store.js';
-import { World, type SimHost, type SimVm } from './world.js';
+import { World, type SimHost, type SimNic, type SimVm } from './world.js';
 
 export interface SimProviderOptions {
   readonly name: string;
@@ -77,6 +80,7 @@ export class SimProvider implements Provider {
     imageImport: true,
     adopt: true,
     awaitReady: true,
+    hotplugNics: true,
   };
   readonly name: string;
   readonly faults: FaultInjector;
@@ -151,6 +155,7 @@ export class SimProvider implements Provider {
     }
     const target = existing?.host ?? host.name;
     if (!existing) this.#assertRoom(host, request.resources, request.name);
+    if (request.nics) this.#assertNetworks(request.nics, request.name, 'create');
 
     const vm: SimVm = existing ?? {
       name: request.name,
@@ -168,6 +173,7 @@ export class SimProvider implements Provider {
       workingSetMiB: request.workload?.workingSetMiB ?? Math.round(request.resources.memoryMiB / 4),
       dirtyRateMiBps: request.workload?.dirtyRateMiBps ?? 8,
       ...(request.instanceType ? { instanceType: request.instanceType } : {}),
+      ...(request.nics ? { nics: request.nics.map((nic) => ({ network: nic.network, model: nic.model ?? 'virtio', mac: this.#mac() })) } : {}),
     };
     // Ownership is recorded before anything else is made, so a crash leaves a VM the
     // fleet can see (state "creating") and finish or remove on the next run.
@@ -206,8 +212,9 @@ export class SimProvider implements Provider {
   }
 
   async resize(ref: VmRef, request: ResizeRequest, ctx: OperationContext = {}): Promise<VmRecord> {
-    await this.#enter('resize', ctx, { vm: ref.name });
+    const stage = await this.#enter('resize', ctx, { vm: ref.name });
     const vm = this.#owned(ref, 'resize');
+    if (request.nics) this.#assertNetworks(request.nics, vm.name, 'resize');
     const host = this.#host(vm.host, 'resize');
     const delta: Resources = {
       cpu: Math.max(0, request.resources.cpu - vm.resources.cpu),
@@ -225,6 +232,9 @@ export class SimProvider implements Provider {
       throw new ConflictError(`the change to "${vm.name}" needs a reboot, which is not allowed`, { context });
     }
     this.#assertRoom(host, delta, vm.name);
+    // Every check is made before anything changes. NICs first: detaches, then attaches, each
+    // written as it is made, so a crash between them leaves what a re-run finishes.
+    if (request.nics) await this.#hotplugNics(vm, request.nics, stage);
     const volume = this.world.get('volumes', `${vm.name}-root`);
     if (volume) this.world.put('volumes', volume.name, { ...volume, sizeGiB: request.resources.diskGiB });
     const labels = request.labels ? { ...vm.labels, ...request.labels } : vm.labels;
@@ -409,6 +419,45 @@ export class SimProvider implements Provider {
   // ---- internals ------------------------------------------------------------------------
 
   /** Counts the call, waits the configured latency, fires faults at its start; returns the stage hook. */
+  /** NICs only on the networks the config declares (any when it declares none). */
+  #assertNetworks(nics: readonly NicSpec[], vm: string, operation: string): void {
+    const known = this.#config.networks;
+    const missing = known ? nics.filter((n) => !known.includes(n.network)) : [];
+    if (missing.length > 0) {
+      throw new NotFoundError(`network "${missing[0]!.network}" does not exist in the simulated datacenter`, {
+        context: { provider: this.name, vm, operation },
+        hint: `networks: ${known!.join(', ')}; nothing was changed`,
+      });
+    }
+  }
+
+  /** The VM's NICs as the sim reports them: one virtio NIC on `default` for a VM made without declared NICs. */
+  #nicsOf(vm: SimVm): readonly SimNic[] {
+    return vm.nics ?? [{ network: 'default', model: 'virtio', mac: macOf(0, Number(vm.id.replace(/\D/g, '')) || 0) }];
+  }
+
+  /** A MAC for a NIC the sim makes (default NICs take theirs from the VM's id instead). */
+  #mac(): string {
+    return macOf(1, this.world.next('nic'));
+  }
+
+  /** Stage `nics` before any NIC changes (a `fail` there is a refused hot-plug), `nics-detached` between detaches and attaches. */
+  async #hotplugNics(vm: SimVm, want: readonly NicSpec[], stage: (name: string) => Promise<void>): Promise<SimVm> {
+    const have = this.#nicsOf(vm);
+    const diff = diffNics(want, have);
+    if (nicDiffIsEmpty(diff)) return vm;
+    await stage('nics');
+    const gone = new Set<object>([...diff.detach, ...diff.remodel.map((r) => r.from)]);
+    let current = this.#update(vm, { nics: have.filter((n) => !gone.has(n)) });
+    await stage('nics-detached');
+    const attached: SimNic[] = [
+      ...diff.remodel.map((r) => ({ network: r.to.network, model: r.to.model ?? 'virtio', mac: r.from.mac! })),
+      ...diff.attach.map((n) => ({ network: n.network, model: n.model ?? 'virtio', mac: this.#mac() })),
+    ];
+    current = this.#update(current, { nics: [...(current.nics ?? []), ...attached] });
+    return current;
+  }
+
   async #enter(operation: string, ctx: OperationContext, where: { vm?: string; host?: string }) {
     const call = this.faults.call(operation);
     const latency = this.#config.latency[operation as keyof SimProviderConfig['latency']];
@@ -565,7 +614,14 @@ export class SimProvider implements Provider {
       labels: vm.labels,
       addresses: [{ address: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`, source: 'api' }],
       createdAt: vm.createdAt,
+      nics: this.#nicsOf(vm).map((n) => ({ network: n.network, mac: n.mac, model: n.model })),
       ...(vm.instanceType ? { instanceType: vm.instanceType } : {}),
     };
   }
+}
+
+/** A MAC in QEMU's 52:54 range: `space` keeps default NICs (0) apart from made ones (1). */
+function macOf(space: number, n: number): string {
+  const hex = (n % 0x1000000).toString(16).padStart(6, '0');
+  return `52:54:0${space}:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4, 6)}`;
 }

@@ -15,7 +15,8 @@ export const faultRule = z.strictObject({
   /**
    * Where inside the operation: create: start, volume, define, end; delete: start,
    * volumes-deleted; migrate: start, link (the link breaks midway: the VM stays on the
-   * source), switch; awaitReady: start, guest (`fail` there: the guest never comes up,
+   * source), switch; resize: start, nics (`fail` there: a refused NIC hot-plug),
+   * nics-detached; awaitReady: start, guest (`fail` there: the guest never comes up,
    * `ok: false` rather than an error). @default 'start'
    */
   stage: z.string().min(1).default('start'),

@@ -31,6 +31,14 @@ export interface SimVm {
   readonly workingSetMiB: number;
   readonly dirtyRateMiBps: number;
   readonly instanceType?: string;
+  /** Absent on VMs made before NICs were modelled (and by default): one virtio NIC on `default`. */
+  readonly nics?: readonly SimNic[];
+}
+
+export interface SimNic {
+  readonly network: string;
+  readonly mac: string;
+  readonly model: string;
 }
 
 export interface SimVolume {

@@ -1,5 +1,5 @@
 import * as pulumi from '@pulumi/pulumi';
-import type { Capabilities, CloudInit, GroupSpec, MigrationPolicy, ProviderConfig, Resources, SnapshotPolicy } from '@novacron/core';
+import type { Capabilities, CloudInit, GroupSpec, MigrationPolicy, NicSpec, ProviderConfig, Resources, SnapshotPolicy, VmNic } from '@novacron/core';
 import { vmProvider } from './provider/vmProvider.js';
 import type { VmLastChange } from './runtime/vmInputs.js';
 
@@ -22,6 +22,8 @@ export interface VmArgs {
   readonly specHash: pulumi.Input<string>;
   /** Kept as a secret: user data often carries passwords. */
   readonly cloudInit?: pulumi.Input<CloudInit | undefined>;
+  /** The group's NICs; absent: the provider's default NIC, never compared. */
+  readonly nics?: pulumi.Input<readonly NicSpec[] | undefined>;
   readonly workload?: pulumi.Input<{ workingSetMiB?: number; dirtyRateMiBps?: number } | undefined>;
   readonly migration: pulumi.Input<MigrationPolicy>;
   readonly snapshots?: pulumi.Input<SnapshotPolicy | undefined>;
@@ -52,12 +54,14 @@ export class Vm extends pulumi.dynamic.Resource {
   declare readonly resources: pulumi.Output<Resources>;
   declare readonly image: pulumi.Output<string>;
   declare readonly lastChange: pulumi.Output<VmLastChange | undefined>;
+  /** The NICs the provider reports (network, MAC, model). */
+  declare readonly observedNics: pulumi.Output<VmNic[] | undefined>;
 
   constructor(name: string, args: VmArgs, opts: pulumi.CustomResourceOptions = {}) {
     super(
       vmProvider,
       name,
-      { ...args, zone: undefined, addresses: undefined, state: undefined, vmId: undefined, lastChange: undefined },
+      { ...args, zone: undefined, addresses: undefined, state: undefined, vmId: undefined, lastChange: undefined, observedNics: undefined },
       { ...opts, additionalSecretOutputs: [...(opts.additionalSecretOutputs ?? []), 'credentials', 'cloudInit'] },
       'novacron',
       'Vm',

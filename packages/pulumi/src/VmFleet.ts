@@ -124,6 +124,7 @@ export class VmFleet extends pulumi.ComponentResource {
             labels: spec.apply((g) => g.labels),
             specHash: spec.apply(groupSpecHash),
             cloudInit: pulumi.secret(spec.apply((g) => g.cloudInit)),
+            nics: spec.apply((g) => g.nics),
             workload: spec.apply((g) => workloadOf(g)),
             migration: spec.apply((g) => g.migration),
             snapshots: spec.apply((g) => g.snapshots),

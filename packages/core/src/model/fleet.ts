@@ -7,6 +7,28 @@ import { size } from './units.js';
 
 export const MAX_FLEET_NAME = 30;
 export const MAX_GROUP_NAME = 24;
+/** NICs per VM: what every provider takes (EC2's smallest types take 2 to 4; KVM, GCE up to 8 or more). */
+export const MAX_NICS = 8;
+
+/** NIC models a KVM guest can be given; cloud providers choose their own and ignore this. */
+export const NIC_MODELS = ['virtio', 'e1000e', 'e1000', 'rtl8139'] as const;
+export type NicModel = (typeof NIC_MODELS)[number];
+
+/**
+ * One network interface. `network` is what the provider attaches it to: a libvirt network
+ * on KVM, a subnet id on EC2 (`subnet-…`), a VPC network (`network` or `network/subnetwork`)
+ * on Compute Engine, any name on the sim.
+ */
+export const nicSpec = z.strictObject({
+  network: z
+    .string()
+    .min(1, 'name the network the NIC attaches to')
+    .max(255)
+    .refine((n) => !/\s/.test(n) && ![...n].some((c) => c.charCodeAt(0) < 0x20), 'network names have no spaces or control characters'),
+  /** KVM only: the virtual NIC's device model. @default the provider's (virtio on KVM) */
+  model: z.enum(NIC_MODELS).optional(),
+});
+export type NicSpec = z.infer<typeof nicSpec>;
 
 export const placementRules = z.strictObject({
   /** Only these providers (by their name in `providers`) may host the group. */
@@ -56,6 +78,12 @@ export const groupSpec = z.strictObject({
   snapshots: snapshotPolicy.optional(),
   cloudInit: cloudInit.optional(),
   workload: workload.optional(),
+  /**
+   * The VM's network interfaces, in order (the first is the primary). Absent: the provider's
+   * default (one NIC on the KVM host's configured network, the cloud's default subnet), and
+   * NICs are never compared, so a provider's defaults never show as drift.
+   */
+  nics: z.array(nicSpec).min(1, 'declare at least one NIC, or leave nics out for the provider default').max(MAX_NICS, `at most ${MAX_NICS} NICs per VM`).optional(),
   /** How changes to running VMs may be made. */
   changes: z
     .strictObject({

@@ -64,6 +64,8 @@ export const simProviderConfig = z.strictObject({
   /** Defaults to NOVACRON_STATE_DIR, else `.novacron/` in the working directory. */
   stateDir: z.string().min(1).optional(),
   images: z.array(z.string().min(1)).optional(),
+  /** Networks VMs' NICs may attach to; NICs on any network when absent. VMs without declared NICs get one on `default`. */
+  networks: z.array(z.string().min(1)).min(1).optional(),
 });
 
 const sshAuth = z.strictObject({

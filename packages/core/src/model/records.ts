@@ -88,8 +88,24 @@ export interface VmRecord extends Ownership {
   readonly image: string;
   readonly labels: Labels;
   readonly addresses: readonly VmAddress[];
+  /**
+   * The VM's network interfaces as the provider reads them, in device order. Absent when the
+   * provider does not report them; then a group's `nics` are not compared.
+   */
+  readonly nics?: readonly VmNic[];
   readonly instanceType?: string;
   readonly createdAt?: string;
+}
+
+/** A network interface of a VM, as its provider reports it. */
+export interface VmNic {
+  /** What it is attached to, in the fleet spec's terms (libvirt network, EC2 subnet id, GCE network). */
+  readonly network: string;
+  readonly mac?: string;
+  /** The device model (KVM: virtio, e1000e, …); absent where the provider has no choice of model. */
+  readonly model?: string;
+  /** The provider's own id for the interface (EC2: the ENI id), when it has one. */
+  readonly id?: string;
 }
 
 export interface VmAddress {

@@ -1,4 +1,4 @@
-import type { CloudInit, MigrationPolicy } from '../model/index.js';
+import type { CloudInit, MigrationPolicy, NicSpec } from '../model/index.js';
 import type { Labels } from '../model/common.js';
 import type { Host, Ownership, Resources, VmAddress, VmRecord, VmState } from '../model/records.js';
 
@@ -26,6 +26,13 @@ export interface Capabilities {
    * between providers retires the source only then.
    */
   readonly awaitReady?: boolean;
+  /**
+   * `resize` attaches and detaches NICs (`ResizeRequest.nics`) on a running VM without a
+   * reboot. Without it a change of a group's `nics` replaces the VM.
+   */
+  readonly hotplugNics?: boolean;
+  /** The first NIC is the instance's own and cannot be detached (EC2): a change to it replaces the VM. */
+  readonly fixedPrimaryNic?: boolean;
 }
 
 export const NO_CAPABILITIES: Capabilities = Object.freeze({
@@ -41,6 +48,8 @@ export const NO_CAPABILITIES: Capabilities = Object.freeze({
   adopt: false,
   bootCheck: false,
   awaitReady: false,
+  hotplugNics: false,
+  fixedPrimaryNic: false,
 });
 
 /** Progress of a long operation, reported through `OperationContext.onProgress`. */
@@ -89,6 +98,8 @@ export interface CreateVmRequest {
    */
   readonly alternatives?: readonly { readonly host: string; readonly instanceType?: string }[];
   readonly cloudInit?: CloudInit;
+  /** The NICs to make, in order (the first is the primary); absent: the provider's default NIC. */
+  readonly nics?: readonly NicSpec[];
   /** Hints for providers that model guests (the sim provider). */
   readonly workload?: { readonly workingSetMiB?: number; readonly dirtyRateMiBps?: number };
 }
@@ -116,6 +127,12 @@ export interface ResizeRequest {
   readonly reboot?: boolean;
   /** The instance or machine type placement chose for the new size; cloud providers pick the cheapest fit when absent. */
   readonly instanceType?: string;
+  /**
+   * The NICs the VM should have (capability `hotplugNics`): the provider diffs them against
+   * the VM's own (`diffNics`), so a re-run after an interruption does only what is left.
+   * Absent: NICs are left as they are.
+   */
+  readonly nics?: readonly NicSpec[];
 }
 
 /**

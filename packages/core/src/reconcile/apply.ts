@@ -195,6 +195,7 @@ async function updateOrFallBack(step: UpdateStep, provider: Provider, ctx: Opera
     ...(step.cloudInit ? { cloudInit: step.cloudInit } : {}),
     ...(step.reboot ? { reboot: true } : {}),
     ...(step.instanceType ? { instanceType: step.instanceType } : {}),
+    ...(step.nics ? { nics: step.nics } : {}),
   };
   try {
     return { vm: await need(provider, 'resize', step).resize(step.ref, request, ctx) };

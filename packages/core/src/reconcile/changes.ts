@@ -1,6 +1,7 @@
 import type { Resources, VmRecord } from '../model/records.js';
 import type { Capabilities } from '../provider/Provider.js';
 import { specHashOf, type DesiredVm } from './desired.js';
+import { describeNicDiff, diffNics, nicDiffIsEmpty, showNic } from './nics.js';
 
 /**
  * How a change to a running VM can be made, cheapest first: in place (metadata only),
@@ -14,7 +15,7 @@ export const CHANGE_CLASSES: readonly ChangeClass[] = ['in-place', 'hot-plug', '
 export type FieldChangeClass = Exclude<ChangeClass, 'migrate'>;
 
 export interface FieldChange {
-  readonly field: 'cpu' | 'memory' | 'disk' | 'gpu' | 'image' | 'labels' | 'cloudInit' | 'provider';
+  readonly field: 'cpu' | 'memory' | 'disk' | 'gpu' | 'image' | 'labels' | 'cloudInit' | 'provider' | 'nics';
   readonly from: string;
   readonly to: string;
   readonly class: FieldChangeClass;
@@ -47,6 +48,29 @@ const resourceRule =
     };
   };
 
+/**
+ * NICs, when the group declares them and the provider reports them. Attaching, detaching and
+ * changing a NIC's model (a detach and an attach again with the same MAC: the guest sees that
+ * device go and come back) are hot-plugged where the provider can (`hotplugNics`); elsewhere
+ * NICs are set only when a VM is made, so the VM is replaced. Where the primary NIC belongs
+ * to the instance (`fixedPrimaryNic`, EC2), a change to it replaces the VM too.
+ */
+const nicRule: Rule = (want, vm, can) => {
+  const wanted = want.spec.nics;
+  if (!wanted || !vm.nics) return undefined;
+  const diff = diffNics(wanted, vm.nics);
+  if (nicDiffIsEmpty(diff)) return undefined;
+  const change = { field: 'nics' as const, from: vm.nics.map(showNic).join(',') || 'none', to: wanted.map(showNic).join(',') };
+  const what = describeNicDiff(diff);
+  if (!can.hotplugNics) return { ...change, class: 'replace', reason: `${what}: the provider sets a VM's NICs only when it creates it` };
+  const primary = vm.nics[0];
+  if (can.fixedPrimaryNic && primary && (diff.detach.includes(primary) || diff.remodel.some((r) => r.from === primary))) {
+    return { ...change, class: 'replace', reason: `${what}: the primary NIC (${showNic(primary)}) cannot be detached from the VM` };
+  }
+  const remodel = diff.remodel.length > 0 ? '; a NIC whose model changes is detached and attached again, so the guest sees it go and come back' : '';
+  return { ...change, class: 'hot-plug', reason: `${what}: hot-plugged into the running guest${remodel}` };
+};
+
 /** The named rules, one per field the user declares. Fields the user does not declare are never compared. */
 const RULES: readonly Rule[] = [
   (want, vm) =>
@@ -63,6 +87,7 @@ const RULES: readonly Rule[] = [
     if (differ.length === 0) return undefined;
     return { field: 'labels', from: differ.map(([k]) => `${k}=${vm.labels[k] ?? '∅'}`).join(','), to: differ.map(([k, v]) => `${k}=${v}`).join(','), class: 'in-place', reason: 'labels are metadata' };
   },
+  nicRule,
 ];
 
 /**

@@ -7,3 +7,4 @@ export * from './drain.js';
 export * from './changes.js';
 export * from './adopt.js';
 export * from './reconcile.js';
+export * from './nics.js';

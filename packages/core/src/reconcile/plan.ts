@@ -115,6 +115,7 @@ export function plan(fleet: FleetSpec, observed: Observed, options: PlanOptions 
         ...(change.class === 'reboot' && !rules.allowReboot ? { held: `needs a reboot and groups.${want.group}.changes.allowReboot is false` } : {}),
         ...(rules.fallbackToReplace ? { fallback: createRequest(fleet, want, vm.host, vm.instanceType) } : {}),
         ...instanceTypeFor(hostsById.get(vm.host), want.resources, vm.instanceType),
+        ...(want.spec.nics && change.changes.some((c) => c.field === 'nics') ? { nics: want.spec.nics } : {}),
       });
     } else if (vm.state === 'stopped' || vm.state === 'creating' || vm.state === 'error') {
       starts.push({ ...base('start', vm, vm.state === 'stopped' ? 'VM is stopped' : `VM is in state "${vm.state}"; finishing it`), host: vm.host, ref: refOf(vm, fleet.name) });
@@ -415,6 +416,7 @@ function createRequest(fleet: FleetSpec, want: DesiredVm, host: string, instance
     labels: want.spec.labels,
     ...(instanceType ? { instanceType } : {}),
     ...(want.spec.cloudInit ? { cloudInit: want.spec.cloudInit } : {}),
+    ...(want.spec.nics ? { nics: want.spec.nics } : {}),
     ...(workload
       ? {
           workload: {

@@ -1,5 +1,5 @@
 import type { Labels } from '../model/common.js';
-import type { CloudInit } from '../model/fleet.js';
+import type { CloudInit, NicSpec } from '../model/fleet.js';
 import type { MigrationPolicy } from '../model/policies.js';
 import type { FieldChange, FieldChangeClass } from './changes.js';
 import type { Host, Resources, VmRecord } from '../model/records.js';
@@ -66,6 +66,8 @@ export interface UpdateStep extends StepBase {
   readonly fallback?: CreateVmRequest;
   /** On a cloud zone: the instance or machine type the new size needs. */
   readonly instanceType?: string;
+  /** The NICs the group declares, when they differ from the VM's: the provider attaches and detaches to match. */
+  readonly nics?: readonly NicSpec[];
 }
 
 /** Creates a VM anew after its `delete` step removed the old one (a change no cheaper path can make). */

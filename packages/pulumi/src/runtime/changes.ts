@@ -17,7 +17,7 @@ import { isUnknown, type VmInputs, type VmOutputs } from './vmInputs.js';
  * How disruptive a change to a VM is, cheapest first: the core's classes (in place, hot-plug,
  * reboot, migrate, replace), with `none` before them. Field changes (cpu, memory, disk, gpu,
  * image, labels, cloud-init) are classified by the core's own rules, exactly as `novacron plan`
- * classifies them; the rules here add what only a Pulumi resource has (its identity, its
+ * classifies them (NICs too: `nics` against the NICs the provider last reported); the rules here add what only a Pulumi resource has (its identity, its
  * provider, its host, what it merely records) and map each class to Pulumi's terms.
  */
 export const CHANGE_CLASSES = ['none', ...CORE_CHANGE_CLASSES] as const;
@@ -71,6 +71,7 @@ const FIELD_INPUT: Record<FieldChange['field'], keyof VmInputs> = {
   image: 'image',
   labels: 'labels',
   cloudInit: 'cloudInit',
+  nics: 'nics',
   provider: 'providerName',
 };
 
@@ -93,7 +94,7 @@ export const CHANGE_RULES: readonly ChangeRule[] = [
   {
     name: 'fields',
     evaluate: (olds, news, caps) => {
-      const unknown = (['image', 'resources', 'labels', 'cloudInit'] as const).filter((k) => isUnknown(news[k]));
+      const unknown = (['image', 'resources', 'labels', 'cloudInit', 'nics'] as const).filter((k) => isUnknown(news[k]));
       if (unknown.length > 0) {
         const replace = unknown.includes('image') || unknown.includes('cloudInit');
         return { class: replace ? 'replace' : 'reboot', reason: `${unknown.join(', ')} not known yet`, ...(replace ? { replaces: unknown } : { action: 'update' as const }) };
@@ -150,7 +151,7 @@ export const CHANGE_RULES: readonly ChangeRule[] = [
 
 /** True when the change may depend on what the provider can do. */
 export function needsCapabilities(olds: Olds, news: News): boolean {
-  return changed(olds, news, 'resources') || changed(olds, news, 'host');
+  return changed(olds, news, 'resources') || changed(olds, news, 'host') || changed(olds, news, 'nics');
 }
 
 /** Classifies the change from a VM's recorded outputs to its new inputs. Pure. */
@@ -200,6 +201,7 @@ export function desiredOf(news: News): DesiredVm | undefined {
     ...(news.migration ? { migration: news.migration } : {}),
     ...(news.snapshots ? { snapshots: news.snapshots } : {}),
     ...(news.cloudInit ? { cloudInit: news.cloudInit } : {}),
+    ...(news.nics ? { nics: news.nics } : {}),
     ...(news.changes ? { changes: news.changes } : {}),
   });
   if (!spec.success) return undefined;
@@ -225,5 +227,7 @@ function recordOf(olds: Olds): VmRecord | undefined {
     index: olds.index ?? 0,
     specHash: olds.specHash ?? '',
     ...(olds.instanceType ? { instanceType: olds.instanceType } : {}),
+    // What the provider last reported; a state written before NICs were read has the declared ones.
+    ...(olds.observedNics ? { nics: olds.observedNics } : olds.nics ? { nics: olds.nics } : {}),
   };
 }

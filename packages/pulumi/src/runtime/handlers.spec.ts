@@ -169,4 +169,23 @@ describe('the Vm provider methods against the sim provider', () => {
     await expect(handlers.update('shop-web-0', outs as unknown as Record<string, unknown>, huge)).rejects.toThrow(/hot-plug change failed .*the VM was not replaced/);
     expect((await simVm(fleet, 'shop-web-0'))?.id).toBe(outs.vmId);
   });
+
+  it('hot-plugs a NIC the inputs add, with the same classes as the core, and removes it again', async () => {
+    const { fleet, handlers, inputs } = await setUp();
+    const one = [{ network: 'default' }];
+    const { outs } = await handlers.create(inputs('shop-web-2', { nics: one }));
+    expect(outs.observedNics).toEqual([expect.objectContaining({ network: 'default', model: 'virtio', mac: expect.stringMatching(/^52:54:/) })]);
+    // Declared as made: no drift, whatever the provider adds (MAC, model).
+    expect(await handlers.diff('shop-web-2', outs as unknown as Record<string, unknown>, inputs('shop-web-2', { nics: one }))).toMatchObject({ changes: false });
+
+    const two = inputs('shop-web-2', { nics: [...one, { network: 'lan2', model: 'e1000e' }] });
+    expect(await handlers.diff('shop-web-2', outs as unknown as Record<string, unknown>, two)).toMatchObject({ changes: true, replaces: [] });
+    const grown = await handlers.update('shop-web-2', outs as unknown as Record<string, unknown>, two);
+    expect(grown.outs.lastChange).toMatchObject({ class: 'hot-plug', reasons: ['nics default(virtio) → default,lan2(e1000e) [hot-plug: attach lan2(e1000e): hot-plugged into the running guest]'] });
+    expect((await simVm(fleet, 'shop-web-2'))?.nics?.map((n) => `${n.network}/${n.model}`)).toEqual(['default/virtio', 'lan2/e1000e']);
+    expect(grown.outs.vmId).toBe(outs.vmId);
+
+    const back = await handlers.update('shop-web-2', grown.outs as unknown as Record<string, unknown>, inputs('shop-web-2', { nics: one }));
+    expect(back.outs.observedNics?.map((n) => n.network)).toEqual(['default']);
+  });
 });

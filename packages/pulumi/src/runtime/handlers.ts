@@ -191,6 +191,7 @@ export function createVmHandlers(options: HandlerOptions): VmHandlers {
           ...(fields.has('cloudInit') && vm.cloudInit ? { cloudInit: vm.cloudInit } : {}),
           ...(cloudInitReboot ? { reboot: true } : {}),
           ...(vm.instanceType ? { instanceType: vm.instanceType } : {}),
+          ...(fields.has('nics') && vm.nics ? { nics: vm.nics } : {}),
         },
         ctx,
       );
@@ -234,6 +235,7 @@ function createRequest(vm: VmInputs): CreateVmRequest {
     labels: vm.labels,
     ...(vm.instanceType ? { instanceType: vm.instanceType } : {}),
     ...(vm.cloudInit ? { cloudInit: vm.cloudInit } : {}),
+    ...(vm.nics ? { nics: vm.nics } : {}),
     ...(vm.workload ? { workload: vm.workload } : {}),
   };
 }
@@ -252,6 +254,7 @@ function outputsOf(vm: VmInputs, record: VmRecord, lastChange: VmLastChange | un
     zone: record.zone,
     addresses: record.addresses.map((a) => a.address),
     state: record.state,
+    ...(record.nics ? { observedNics: record.nics } : {}),
     ...(lastChange ? { lastChange } : {}),
   };
 }

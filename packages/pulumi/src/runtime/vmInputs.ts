@@ -13,9 +13,11 @@ import {
   type CloudInit,
   type GroupSpec,
   type MigrationPolicy,
+  type NicSpec,
   type ProviderConfig,
   type Resources,
   type SnapshotPolicy,
+  type VmNic,
 } from '@novacron/core';
 import { z } from 'zod';
 
@@ -58,6 +60,8 @@ export const vmInputs = z
     labels,
     specHash: z.string().min(1),
     cloudInit: cloudInit.optional(),
+    /** The group's declared NICs; absent: the provider's default, never compared. */
+    nics: groupSpec.shape.nics,
     workload: z.strictObject({ workingSetMiB: z.number().min(0).optional(), dirtyRateMiBps: z.number().min(0).optional() }).optional(),
     migration: migrationPolicy,
     snapshots: snapshotPolicy.optional(),
@@ -91,6 +95,7 @@ export interface VmInputs {
   readonly labels: Readonly<Record<string, string>>;
   readonly specHash: string;
   readonly cloudInit?: CloudInit;
+  readonly nics?: readonly NicSpec[];
   readonly workload?: { readonly workingSetMiB?: number; readonly dirtyRateMiBps?: number };
   readonly migration: MigrationPolicy;
   readonly snapshots?: SnapshotPolicy;
@@ -113,6 +118,8 @@ export interface VmOutputs extends VmInputs {
   readonly zone: string;
   readonly addresses: readonly string[];
   readonly state: string;
+  /** The VM's NICs as the provider reports them (network, MAC, model): what `nics` is compared with. */
+  readonly observedNics?: readonly VmNic[];
   readonly lastChange?: VmLastChange;
 }
 
