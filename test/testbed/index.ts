@@ -76,6 +76,8 @@ export interface TestbedGuest {
   pool: string;
   poolPath: string;
   network: string;
+  /** A second, isolated guest network (no DHCP): NIC hot-plug tests attach to it. Absent from state files written before it existed. */
+  network2?: string;
   httpPort: number;
   memoryMiB: number;
 }

@@ -28,6 +28,10 @@ NET_PREFIX=10.77.0
 GUEST_NET=novacron
 GUEST_BRIDGE=ncvbr0
 GUEST_SUBNET=192.168.122
+# A second guest network, isolated (no address, no DHCP, no forwarding): what NIC hot-plug
+# tests attach a guest's second NIC to.
+GUEST_NET2=novacron-b
+GUEST_BRIDGE2=ncvbr1
 MARKER=NOVACRON-GUEST-READY
 # Appended by the tests' domain XML generators to whatever nc.* parameters they need.
 CMDLINE_BASE="console=ttyS0 quiet panic=-1"
@@ -509,6 +513,26 @@ EOF
   virsh_in "$name" nodememstats >"$h/nodememstats.txt"
 }
 
+# Idempotent, and cheap enough to run on every `up` for every host, healthy or not: a
+# testbed brought up before the network existed gains it without a restart.
+ensure_second_net() {
+  local name=$1 h
+  h=$(host_dir "$name")
+  if ! virsh_in "$name" net-info "$GUEST_NET2" >/dev/null 2>&1; then
+    cat >"$h/net-$GUEST_NET2.xml" <<EOF
+<network>
+  <name>$GUEST_NET2</name>
+  <bridge name='$GUEST_BRIDGE2' stp='off' delay='0'/>
+</network>
+EOF
+    host_exec "$name" virsh -q -c qemu:///system net-define "$h/net-$GUEST_NET2.xml" >/dev/null
+  fi
+  virsh_in "$name" net-autostart "$GUEST_NET2" >/dev/null
+  if [[ ! $(virsh_in "$name" net-info "$GUEST_NET2") =~ Active:\ +yes ]]; then
+    virsh_in "$name" net-start "$GUEST_NET2" >/dev/null
+  fi
+}
+
 host_healthy() {
   local name=$1 h pid p
   h=$(host_dir "$name")
@@ -673,7 +697,7 @@ write_state() {
         baseVolume: "nc-tiny-base.qcow2", baseVolumeBytes: 67108864,
         baseContent: { offsetMiB: 1, lengthMiB: 1, byte: 78, sha256: $basesha },
         pool: "default", poolPath: "/var/lib/libvirt/images",
-        network: "novacron", httpPort: 80, memoryMiB: 192
+        network: "novacron", network2: "novacron-b", httpPort: 80, memoryMiB: 192
       },
       hosts: $hosts
     }' >"$TB_DIR/state.json.tmp"
@@ -783,6 +807,7 @@ cmd_up() {
     for j in "${jobs[@]}"; do wait "$j" || failed=1; done
     [ "$failed" -eq 0 ] || die "some hosts failed to start"
   fi
+  for name in "${HOSTS[@]}"; do ensure_second_net "$name"; done
   wait "$probe" || die "KVM probe failed"
   write_state
   log "up ($(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s): ${todo[*]:-all hosts were healthy}"

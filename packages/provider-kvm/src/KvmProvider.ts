@@ -34,6 +34,7 @@ import {
   type VmRef,
   type VmState,
   type ImageArtifact,
+  type NicSpec,
   type RestoreRequest,
   type RestoreResult,
   type SnapshotRecord,
@@ -48,6 +49,7 @@ import { resolveHosts, type KvmHost } from './config.js';
 import { buildDomainXml, parseDomainXml, serialLogPath, type DomainSpec } from './domain/domainXml.js';
 import { metadataCommand, type NovaCronMetadata } from './domain/metadata.js';
 import { assertName } from './names.js';
+import { assertNetworks, attachInterfaceArgs, detachInterfaceArgs, domainNics, nicChanges, nicsOfInterfaces, readNetworks, type NicChanges } from './domain/nics.js';
 import { SshPool } from './ssh/SshPool.js';
 import type { Transport } from './transport.js';
 import { readHostState, type DomainView, type HostState } from './virsh/hostState.js';
@@ -91,6 +93,8 @@ export function seedVolumeName(vm: string): string {
 }
 
 const POLL_MS = 500;
+/** How long a running guest has to release a detached NIC (PCI hot-unplug is the guest's to acknowledge; slow under emulation). */
+const NIC_RELEASE_MS = 60_000;
 /** How long a create waits for another host to say whether a VM name is taken there. */
 const NAME_PROBE_MS = 5_000;
 
@@ -165,6 +169,8 @@ export class KvmProvider implements Provider {
       // A VM made from another provider's disk is watched to its image's ready marker, as a cold move's destination is.
       awaitReady: true,
       adopt: true,
+      // attach-interface / detach-interface, live and in the config (domain/nics.ts).
+      hotplugNics: true,
     };
   }
 
@@ -293,8 +299,17 @@ export class KvmProvider implements Provider {
     if (want.gpu > 0) throw new UnsupportedError('GPUs are not supported on KVM hosts yet', { context: virsh.context(opts), hint: 'set gpu: 0 for groups placed on KVM hosts, or place them on a cloud provider' });
     const grow = { cpu: Math.max(0, want.cpu - info.vcpus), memoryMiB: Math.max(0, want.memoryMiB - info.memoryMiB) };
     if (grow.cpu > 0 || grow.memoryMiB > 0) await this.#assertRoom(host, virsh, { ...grow, diskGiB: 0, gpu: 0 }, ref.name, 'resize', ctx);
+    // NICs: names and networks checked before anything changes.
+    let nics: NicChanges | undefined;
+    if (request.nics) {
+      const context = { ...virsh.context(opts), host: host.name };
+      domainNics(request.nics, context);
+      assertNetworks(request.nics, await readNetworks(virsh, request.nics.map((n) => n.network), opts), host.name, context);
+      nics = nicChanges(request.nics, info.interfaces);
+    }
 
     const running = view.state !== 'shut off';
+    if (nics) await this.#hotplugNics(found, nics, running, opts, ctx);
     // New cloud-init data is written into the seed while the VM is off, and read at the next
     // boot: with the reboot policy that boot is now (one reboot, shared with a resize that needs one).
     const newSeed = request.reboot && request.cloudInit ? this.#seedFor(ref.name, request.cloudInit) : undefined;
@@ -365,6 +380,50 @@ export class KvmProvider implements Provider {
     const nextMeta: NovaCronMetadata = { ...meta, specHash: request.specHash, diskGiB: want.diskGiB, labels: { ...meta.labels, ...(request.labels ?? {}) } };
     await virsh.run(metadataCommand(ref.name, nextMeta, now.state === 'running'), opts);
     return this.#reread(found, 'resize', ctx);
+  }
+
+  /**
+   * Detaches, then attaches, live and in the config. A running guest must release each
+   * detached NIC (PCI hot-unplug); its removal is awaited, so a NIC whose model changes is
+   * attached again only once the old one is gone. A NIC still in the running guest but no
+   * longer in the config (a detach the guest had not finished when an earlier run stopped)
+   * is detached from the guest again, so a re-run converges.
+   */
+  async #hotplugNics(found: LocatedDomain, changes: NicChanges, running: boolean, opts: { signal?: AbortSignal; vm: string; operation: string }, ctx: OperationContext): Promise<void> {
+    const { virsh, host } = found;
+    const name = found.view.info.name;
+    const configMacs = new Set(found.view.info.interfaces.map((i) => i.mac));
+    const liveNow = running ? parseDomainXml(await virsh.run(['dumpxml', name], opts)).interfaces : [];
+    const pending = liveNow.filter((i) => i.mac && !configMacs.has(i.mac)).map((i) => ({ type: i.type, mac: i.mac!, network: i.source ?? i.type }));
+    if (changes.detach.length === 0 && changes.attach.length === 0 && pending.length === 0) return;
+    progress(ctx, 'resize', 'nics');
+    const detaching = [...changes.detach, ...pending];
+    if (detaching.length > 0) {
+      const results = await virsh.batch(
+        [...changes.detach.map((n) => detachInterfaceArgs(name, n, running)), ...pending.map((n) => detachInterfaceArgs(name, n, running, true))],
+        { ...opts, stopOnError: true },
+      );
+      const failed = results.find((r) => r.error && r.error.code !== 'NotFound');
+      if (failed?.error) throw failed.error;
+      if (running) {
+        const deadline = this.#clock.now() + NIC_RELEASE_MS;
+        for (;;) {
+          const live = new Set(parseDomainXml(await virsh.run(['dumpxml', name], opts)).interfaces.map((i) => i.mac));
+          const left = detaching.filter((n) => live.has(n.mac));
+          if (left.length === 0) break;
+          if (this.#clock.now() >= deadline) {
+            throw new ConflictError(`${host.name}: the guest of VM "${name}" did not release NIC ${left.map((n) => `${n.mac} (${n.network})`).join(', ')} within ${NIC_RELEASE_MS / 1000} s; it is gone from the VM's config, so it goes at the next reboot`, {
+              context: virsh.context(opts),
+              hint: 'the guest must support PCI hot-unplug (ACPI): reboot the VM to finish, or set changes.fallbackToReplace: true to replace VMs whose hot-plug fails',
+            });
+          }
+          await this.#clock.sleep(POLL_MS, opts.signal);
+        }
+      }
+    }
+    if (changes.attach.length > 0) {
+      for (const r of await virsh.batch(changes.attach.map((n) => attachInterfaceArgs(name, n, running)), { ...opts, stopOnError: true })) if (r.error) throw r.error;
+    }
   }
 
   /** Domains on the hosts without NovaCron's record (another fleet's are not listed): what `novacron adopt` matches. */
@@ -553,9 +612,10 @@ export class KvmProvider implements Provider {
     const image = request.fromImage !== undefined ? (this.#config.images[request.image] ?? { format: 'qcow2' as const }) : this.#image(request.image, host, name);
     throwIfAborted(ctx.signal, virsh.context(opts));
     if (request.resources.gpu > 0) throw new UnsupportedError('GPUs are not supported on KVM hosts yet', { context: virsh.context(opts), hint: 'set gpu: 0 for groups placed on KVM hosts, or place them on a cloud provider' });
+    domainNics(request.nics, { ...virsh.context(opts), host: host.name });
 
     progress(ctx, 'create', 'capacity', 0.05);
-    const seen = await this.#reserve(host, virsh, name, request.resources, ctx, request.ownership.fleet);
+    const seen = await this.#reserve(host, virsh, name, request.resources, ctx, request.ownership.fleet, request.nics);
     if (seen.existing) {
       const existing: LocatedDomain = { host, virsh, view: seen.existing };
       assertOwnedOnHost(existing, { name, fleet: request.ownership.fleet }, this.name, 'create');
@@ -684,6 +744,7 @@ export class KvmProvider implements Provider {
         { device: 'cdrom', pool: host.pool, volume: seedVolumeName(name), format: 'raw', target: 'sda', bus: 'sata' },
       ],
       network: host.network,
+      ...(request.nics ? { nics: domainNics(request.nics, { provider: this.name, host: host.name, vm: name })! } : {}),
       serialLog: serialLogPath(name),
       description: `Managed by NovaCron (fleet ${request.ownership.fleet}, group ${request.ownership.group}); changes made by hand may be overwritten`,
       metadata: {
@@ -705,14 +766,14 @@ export class KvmProvider implements Provider {
    * still counted by that create (it may not see the new domain yet): conservative, never
    * over-committing.
    */
-  async #reserve(host: KvmHost, virsh: Virsh, name: string, need: Resources, ctx: OperationContext, fleet = ''): Promise<{ existing?: DomainView; release: () => void }> {
+  async #reserve(host: KvmHost, virsh: Virsh, name: string, need: Resources, ctx: OperationContext, fleet = '', nics?: readonly NicSpec[]): Promise<{ existing?: DomainView; release: () => void }> {
     const book = this.#bookFor(host.name);
     return this.#withHostLock(host.name, async () => {
       const readSeq = book.seq++;
       // Under the host's own lock (other processes too): the claims of creates under way
       // anywhere, and this one's claim written, in the same round trip as the host read.
       const claim = { name, fleet, resources: need, token: this.#claimToken };
-      const state = await readHostState(virsh, { node: true, signal: signalOf(ctx), operation: 'create', prelude: claimScript(virsh, this.#config.lockDir, claim) });
+      const state = await readHostState(virsh, { node: true, signal: signalOf(ctx), operation: 'create', prelude: claimScript(virsh, this.#config.lockDir, claim), ...(nics ? { networks: [...new Set(nics.map((n) => n.network))] } : {}) });
       const existing = state.domains.find((d) => d.info.name === name);
       const unclaim = () => {
         // Not waited for by the create (libvirt counts the domain from here); close() waits for it.
@@ -741,6 +802,7 @@ export class KvmProvider implements Provider {
       book.released = book.released.filter((g) => g.at > readSeq);
       try {
         this.#checkRoom(host, state, need, pending, virsh.context({ vm: name, operation: 'create' }), name);
+        if (nics) assertNetworks(nics, state.networks, host.name, virsh.context({ vm: name, operation: 'create' }));
       } catch (error) {
         unclaim();
         throw error;
@@ -1059,6 +1121,7 @@ export class KvmProvider implements Provider {
       image: meta?.image ?? 'unknown',
       labels: meta?.labels ?? {},
       addresses,
+      nics: nicsOfInterfaces(info.interfaces),
       ...(meta?.createdAt ? { createdAt: meta.createdAt } : {}),
     };
   }

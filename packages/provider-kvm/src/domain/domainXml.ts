@@ -20,6 +20,15 @@ export interface DomainDisk {
   readonly readonly?: boolean;
 }
 
+/** A NIC on a libvirt network. */
+export interface DomainNic {
+  readonly network: string;
+  /** virtio, e1000e, …: what libvirt's `<model type>` takes. */
+  readonly model: string;
+  /** Fixed when given; libvirt picks one otherwise. */
+  readonly mac?: string;
+}
+
 export interface DomainSpec {
   readonly name: string;
   readonly type: 'kvm' | 'qemu';
@@ -34,6 +43,8 @@ export interface DomainSpec {
   readonly disks: readonly DomainDisk[];
   readonly network: string;
   readonly mac?: string;
+  /** The NICs, in order; when absent, one virtio NIC on `network` (with `mac`). */
+  readonly nics?: readonly DomainNic[];
   /** Path on the host where the serial console is logged (the guest's boot log). */
   readonly serialLog: string;
   readonly metadata: NovaCronMetadata;
@@ -86,7 +97,9 @@ export function buildDomainXml(spec: DomainSpec): string {
       'devices',
       {},
       ...disks,
-      el('interface', { type: 'network' }, spec.mac && el('mac', { address: spec.mac }), el('source', { network: spec.network }), el('model', { type: 'virtio' })),
+      ...(spec.nics ?? [{ network: spec.network, model: 'virtio', ...(spec.mac ? { mac: spec.mac } : {}) }]).map((nic) =>
+        el('interface', { type: 'network' }, nic.mac && el('mac', { address: nic.mac }), el('source', { network: nic.network }), el('model', { type: nic.model })),
+      ),
       // A pty serial console whose output virtlogd also writes to a file: the boot log
       // survives the guest and is readable without a console attached. append='off'
       // starts it afresh on every boot.
@@ -126,11 +139,22 @@ export interface DomainInfo {
   readonly disks: readonly DomainDiskInfo[];
   readonly macs: readonly string[];
   readonly networks: readonly string[];
+  /** Every `<interface>`, in device order: its network (or bridge) and model as libvirt has them. */
+  readonly interfaces: readonly DomainInterfaceInfo[];
   readonly hasNvram: boolean;
   /** Whether the domain has a QEMU guest agent channel (only then is the agent asked for addresses). */
   readonly hasAgentChannel?: boolean;
   /** NovaCron's ownership record; undefined for domains NovaCron did not make. */
   readonly metadata?: NovaCronMetadata;
+}
+
+export interface DomainInterfaceInfo {
+  /** `network`, `bridge`, `direct`, `user`, …: the `<interface type>`. */
+  readonly type: string;
+  /** The libvirt network (type network), else the bridge or device it attaches to. */
+  readonly source?: string;
+  readonly mac?: string;
+  readonly model?: string;
 }
 
 const UNIT_TO_KIB: Readonly<Record<string, number>> = {
@@ -182,6 +206,13 @@ export function parseDomainXml(xml: string): DomainInfo {
     disks,
     macs: interfaces.map((i) => child(i, 'mac')?.attrs['address']).filter((m): m is string => !!m),
     networks: interfaces.map((i) => child(i, 'source')?.attrs['network']).filter((n): n is string => !!n),
+    interfaces: interfaces.map((i): DomainInterfaceInfo => {
+      const source = child(i, 'source')?.attrs;
+      const from = source?.['network'] ?? source?.['bridge'] ?? source?.['dev'];
+      const mac = child(i, 'mac')?.attrs['address'];
+      const model = child(i, 'model')?.attrs['type'];
+      return { type: i.attrs['type'] ?? '', ...(from ? { source: from } : {}), ...(mac ? { mac: mac.toLowerCase() } : {}), ...(model ? { model } : {}) };
+    }),
     hasNvram: child(node, 'os', 'nvram') !== undefined,
     hasAgentChannel: childrenOf(devices, 'channel').some((c) => child(c, 'target')?.attrs['name'] === GUEST_AGENT_CHANNEL),
     ...(metadata ? { metadata } : {}),

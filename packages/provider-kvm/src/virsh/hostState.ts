@@ -22,6 +22,13 @@ export interface HostState {
   readonly runningDomains: number;
   /** What the request's `prelude` printed. */
   readonly prelude?: string;
+  /** Each network asked for in `networks`: whether it is defined, and active. */
+  readonly networks?: ReadonlyMap<string, NetworkState>;
+}
+
+export interface NetworkState {
+  readonly defined: boolean;
+  readonly active: boolean;
 }
 
 export interface HostStateRequest {
@@ -32,6 +39,8 @@ export interface HostStateRequest {
   readonly pools?: boolean;
   /** DHCP leases of this network, for VM addresses. */
   readonly network?: string;
+  /** Networks to look up (`net-info`): NICs about to be made on them are refused before anything changes when one is missing. */
+  readonly networks?: readonly string[];
   readonly signal?: AbortSignal;
   readonly operation?: string;
   /**
@@ -68,6 +77,7 @@ export async function readHostState(virsh: Virsh, request: HostStateRequest): Pr
         ]
       : []),
     ...(request.network ? [`${v(['net-dhcp-leases', request.network])}; s leases $?`] : []),
+    ...(request.networks ?? []).map((n, i) => `${v(['net-info', n])}; s net${i} $?`),
     `u=$(${v(['list', '--all', '--uuid'])}); rc=$?`,
     `c=''; for x in $u; do case $x in *[!0-9a-f-]*) ;; *) c="$c domstate $x; dumpxml --inactive $x;" ;; esac; done`,
     // The list's exit status is what counts: a domain that vanished mid-dump is not an error.
@@ -100,7 +110,17 @@ export async function readHostState(virsh: Virsh, request: HostStateRequest): Pr
   const leasesSection = sections.get('leases');
   const poolsSection = request.pools ? sections.get('pools') : undefined;
   const prelude = request.prelude ? must('prelude') : undefined;
+  const networks = request.networks
+    ? new Map(
+        request.networks.map((n, i): [string, NetworkState] => {
+          const section = sections.get(`net${i}`);
+          const defined = section !== undefined && section.code === 0;
+          return [n, { defined, active: defined && /^Active:\s+yes\s*$/m.test(section.text) }];
+        }),
+      )
+    : undefined;
   return {
+    ...(networks ? { networks } : {}),
     ...(prelude !== undefined ? { prelude } : {}),
     ...(request.node ? { node: parseNodeInfo(must('nodeinfo')), memory: parseNodeMemStats(must('memstats')) } : {}),
     ...(request.pool ? { pool: parsePoolInfo(must('pool')) } : {}),
