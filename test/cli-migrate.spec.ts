@@ -38,6 +38,23 @@ describe('novacron migrate and drain (subprocess, sim)', () => {
     expect(JSON.parse(plan.stdout).changes).toBe(0); // a moved VM is not drift
   });
 
+  it('paces the stream with --pacing (1: unpaced), which the prediction follows, and refuses a share out of range', async () => {
+    const ws = await applied();
+    const predict = async (...flags: string[]) => {
+      const r = await runCli(['migrate', 'quickstart-batch-0', '--to', 'host-6', '--dry-run', '--json', ...flags], ws);
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as { policy: { pacing: number }; prediction: { totalMs: number } };
+    };
+    const paced = await predict();
+    const unpaced = await predict('--pacing', '1');
+    expect(paced.policy.pacing).toBe(0.8);
+    expect(unpaced.policy.pacing).toBe(1);
+    expect(unpaced.prediction.totalMs).toBeLessThan(paced.prediction.totalMs);
+    const bad = await runCli(['migrate', 'quickstart-batch-0', '--to', 'host-6', '--pacing', '0.2'], ws);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--pacing.*expected a number from 0\.5 to 1/);
+  });
+
   it.each([
     ['to the same host', (host: string) => ['--to', host], /already runs on/],
     ['to an unknown host', () => ['--to', 'host-99'], /no host "host-99"/],

@@ -61,6 +61,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       .addOption(new Option('--mode <mode>', 'live or cold (default: the group policy; live when the VM runs and the provider can)').choices(['live', 'cold']))
       .option('--max-downtime <ms>', 'downtime limit in milliseconds', positiveInt)
       .option('--bandwidth <mbps>', 'cap on the migration stream, Mbit/s', positiveInt)
+      .option('--pacing <share>', "the stream's rate as a share of the measured link, 0.5-1 (1: unpaced)", share)
       .option('--auto-converge', 'allow throttling the guest to converge')
       .option('--no-auto-converge', 'never throttle the guest')
       .option('--post-copy', 'allow switching to post-copy')
@@ -140,6 +141,12 @@ function reportError(io: Io, options: GlobalOptions, thrown: unknown): number {
 function nonNegativeInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number of 0 or more');
+  return n;
+}
+
+function share(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0.5 || n > 1) throw new InvalidArgumentError('expected a number from 0.5 to 1');
   return n;
 }
 

@@ -8,7 +8,7 @@ import {
   observe,
   place,
   planDrain,
-  predictPreCopy,
+  predictMigration,
   supports,
   UnsupportedError,
   emptySummary,
@@ -33,6 +33,7 @@ export interface PolicyFlags {
   readonly mode?: 'live' | 'cold';
   readonly maxDowntime?: number;
   readonly bandwidth?: number;
+  readonly pacing?: number;
   readonly autoConverge?: boolean;
   readonly postCopy?: boolean;
   readonly postCopyAfter?: number;
@@ -49,7 +50,7 @@ export interface MigrateOptions extends GlobalOptions, PolicyFlags {
 }
 
 const FLAG_OF: Record<string, string> = {
-  maxDowntimeMs: '--max-downtime', bandwidthMbps: '--bandwidth', autoConverge: '--auto-converge', postCopy: '--post-copy',
+  maxDowntimeMs: '--max-downtime', bandwidthMbps: '--bandwidth', pacing: '--pacing', autoConverge: '--auto-converge', postCopy: '--post-copy',
   compression: '--compression', parallelConnections: '--parallel', timeoutPerGiB: '--timeout-per-gib', onTimeout: '--on-timeout', wanProfile: '--wan-profile', mode: '--mode',
 };
 
@@ -60,6 +61,7 @@ export function policyWithFlags(base: MigrationPolicy, flags: PolicyFlags): Migr
     ...(flags.mode ? { mode: flags.mode } : {}),
     ...(flags.maxDowntime !== undefined ? { maxDowntimeMs: flags.maxDowntime } : {}),
     ...(flags.bandwidth !== undefined ? { bandwidthMbps: flags.bandwidth } : {}),
+    ...(flags.pacing !== undefined ? { pacing: flags.pacing } : {}),
     ...(flags.autoConverge !== undefined ? { autoConverge: flags.autoConverge } : {}),
     ...(flags.postCopy !== undefined || flags.postCopyAfter !== undefined
       ? { postCopy: { allowed: flags.postCopy ?? base.postCopy.allowed, afterRounds: flags.postCopyAfter ?? base.postCopy.afterRounds } }
@@ -83,19 +85,7 @@ export async function predictFor(vm: VmRecord, toHost: string, policy: Migration
   const provider = providers.get(vm.provider);
   if (!supports(provider, 'liveMigration')) return undefined;
   const inputs = await provider.estimateMigration({ name: vm.name, fleet: vm.fleet, id: vm.id, host: vm.host }, toHost);
-  const eff = assertPolicyPossible(policy, vm.resources.memoryMiB);
-  const cap = policy.bandwidthMbps === undefined ? Infinity : (policy.bandwidthMbps * 1e6) / 8;
-  const ratio = eff.effectiveCompression.startsWith('multifd') ? (inputs.compressibility ?? 1) : 1;
-  return predictPreCopy({
-    ...inputs,
-    bandwidthBytesPerSec: Math.min(inputs.bandwidthBytesPerSec, cap),
-    maxDowntimeMs: policy.maxDowntimeMs,
-    compressionRatio: ratio,
-    ...(eff.effectiveCompression === 'xbzrle' ? { resendRatio: Math.max(0.05, inputs.compressibility ?? 1) } : {}),
-    autoConverge: policy.autoConverge,
-    ...(policy.postCopy.allowed ? { postCopyAfterRounds: policy.postCopy.afterRounds } : {}),
-    timeoutMs: policy.timeoutPerGiB * Math.max(1, vm.resources.memoryMiB / 1024),
-  });
+  return predictMigration(inputs, policy, vm.resources.memoryMiB);
 }
 
 /** `novacron migrate VM --to HOST`: checks everything first, predicts, moves, and prints measured beside predicted. */
@@ -227,7 +217,7 @@ export async function drainCommand(io: Io, host: string, options: DrainCommandOp
 }
 
 const FLAG_KEYS: Record<string, keyof PolicyFlags> = {
-  maxDowntimeMs: 'maxDowntime', bandwidthMbps: 'bandwidth', autoConverge: 'autoConverge', postCopy: 'postCopy', compression: 'compression',
+  maxDowntimeMs: 'maxDowntime', bandwidthMbps: 'bandwidth', pacing: 'pacing', autoConverge: 'autoConverge', postCopy: 'postCopy', compression: 'compression',
   parallelConnections: 'parallel', timeoutPerGiB: 'timeoutPerGib', onTimeout: 'onTimeout', wanProfile: 'wanProfile',
 };
 function hasFlag(flags: PolicyFlags, policyKey: string): boolean {

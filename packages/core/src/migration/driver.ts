@@ -47,6 +47,12 @@ export interface MigrationDriver {
    * policy's `maxDowntimeMs`. @default 0
    */
   readonly switchoverMs?: number;
+  /**
+   * What the path carries for the memory stream, as the provider last measured it (bytes/s);
+   * undefined when not known. The orchestrator paces the stream at the policy's `pacing`
+   * share of it, so the path's buffers hold no backlog at the switch.
+   */
+  readonly linkBytesPerSec?: number;
   start(settings: MigrationSettings): Promise<void>;
   poll(): Promise<MigrationStats>;
   setDowntimeLimit(ms: number): Promise<void>;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { migrationPolicy, type MigrationPolicy } from '../model/policies.js';
 import type { Clock } from '../util/clock.js';
-import type { MigrationDriver } from './driver.js';
+import type { MigrationDriver, MigrationSettings } from './driver.js';
 import { predictPreCopy } from './model.js';
 import { orchestrateMigration } from './orchestrator.js';
 import { SimulatedMigrationDriver, type SimulatedGuest, type SimulatedLink } from './simulatedDriver.js';
@@ -118,10 +118,27 @@ describe('orchestrateMigration', () => {
   });
 
   it('follows the measured throughput with the adaptive profile', async () => {
-    const { result } = await migrate(idle, { bandwidthBytesPerSec: gbit(0.2) }, policy({ wanProfile: 'adaptive', bandwidthMbps: 1000 }));
+    // Unpaced: the stream starts at the 1 Gbit/s cap, five times what the path carries.
+    const { result } = await migrate(idle, { bandwidthBytesPerSec: gbit(0.2) }, policy({ wanProfile: 'adaptive', bandwidthMbps: 1000, pacing: 1 }));
     const rates = result.actions.filter((a) => a.kind === 'bandwidth');
     expect(rates.length).toBeGreaterThan(0);
     expect((rates.at(-1) as { bytesPerSec: number }).bytesPerSec).toBeLessThanOrEqual(gbit(0.2) * 1.3);
+  });
+
+  it("paces the stream at the policy's share of the path's measured capacity, under the policy's cap", async () => {
+    const started: MigrationSettings[] = [];
+    const run = async (link: number | undefined, p: MigrationPolicy) => {
+      const clock = virtualClock();
+      const sim = new SimulatedMigrationDriver(idle, { bandwidthBytesPerSec: gbit(1) }, clock);
+      const driver = wrap(sim, { start: (s) => (started.push(s), sim.start(s)), ...(link === undefined ? {} : { linkBytesPerSec: link }) });
+      return orchestrateMigration({ driver, policy: p, memoryMiB: 2048, clock, pollMs: 100 });
+    };
+    await run(gbit(1), policy());
+    await run(gbit(1), policy({ pacing: 0.9 }));
+    await run(gbit(1), policy({ bandwidthMbps: 500 }));
+    await run(gbit(1), policy({ pacing: 1 }));
+    await run(undefined, policy());
+    expect(started.map((s) => s.bandwidthBytesPerSec)).toEqual([gbit(0.8), gbit(0.9), gbit(0.5), undefined, undefined]);
   });
 
   it('reports a broken link as a retryable failure with the VM still on the source', async () => {

@@ -4,7 +4,7 @@ import type { MigrationPolicy } from '../model/policies.js';
 import type { MigrationProgress, OperationProgress } from '../provider/Provider.js';
 import type { Clock } from '../util/clock.js';
 import type { MigrationDriver, MigrationStats } from './driver.js';
-import { assertPolicyPossible, mbpsToBytesPerSec } from './policy.js';
+import { assertPolicyPossible, streamCap } from './policy.js';
 
 export type OrchestratorAction =
   | { readonly kind: 'downtime'; readonly ms: number; readonly atMs: number }
@@ -47,7 +47,10 @@ export interface OrchestratorOptions {
  *
  * The hypervisor's limit covers only the last dirty pages; the driver's `switchoverMs`
  * (device state, disk hand-over, resuming on the destination) comes on top, so the limit
- * is kept that much below the policy's `maxDowntimeMs`. The timeout counts from the first
+ * is kept that much below the policy's `maxDowntimeMs`. When the driver knows the path's
+ * capacity, the stream is paced at the policy's `pacing` share of it: a stream that fills the
+ * path leaves a backlog in its buffers, and the guest waits for that backlog at the switch.
+ * The timeout counts from the first
  * memory round: a storage copy before it is not memory migration.
  */
 export async function orchestrateMigration(options: OrchestratorOptions): Promise<OrchestratedMigration> {
@@ -57,7 +60,7 @@ export async function orchestrateMigration(options: OrchestratorOptions): Promis
   const timeoutMs = policy.timeoutPerGiB * Math.max(1, options.memoryMiB / 1024);
   const context = { operation: 'migrate', ...(options.vm ? { vm: options.vm } : {}), ...(options.provider ? { provider: options.provider } : {}) };
   const actions: OrchestratorAction[] = [];
-  const cap = policy.bandwidthMbps === undefined ? undefined : mbpsToBytesPerSec(policy.bandwidthMbps);
+  const cap = streamCap(policy, driver.linkBytesPerSec);
 
   // What the hypervisor may spend on the last pages: the policy's maximum less the fixed switchover.
   const maxLimit = Math.max(1, Math.min(policy.maxDowntimeMs, Math.round(policy.maxDowntimeMs - (driver.switchoverMs ?? 0))));

@@ -49,6 +49,17 @@ export function assertPolicyPossible(policy: MigrationPolicy, memoryMiB: number,
   return eff;
 }
 
+/**
+ * The stream's rate cap: the policy's bandwidth limit, and the policy's pacing share of the
+ * path's measured capacity when the provider knows it. undefined: unlimited.
+ */
+export function streamCap(policy: MigrationPolicy, linkBytesPerSec: number | undefined): number | undefined {
+  const limit = policy.bandwidthMbps === undefined ? Infinity : mbpsToBytesPerSec(policy.bandwidthMbps);
+  const paced = linkBytesPerSec !== undefined && linkBytesPerSec > 0 && policy.pacing < 1 ? policy.pacing * linkBytesPerSec : Infinity;
+  const cap = Math.min(limit, paced);
+  return Number.isFinite(cap) ? cap : undefined;
+}
+
 export function mbpsToBytesPerSec(mbps: number): number {
   return (mbps * 1e6) / 8;
 }

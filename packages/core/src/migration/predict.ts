@@ -1,7 +1,7 @@
 import type { MigrationPolicy } from '../model/policies.js';
 import type { MigrationEstimateInputs } from '../provider/Provider.js';
 import { predictPreCopy, type PreCopyInput, type Prediction } from './model.js';
-import { assertPolicyPossible, mbpsToBytesPerSec } from './policy.js';
+import { assertPolicyPossible, streamCap } from './policy.js';
 
 /** A provider's estimate, with whatever model inputs it measured beyond the core's (set-up, switchover, storage copy). */
 export type MigrationEstimate = MigrationEstimateInputs & Partial<Pick<PreCopyInput, 'setupMs' | 'switchoverMs' | 'storageCopyBytes' | 'storageBandwidthBytesPerSec'>>;
@@ -21,11 +21,14 @@ export const UNMEASURED_COMPRESSIBILITY = 0.5;
  */
 export function predictMigration(estimate: MigrationEstimate, policy: MigrationPolicy, memoryMiB: number): Prediction {
   const eff = assertPolicyPossible(policy, memoryMiB);
-  const cap = policy.bandwidthMbps === undefined ? Infinity : mbpsToBytesPerSec(policy.bandwidthMbps);
+  // The orchestrator paces the stream below the path's measured capacity (see streamCap).
+  const cap = streamCap(policy, estimate.bandwidthBytesPerSec) ?? Infinity;
   const multifd = eff.effectiveCompression.startsWith('multifd');
   return predictPreCopy({
     ...estimate,
     bandwidthBytesPerSec: Math.min(estimate.bandwidthBytesPerSec, cap),
+    // The storage copy is neither paced nor capped (only the memory stream is).
+    storageBandwidthBytesPerSec: estimate.storageBandwidthBytesPerSec ?? estimate.bandwidthBytesPerSec,
     maxDowntimeMs: policy.maxDowntimeMs,
     compressionRatio: multifd ? (estimate.compressibility ?? UNMEASURED_COMPRESSIBILITY) : 1,
     ...(eff.effectiveCompression === 'xbzrle' ? { resendRatio: Math.max(0.05, estimate.compressibility ?? 1) } : {}),

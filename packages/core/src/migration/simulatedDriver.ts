@@ -45,11 +45,16 @@ export class SimulatedMigrationDriver implements MigrationDriver {
   #error: string | undefined;
   static readonly SWITCHOVER_MS = 5;
 
+  /** The link is known, as a provider that measured it would know it: the orchestrator paces as it would there. */
+  readonly linkBytesPerSec: number;
+
   constructor(
     private readonly guest: SimulatedGuest,
     private readonly link: SimulatedLink,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.linkBytesPerSec = link.bandwidthBytesPerSec;
+  }
 
   async start(settings: MigrationSettings): Promise<void> {
     this.#settings = settings;

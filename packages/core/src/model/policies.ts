@@ -9,6 +9,13 @@ export const migrationPolicy = z.strictObject({
   maxDowntimeMs: z.number().int().min(1).max(60_000).default(300),
   /** Cap on the migration stream, in Mbit/s; unset means as fast as the link allows. */
   bandwidthMbps: z.number().min(1).max(400_000).optional(),
+  /**
+   * The memory stream's rate as a share of the path's measured capacity, when the provider
+   * has measured it (1: unpaced). Below 1 no backlog builds up in the buffers along the path
+   * (the SSH tunnel, the sockets), so the guest's pause does not include draining one: on the
+   * testbed 0.8 cut the pause at 300 Mbit/s from ~240 ms to ~115 ms at the same total time.
+   */
+  pacing: z.number().min(0.5).max(1).default(0.8),
   autoConverge: z.boolean().default(true),
   postCopy: z
     .strictObject({

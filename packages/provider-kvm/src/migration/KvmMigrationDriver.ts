@@ -19,6 +19,8 @@ export interface KvmMigrationDriverOptions {
   readonly random: () => number;
   /** See MigrationDriver.switchoverMs: what this host pair adds to the last pages' transfer. */
   readonly switchoverMs: number;
+  /** See MigrationDriver.linkBytesPerSec: the host pair's measured capacity, when known. */
+  readonly linkBytesPerSec?: number;
   /** How long the tunnel may live if nobody closes it. */
   readonly lifetimeSec: number;
   readonly log?: (message: string) => void;
@@ -34,6 +36,8 @@ export interface KvmMigrationOutcome {
   /** The destination's completed-job statistics. */
   readonly completed?: RawJobStats;
   readonly lastLimitMs: number;
+  /** The memory stream's cap when the job ended (the policy's limit or pacing); undefined: uncapped. */
+  readonly lastCapBytesPerSec?: number;
   readonly error?: string;
 }
 
@@ -50,6 +54,7 @@ export interface KvmMigrationOutcome {
  */
 export class KvmMigrationDriver implements MigrationDriver {
   readonly switchoverMs: number;
+  readonly linkBytesPerSec?: number;
   #tunnel: MigrationTunnel | undefined;
   #settings: MigrationSettings | undefined;
   #startedAt = 0;
@@ -68,6 +73,7 @@ export class KvmMigrationDriver implements MigrationDriver {
 
   constructor(private readonly o: KvmMigrationDriverOptions) {
     this.switchoverMs = o.switchoverMs;
+    if (o.linkBytesPerSec !== undefined) this.linkBytesPerSec = o.linkBytesPerSec;
   }
 
   get outcome(): KvmMigrationOutcome {
@@ -78,6 +84,7 @@ export class KvmMigrationDriver implements MigrationDriver {
       ...(this.#wire.disk === undefined ? {} : { diskBytesOnWire: this.#wire.disk - (this.#wireAtStart.disk ?? 0) }),
       ...(this.#finished?.completed ? { completed: this.#finished.completed } : {}),
       lastLimitMs: this.#limitMs,
+      ...(this.#memoryCap === undefined ? {} : { lastCapBytesPerSec: this.#memoryCap }),
       ...(this.#finished?.error ? { error: this.#finished.error } : {}),
     };
   }

@@ -44,8 +44,9 @@ export async function estimateMove(env: MigrationEnv, plan: MovePlan, ctx: Opera
     zeroShare(env, source, memoryBytes),
     storageBytes(source, plan),
   ]);
+  env.calibration.recordLink(source.host.name, plan.destination.name, link);
   const calibrated = env.calibration.throughput(source.host.name, plan.destination.name);
-  const bandwidth = calibrated !== undefined && calibrated < link ? calibrated : link;
+  const bandwidth = env.calibration.capacity(source.host.name, plan.destination.name) ?? link;
   const compressibility = env.calibration.compressibility(vm);
   return {
     memoryBytes,

@@ -26,6 +26,7 @@ export async function migrateLive(env: MigrationEnv, plan: MovePlan, request: Mi
   const made: string[] = [];
   const phase = (name: string, message?: string) => ctx.onProgress?.({ operation: 'migrate', phase: name, ...(message ? { message } : {}) });
 
+  const link = env.calibration.capacity(source.host.name, destination.name);
   const driver = new KvmMigrationDriver({
     domain: vm,
     source: source.virsh,
@@ -35,6 +36,7 @@ export async function migrateLive(env: MigrationEnv, plan: MovePlan, request: Mi
     clock: env.clock,
     random: env.random,
     switchoverMs: env.calibration.switchoverMs,
+    ...(link === undefined ? {} : { linkBytesPerSec: link }),
     lifetimeSec: (request.policy.timeoutPerGiB / 1000) * Math.max(1, source.view.info.memoryMiB / 1024) * 3 + 600,
     ...(env.log ? { log: env.log } : {}),
   });
@@ -81,13 +83,14 @@ export async function migrateLive(env: MigrationEnv, plan: MovePlan, request: Mi
     // QEMU's average over the memory phase when libvirt reports it; else processed over our own timing.
     const reported = outcome.completed?.numbers.get('memory_bps');
     const throughput = result.postCopy ? undefined : reported && reported > 0 ? reported : memoryMs > 0 ? result.final.dataProcessedBytes / (memoryMs / 1000) : undefined;
-    if (throughput) env.calibration.recordThroughput(source.host.name, destination.name, throughput);
+    if (throughput) env.calibration.recordThroughput(source.host.name, destination.name, throughput, outcome.lastCapBytesPerSec);
     // The fixed time of a move (tunnel, destination QEMU, libvirt's hand-over, seeing it done):
     // what it took less what the model computes from bytes and rates — the storage copy and
     // the memory rounds at the stream's rate — and the downtime.
     const rate = throughput ?? env.calibration.throughput(source.host.name, destination.name);
     if (rate && !result.postCopy) {
-      const moving = ((result.final.dataProcessedBytes + (outcome.diskBytesOnWire ?? 0)) / rate) * 1000;
+      // The storage copy is never paced or capped (see KvmMigrationDriver.start).
+      const moving = (result.final.dataProcessedBytes / rate + (outcome.diskBytesOnWire ?? 0) / Math.max(rate, link ?? 0)) * 1000;
       env.calibration.recordSetup(result.durationMs - moving - result.downtimeMs);
     }
     if (!result.postCopy) env.calibration.recordDowntime(result.downtimeMs, outcome.lastLimitMs, request.policy.maxDowntimeMs);

@@ -157,6 +157,22 @@ describe('estimates', () => {
     expect(c.throughput('b', 'a')).toBe(140);
   });
 
+  it("knows a host pair's capacity from moves and link measurements, and does not learn its own pace as the path's", () => {
+    const c = new MigrationCalibration(TCG_DEFAULTS);
+    expect(c.capacity('a', 'b')).toBeUndefined();
+    c.recordLink('a', 'b', 40);
+    expect(c.capacity('b', 'a')).toBe(40);
+    // A move held at its cap (the pace) says only that the path carries at least that much.
+    c.recordThroughput('a', 'b', 31, 32);
+    expect(c.capacity('a', 'b')).toBe(40);
+    // One well under its cap was limited by the path (or QEMU's migration thread): the lower figure rules.
+    c.recordThroughput('a', 'b', 20, 32);
+    expect(c.capacity('a', 'b')).toBe(20);
+    c.recordThroughput('a', 'c', 50);
+    c.recordLink('a', 'c', 35);
+    expect(c.capacity('a', 'c')).toBe(35);
+  });
+
   it('reads a volume', () => {
     const v = parseVolumeXml(`<volume type='file'><name>x.qcow2</name><capacity unit='bytes'>1073741824</capacity><allocation unit='bytes'>1384448</allocation><physical unit='bytes'>1441792</physical>
       <target><path>/var/lib/libvirt/images/x.qcow2</path><format type='qcow2'/></target>
