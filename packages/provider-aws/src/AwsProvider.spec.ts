@@ -506,6 +506,28 @@ describe('AwsProvider against the stateful fake', () => {
     expect(made?.State?.Name).toBe('shutting-down');
   });
 
+  it('launches with the declared NICs, one interface per subnet in order, reports them back, and refuses a network that is no subnet before any call', async () => {
+    const { provider, fake, mock } = withFake(new FakeEc2(), { securityGroupIds: ['sg-0123456789abcdef0'] });
+    const nics = [{ network: 'subnet-0aaaaaaaaaaaaaaa1' }, { network: 'subnet-0bbbbbbbbbbbbbbb2' }];
+    const vm = await provider.create(createRequest({ nics }));
+    const run = mock.commandCalls(RunInstancesCommand)[0]!.args[0].input as unknown as Record<string, unknown>;
+    expect(run['NetworkInterfaces']).toEqual([
+      { DeviceIndex: 0, SubnetId: 'subnet-0aaaaaaaaaaaaaaa1', DeleteOnTermination: true, Groups: ['sg-0123456789abcdef0'] },
+      { DeviceIndex: 1, SubnetId: 'subnet-0bbbbbbbbbbbbbbb2', DeleteOnTermination: true, Groups: ['sg-0123456789abcdef0'] },
+    ]);
+    // EC2 refuses SubnetId or SecurityGroupIds beside NetworkInterfaces.
+    expect(run).not.toHaveProperty('SubnetId');
+    expect(run).not.toHaveProperty('SecurityGroupIds');
+    expect(run['Placement']).toEqual({ AvailabilityZone: 'us-east-1a' });
+    expect(vm.nics).toEqual([
+      { network: 'subnet-0aaaaaaaaaaaaaaa1', mac: expect.any(String), id: expect.stringMatching(/^eni-/) },
+      { network: 'subnet-0bbbbbbbbbbbbbbb2', mac: expect.any(String), id: expect.stringMatching(/^eni-/) },
+    ]);
+    const calls = fake.count('RunInstances');
+    await expect(provider.create(createRequest({ name: 'shop-web-1', nics: [{ network: 'vpc-lan' }] }))).rejects.toThrow(/^NIC network "vpc-lan" is not an EC2 subnet id; nothing was made$/);
+    expect(fake.count('RunInstances')).toBe(calls);
+  });
+
   it('resumes a VM left pending by an interrupted create instead of launching another', async () => {
     const fake = new FakeEc2();
     const { provider } = withFake(fake);

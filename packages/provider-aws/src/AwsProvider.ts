@@ -120,6 +120,9 @@ const MAX_TOKEN_GENERATIONS = 5;
  * offering the catalog's instance types at their on-demand prices; VMs as instances whose
  * tags record the fleet that owns them.
  */
+/** What a NIC's `network` is on EC2: a subnet id. */
+const EC2_SUBNET = /^subnet-[0-9a-f]{8,17}$/;
+
 export class AwsProvider implements Provider {
   readonly kind = 'aws';
   readonly capabilities: Capabilities = Object.freeze({
@@ -290,6 +293,13 @@ export class AwsProvider implements Provider {
     const where: ErrorContext = { provider: this.name, vm: request.name, host: request.host, operation: 'create' };
     throwIfAborted(ctx.signal, where);
     const zone = this.#zoneOf(request.host, where);
+    const notSubnet = request.nics?.find((n) => !EC2_SUBNET.test(n.network));
+    if (notSubnet) {
+      throw new InvalidInputError(`NIC network "${notSubnet.network}" is not an EC2 subnet id; nothing was made`, {
+        context: where,
+        hint: `on EC2 each of groups.<group>.nics names a subnet (subnet-0123abcd…) in the zone the VM is placed in (${zone})`,
+      });
+    }
     const userData = ec2UserData(request.cloudInit, request.ownership.specHash, request.name, this.name);
     // A VM moved from another provider boots from the image imported for it; it still records the fleet's image name.
     const image = await this.#image(request.fromImage ?? request.image, where, ctx.signal, request.fromImage !== undefined);
@@ -350,13 +360,21 @@ export class AwsProvider implements Provider {
     const identity = { fleet: request.ownership.fleet, name: request.name, specHash: request.ownership.specHash, zone: at.zone, instanceType: at.type };
     const tags = ownershipTags(request.name, request.ownership, request.image, request.resources, request.labels);
     const subnet = this.#config.subnetIds?.[at.zone];
+    const groups = this.#config.securityGroupIds ? { SecurityGroupIds: [...this.#config.securityGroupIds] } : {};
+    // Declared NICs: one interface per subnet, in order (device 0 is the primary), in the
+    // zone placement chose, so EC2 refuses a subnet of another zone before making anything.
+    const network = request.nics
+      ? {
+          Placement: { AvailabilityZone: at.zone },
+          NetworkInterfaces: request.nics.map((n, i) => ({ DeviceIndex: i, SubnetId: n.network, DeleteOnTermination: true, ...(groups.SecurityGroupIds ? { Groups: groups.SecurityGroupIds } : {}) })),
+        }
+      : { ...(subnet ? { SubnetId: subnet } : { Placement: { AvailabilityZone: at.zone } }), ...groups };
     const input = {
       ImageId: image.ImageId!,
       InstanceType: at.type as _InstanceType,
       MinCount: 1,
       MaxCount: 1,
-      ...(subnet ? { SubnetId: subnet } : { Placement: { AvailabilityZone: at.zone } }),
-      ...(this.#config.securityGroupIds ? { SecurityGroupIds: [...this.#config.securityGroupIds] } : {}),
+      ...network,
       ...(this.#config.keyName ? { KeyName: this.#config.keyName } : {}),
       ...(userData ? { UserData: userData } : {}),
       BlockDeviceMappings: [

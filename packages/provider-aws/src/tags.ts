@@ -104,6 +104,14 @@ export function toVmRecord(provider: string, instance: Instance, typeSize: (type
     image: tags.get(TAG.image) ?? instance.ImageId ?? '',
     labels,
     addresses,
+    ...(instance.NetworkInterfaces?.length
+      ? {
+          // By device index: the first is the primary. A NIC's network is its subnet; EC2 has no NIC model to report.
+          nics: [...instance.NetworkInterfaces]
+            .sort((a, b) => (a.Attachment?.DeviceIndex ?? 0) - (b.Attachment?.DeviceIndex ?? 0))
+            .map((n) => ({ network: n.SubnetId ?? '', ...(n.MacAddress ? { mac: n.MacAddress } : {}), ...(n.NetworkInterfaceId ? { id: n.NetworkInterfaceId } : {}) })),
+        }
+      : {}),
     ...(type ? { instanceType: type } : {}),
     ...(instance.LaunchTime ? { createdAt: new Date(instance.LaunchTime).toISOString() } : {}),
   };

@@ -101,6 +101,16 @@ describe('GcpProvider create and list', () => {
     expect(fake.calls('POST', /zones\/us-central1-a\/operations\/.*\/wait$/)).toHaveLength(3);
   });
 
+  it('inserts the declared NICs, one per VPC network in order, reports them back, and refuses a network that is no name before any call', async () => {
+    const vm = await provider.create(createRequest({ nics: [{ network: 'prod-vpc' }, { network: 'backend' }] }));
+    const [insert] = fake.calls('POST', /zones\/us-central1-a\/instances$/);
+    expect(insert!.body!['networkInterfaces']).toEqual([{ network: 'global/networks/prod-vpc' }, { network: 'global/networks/backend' }]);
+    expect(vm.nics).toEqual([{ network: 'prod-vpc', id: 'nic0' }, { network: 'backend', id: 'nic1' }]);
+    const inserts = fake.calls('POST', /instances$/).length;
+    await expect(provider.create(createRequest({ name: 'shop-web-1', nics: [{ network: 'projects/p/global/networks/x' }] }))).rejects.toThrow(/is not a Compute Engine network name; nothing was made$/);
+    expect(fake.calls('POST', /instances$/)).toHaveLength(inserts);
+  });
+
   it('is idempotent: the same request id gets the same operation, and an existing VM is returned as it is', async () => {
     // The insert succeeds but its answer is lost on the way back.
     fake.fail({ method: 'POST', path: /instances$/ }, 503, apiError(503, 'The service is currently unavailable.', 'backendError', 'UNAVAILABLE'));

@@ -206,6 +206,13 @@ export class GcpProvider implements Provider {
   async create(request: CreateVmRequest, ctx: OperationContext = {}): Promise<VmRecord> {
     const where: ErrorContext = { provider: this.name, vm: request.name, host: request.host, operation: 'create' };
     throwIfAborted(ctx.signal, where);
+    const notNetwork = request.nics?.find((n) => !GCE_NETWORK.test(n.network));
+    if (notNetwork) {
+      throw new InvalidInputError(`NIC network "${notNetwork.network}" is not a Compute Engine network name; nothing was made`, {
+        context: where,
+        hint: 'on Compute Engine each of groups.<group>.nics names a VPC network of the project by its name (prod-vpc), each NIC a different network',
+      });
+    }
     const zone = this.#zoneOf(request.host, where);
     const candidates = this.#capacity.candidates({ request, zone, typesIn: (z) => this.#typesIn(z), zoneOf: (h) => this.#zoneOf(h, where), fallbacks: this.#config.capacityFallbacks, where, typeWord: 'machine', typesKey: 'machineTypes' });
     for (const z of new Set(candidates.map((c) => c.zone))) {
@@ -292,12 +299,16 @@ export class GcpProvider implements Provider {
           },
         },
       ],
-      networkInterfaces: [
-        {
-          network: this.#config.network ?? 'global/networks/default',
-          ...(this.#config.subnetwork ? { subnetwork: this.#config.subnetwork } : {}),
-        },
-      ],
+      // Declared NICs: one per VPC network, in order (nic0 is the primary). Compute Engine
+      // sets an instance's NICs at insert only: a change replaces the VM (no hotplugNics).
+      networkInterfaces: request.nics
+        ? request.nics.map((n) => ({ network: gceNetwork(n.network) }))
+        : [
+            {
+              network: this.#config.network ?? 'global/networks/default',
+              ...(this.#config.subnetwork ? { subnetwork: this.#config.subnetwork } : {}),
+            },
+          ],
       // Instances with GPUs cannot live-migrate for host maintenance.
       ...(gpu > 0 ? { scheduling: { onHostMaintenance: 'TERMINATE', automaticRestart: true } } : {}),
     };
@@ -1075,4 +1086,16 @@ function fromTimeLabel(value: string | undefined): string | undefined {
 
 function compactTime(ms: number): string {
   return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'z').toLowerCase();
+}
+
+/**
+ * A VPC network of the project, by name: what the VM's record reports back, so a declared NIC
+ * compares equal to the one made (a URL would not). Subnetworks: the provider's `subnetwork`
+ * for a VM without declared NICs; with NICs, each network's auto subnet in the region.
+ */
+const GCE_NETWORK = /^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** A NIC's network as instances.insert takes it. */
+function gceNetwork(network: string): string {
+  return `global/networks/${network}`;
 }

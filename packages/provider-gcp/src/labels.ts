@@ -159,6 +159,8 @@ export function toVmRecord(provider: string, instance: Instance, typeSize: (type
     image: metadataValue(instance, META.image) ?? lastSegment((instance.disks ?? []).find((d) => d.boot)?.source),
     labels: userLabelsExact ?? Object.fromEntries(Object.entries(labels).filter(([k]) => !k.startsWith('novacron-'))),
     addresses,
+    // In order (nic0 first); a NIC's network by its name, as a fleet names it. Compute Engine reports no MAC or model.
+    ...(instance.networkInterfaces?.length ? { nics: instance.networkInterfaces.map((nic) => ({ network: lastSegment(nic.network ?? undefined), ...(nic.name ? { id: nic.name } : {}) })) } : {}),
     ...(type ? { instanceType: type } : {}),
     ...(instance.creationTimestamp ? { createdAt: new Date(instance.creationTimestamp).toISOString() } : {}),
   };

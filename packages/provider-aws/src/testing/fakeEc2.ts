@@ -73,6 +73,8 @@ interface FakeInstance {
   volumes: { device: string; volumeId: string; sizeGiB: number; tags: Map<string, string> }[];
   userData: string | undefined;
   ip: string;
+  /** Its network interfaces, by device index: the request's NetworkInterfaces, else one in the subnet (or the zone's default). */
+  nics: { id: string; subnet: string; mac: string }[];
 }
 
 interface FakeSnapshot {
@@ -202,7 +204,7 @@ export class FakeEc2 {
       id, clientToken: undefined, state, until: this.#now(), runningSince: state === 'running' ? this.#now() : undefined, next: undefined, reason: undefined,
       type: options.type, zone: options.zone ?? this.zones[0]!, imageId, tags: new Map(Object.entries(options.tags ?? {})), launched: new Date(this.#now()),
       rootDevice: '/dev/xvda', volumes: [{ device: '/dev/xvda', volumeId: `vol-${(this.#seq).toString(16).padStart(17, '0')}`, sizeGiB: options.diskGiB ?? 8, tags: new Map(Object.entries(options.volumeTags ?? {})) }],
-      userData: undefined, ip: `10.0.${(this.#seq >> 8) & 255}.${this.#seq & 255}`,
+      userData: undefined, ip: `10.0.${(this.#seq >> 8) & 255}.${this.#seq & 255}`, nics: [],
     });
     return id;
   }
@@ -323,6 +325,10 @@ export class FakeEc2 {
         volumes: [{ device: mapping?.DeviceName ?? image.RootDeviceName ?? '/dev/xvda', volumeId: `vol-${(this.#seq).toString(16).padStart(17, '0')}`, sizeGiB: mapping?.Ebs?.VolumeSize ?? 8, tags: volumeTags }],
         userData: input['UserData'] as string | undefined,
         ip: `10.0.${(this.#seq >> 8) & 255}.${this.#seq & 255}`,
+        nics: ((input['NetworkInterfaces'] as { SubnetId?: string; DeviceIndex?: number }[] | undefined) ?? [{ SubnetId: subnet ?? `subnet-default-${zone}`, DeviceIndex: 0 }])
+          .slice()
+          .sort((a, b) => (a.DeviceIndex ?? 0) - (b.DeviceIndex ?? 0))
+          .map((n, k) => ({ id: `eni-${this.#seq.toString(16).padStart(8, '0')}${k}`, subnet: n.SubnetId ?? `subnet-default-${zone}`, mac: `0a:00:00:${(this.#seq >> 8 & 255).toString(16).padStart(2, '0')}:${(this.#seq & 255).toString(16).padStart(2, '0')}:0${k}` })),
       };
       this.instances.set(id, instance);
       if (token) this.#tokens.set(token, { instanceId: id, params });
@@ -570,6 +576,7 @@ export class FakeEc2 {
       RootDeviceName: i.rootDevice,
       Architecture: 'x86_64',
       BlockDeviceMappings: i.state === 'terminated' ? [] : i.volumes.map((v) => ({ DeviceName: v.device, Ebs: { VolumeId: v.volumeId, Status: 'attached', DeleteOnTermination: true } })),
+      NetworkInterfaces: i.state === 'terminated' ? [] : i.nics.map((n, k) => ({ NetworkInterfaceId: n.id, SubnetId: n.subnet, MacAddress: n.mac, Attachment: { DeviceIndex: k, Status: 'attached' } })),
     };
   }
 
