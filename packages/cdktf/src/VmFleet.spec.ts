@@ -146,6 +146,29 @@ describe('VmFleet (CDKTF)', () => {
     expect(validateSynth(json, schemas)).toEqual([]);
   });
 
+  it('synthesizes a group\'s NICs: libvirt interfaces in order with their models, GCE interfaces per network, the EC2 subnet of a single NIC', () => {
+    const kvm = kvmFleet();
+    (kvm.groups['web'] as { nics?: unknown }).nics = [{ network: 'default' }, { network: 'storage', model: 'e1000e' }];
+    const { doc } = synth({ spec: kvm, inventory: kvmInventory() });
+    const domain = Object.values(resources(doc, 'libvirt_domain')).find((d) => d['name'] === 'shop-web-0')!;
+    expect((domain['devices'] as { interfaces: unknown[] }).interfaces).toEqual([
+      { model: { type: 'virtio' }, source: { network: { network: 'default' } } },
+      { model: { type: 'e1000e' }, source: { network: { network: 'storage' } } },
+    ]);
+
+    const multi = multiCloudFleet();
+    (multi.groups['batch'] as { nics?: unknown }).nics = [{ network: 'prod-vpc' }, { network: 'backend' }];
+    (multi.groups['app'] as { nics?: unknown }).nics = [{ network: 'subnet-0ccc' }];
+    const cloud = synth({ spec: multi, inventory: multiCloudInventory() });
+    const batch = Object.values(resources(cloud.doc, 'google_compute_instance')).find((i) => i['name'] === 'multi-batch-0')!;
+    expect(batch['network_interface']).toEqual([{ network: 'prod-vpc' }, { network: 'backend' }]);
+    expect(cloud.json).toHaveResourceWithProperties(Instance, { tags: expect.objectContaining({ Name: 'multi-app-0' }), subnet_id: 'subnet-0ccc' });
+    expect(validateSynth(cloud.json, schemas)).toEqual([]);
+
+    (multi.groups['app'] as { nics?: unknown }).nics = [{ network: 'subnet-0ccc' }, { network: 'subnet-0ddd' }];
+    expect(() => synth({ spec: multi, inventory: multiCloudInventory() })).toThrow(/declares 2 NICs; the CDKTF AWS target makes one NIC per instance/);
+  });
+
   it('refuses an AWS image that is neither an AMI id nor owner/name-pattern, naming its path', () => {
     const spec = multiCloudFleet();
     (spec.providers['east'] as { images: Record<string, string> }).images = { 'debian-12': 'debian-12-amd64' };

@@ -58,7 +58,15 @@ export const awsTarget: Target<AwsProviderConfig> = ({ scope, fleet, providerNam
         hint: 'an AWS zone in the inventory carries instanceTypes (name, cpu, memoryMiB, pricePerHour)',
       });
     }
-    const subnet = config.subnetIds?.[vm.host.zone];
+    const nics = vm.spec.nics;
+    if (nics && nics.length > 1) {
+      // More NICs need aws_network_interface resources, which this target does not synthesize (yet).
+      throw new InvalidInputError(`VM "${vm.name}" declares ${nics.length} NICs; the CDKTF AWS target makes one NIC per instance`, {
+        context: { vm: vm.name, path: `groups.${vm.group}.nics` },
+        hint: 'declare one NIC (its subnet) for groups placed on AWS, or manage the fleet with the SDK or Pulumi, whose AWS provider makes every NIC',
+      });
+    }
+    const subnet = nics ? nics[0]!.network : config.subnetIds?.[vm.host.zone];
     const userData = renderUserData(vm.spec.cloudInit, vm.name);
     const instance = new Instance(scope, vm.name, {
       provider,

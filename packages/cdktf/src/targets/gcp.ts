@@ -33,7 +33,10 @@ export const gcpTarget: Target<GcpProviderConfig> = ({ scope, fleet, providerNam
       labels: gceLabels(fleet.name, vm, config.labels),
       metadata: gceMetadata(vm, config.labels, userData),
       bootDisk: { autoDelete: true, initializeParams: { image, size: vm.resources.diskGiB, type: config.diskType } },
-      networkInterface: [{ ...(config.network ? { network: config.network } : { network: 'default' }), ...(config.subnetwork ? { subnetwork: config.subnetwork } : {}) }],
+      // The group's NICs (one per VPC network, in order), else the provider's network and subnetwork.
+      networkInterface: vm.spec.nics
+        ? vm.spec.nics.map((nic) => ({ network: nic.network }))
+        : [{ ...(config.network ? { network: config.network } : { network: 'default' }), ...(config.subnetwork ? { subnetwork: config.subnetwork } : {}) }],
     });
     return { name: vm.name, provider: providerName, host: vm.host.id, resource: instance };
   });

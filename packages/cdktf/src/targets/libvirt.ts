@@ -126,7 +126,8 @@ export const libvirtTarget: Target<KvmProviderConfig> = ({ scope, fleet, provide
       description: `NovaCron fleet ${fleet.name}, group ${vm.group}`,
       metadata: { xml: libvirtMetadata(fleet.name, vm) },
       os: { type: 'hvm', ...(image.kernel ? { kernel: image.kernel, ...(image.initrd ? { initrd: image.initrd } : {}), ...(image.cmdline ? { cmdline: image.cmdline } : {}) } : {}) },
-      devices: { disks, interfaces: [{ model: { type: 'virtio' }, source: { network: { network } } }] },
+      // The group's NICs in order, else one virtio NIC on the host's network (as the KVM provider makes them).
+      devices: { disks, interfaces: (vm.spec.nics ?? [{ network }]).map((nic) => ({ model: { type: nic.model ?? 'virtio' }, source: { network: { network: nic.network } } })) },
     });
     made.push({ name: vm.name, provider: providerName, host: vm.host.id, resource: domain });
   }
