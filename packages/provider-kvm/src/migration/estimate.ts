@@ -4,7 +4,7 @@ import type { Virsh } from '../virsh/Virsh.js';
 import type { MigrationEnv } from './access.js';
 import { copiesSparsely } from './destinationXml.js';
 import type { MovePlan } from './preflight.js';
-import { shellQuote, sshCommand, type HostLink } from './sshLink.js';
+import { shellQuote, sshCommand, virshLine, type HostLink } from './sshLink.js';
 
 /**
  * The pre-copy model's inputs as measured on the hosts, plus what the model needs beyond
@@ -18,7 +18,7 @@ export interface KvmMigrationEstimate extends MigrationEstimateInputs {
   readonly storageCopyBytes: number;
   readonly storageBandwidthBytesPerSec: number;
   /** Where each figure came from, for people reading a prediction. */
-  readonly sources: { readonly dirtyRate: string; readonly bandwidth: string; readonly zeroFraction: string };
+  readonly sources: { readonly dirtyRate: string; readonly bandwidth: string; readonly zeroFraction: string; readonly compressibility: string };
 }
 
 const MiB = 1024 * 1024;
@@ -38,16 +38,18 @@ export async function estimateMove(env: MigrationEnv, plan: MovePlan, ctx: Opera
   const vm = info.name;
   const memoryBytes = info.memoryMiB * MiB;
   const running = source.view.state === 'running';
-  const [dirty, link, zero, storage] = await Promise.all([
+  const [dirty, link, zero, storage, sample] = await Promise.all([
     running ? measureDirtying(env, source, memoryBytes, ctx) : Promise.resolve({ rate: 0, workingSet: 0, how: 'not running' }),
     measureLink(source.virsh, plan.link, ctx),
     zeroShare(env, source, memoryBytes),
     storageBytes(source, plan),
+    running ? sampleMemory(env, source, memoryBytes) : Promise.resolve(undefined),
   ]);
   env.calibration.recordLink(source.host.name, plan.destination.name, link);
   const calibrated = env.calibration.throughput(source.host.name, plan.destination.name);
   const bandwidth = env.calibration.capacity(source.host.name, plan.destination.name) ?? link;
-  const compressibility = env.calibration.compressibility(vm);
+  // The pages as they are now, else what the VM's last compressed move measured, else the core's prior.
+  const compressibility = sample ? compressibilityOf(sample, zero.fraction) : env.calibration.compressibility(vm);
   return {
     memoryBytes,
     workingSetBytes: dirty.workingSet || memoryBytes,
@@ -64,6 +66,7 @@ export async function estimateMove(env: MigrationEnv, plan: MovePlan, ctx: Opera
       dirtyRate: dirty.how,
       bandwidth: calibrated !== undefined && calibrated < link ? `measured in earlier migrations ${plan.source.host.name} → ${plan.destination.name}` : 'an SSH stream between the hosts',
       zeroFraction: zero.how,
+      compressibility: sample ? `${formatMiB(sample.bytes)} of guest memory sampled, ${sample.compressor}` : compressibility === undefined ? 'not measured (the prior)' : 'measured in its last compressed migration',
     },
   };
 }
@@ -118,6 +121,76 @@ async function measureLink(virsh: Virsh, to: HostLink, ctx: OperationContext): P
   const m = /^(\d+) bytes.*copied, ([\d.]+) s/m.exec(r.stdout);
   if (!m || Number(m[2]) <= 0) return 100 * MiB; // unknown: a conservative gigabit-class guess, said so in docs
   return Number(m[1]) / Number(m[2]);
+}
+
+const SAMPLE_CHUNKS = 8;
+const SAMPLE_CHUNK = MiB;
+
+/** A sample of guest memory and what it compressed to on the host. */
+export interface MemorySample {
+  readonly bytes: number;
+  readonly compressedBytes: number;
+  readonly compressor: string;
+}
+
+/**
+ * Guest-physical offsets to sample: whole MiB, spread at random over RAM that is surely
+ * mapped whatever the machine type puts below 4 GiB (the first 2 GiB, and above 4 GiB what
+ * lies beyond 3.5 GiB of memory).
+ */
+export function sampleOffsets(memoryBytes: number, random: () => number, chunks = SAMPLE_CHUNKS): number[] {
+  const low = Math.min(memoryBytes, 2 * 1024 * MiB);
+  const high = Math.max(0, memoryBytes - 3.5 * 1024 * MiB);
+  const slots = Math.floor((low + high) / SAMPLE_CHUNK);
+  const picked = new Set<number>();
+  while (picked.size < Math.min(chunks, slots)) picked.add(Math.floor(random() * slots));
+  return [...picked].sort((a, b) => a - b).map((slot) => {
+    const at = slot * SAMPLE_CHUNK;
+    return at < low ? at : 4 * 1024 * MiB + (at - low);
+  });
+}
+
+/**
+ * Reads a few MiB of guest memory on the source host (QMP pmemsave, into a folder the QEMU
+ * user may write) and compresses them as multifd would: zstd at level 1 (QEMU's default),
+ * or gzip -1 where zstd is not installed. A few hundred ms; undefined when it fails (the
+ * estimate then falls back), never an error.
+ */
+async function sampleMemory(env: MigrationEnv, found: LocatedDomain, memoryBytes: number): Promise<MemorySample | undefined> {
+  const vm = found.view.info.name;
+  const dir = `/tmp/novacron-sample-${vm}-${Math.floor(env.random() * 2 ** 32).toString(16)}`;
+  const d = shellQuote(dir);
+  const reads = sampleOffsets(memoryBytes, env.random).map(
+    (at) => `${virshLine(['qemu-monitor-command', vm, JSON.stringify({ execute: 'pmemsave', arguments: { val: at, size: SAMPLE_CHUNK, filename: `${dir}/c` } })])} >/dev/null && cat ${d}/c >>${d}/all || exit 3`,
+  );
+  const script = [
+    `mkdir -m 777 ${d} || exit 3`, // QEMU runs as its own user
+    `trap ${shellQuote(`rm -rf ${d}`)} EXIT`,
+    ...reads,
+    'if command -v zstd >/dev/null; then z="zstd -1 -c -q"; n=zstd; else z="gzip -1 -c"; n=gzip; fi',
+    `echo "sample $(wc -c <${d}/all) $($z <${d}/all | wc -c) $n"`,
+  ].join('\n');
+  const r = await found.virsh.script(script, { timeoutMs: 30_000 }).catch(() => undefined);
+  const m = r && /^sample (\d+) (\d+) (\w+)/m.exec(r.stdout);
+  if (!m || Number(m[1]) === 0) {
+    env.log?.(`kvm: ${found.host.name}: sampling ${vm}'s memory failed: ${r?.stderr.trim().slice(0, 200) ?? 'no answer'}`);
+    return undefined;
+  }
+  return { bytes: Number(m[1]), compressedBytes: Number(m[2]), compressor: m[3] === 'zstd' ? 'zstd -1' : 'gzip -1' };
+}
+
+/**
+ * The model's compressibility (wire bytes per byte of the non-zero pages it sends) from a
+ * sample that holds zero pages too: they compress to almost nothing, so the sample's ratio
+ * is spread over the share of memory that is not zero.
+ */
+export function compressibilityOf(sample: MemorySample, zeroFraction: number): number {
+  const ratio = sample.compressedBytes / sample.bytes;
+  return Math.min(1.2, ratio / Math.max(0.05, 1 - zeroFraction));
+}
+
+function formatMiB(bytes: number): string {
+  return `${Math.round(bytes / MiB)} MiB`;
 }
 
 async function zeroShare(env: MigrationEnv, found: LocatedDomain, memoryBytes: number): Promise<{ fraction: number; how: string }> {

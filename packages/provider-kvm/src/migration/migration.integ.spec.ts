@@ -108,7 +108,15 @@ describe('KVM migration on the testbed', { timeout: 600_000 }, () => {
     expect(estimate).toMatchObject({ memoryBytes: 256 * 1024 ** 2, storageCopyBytes: expect.any(Number), setupMs: expect.any(Number), switchoverMs: expect.any(Number) });
     expect(estimate.dirtyRateBytesPerSec).toBeGreaterThan(0);
     expect(estimate.bandwidthBytesPerSec).toBeGreaterThan(1e6);
-    await guest(h1, ip, '/cgi-bin/dirty?rate=0');
+    // Compressibility from a sample of guest memory: half of it random, then half of it compressible.
+    await guest(h1, ip, '/cgi-bin/dirty?mib=128&rate=0&content=random');
+    const random = await p.estimateMigration({ name, fleet: FLEET }, hostId('lab', 'nc-h2'));
+    await guest(h1, ip, '/cgi-bin/dirty?mib=128&rate=0&content=compressible');
+    const compressible = await p.estimateMigration({ name, fleet: FLEET }, hostId('lab', 'nc-h2'));
+    expect(compressible.sources.compressibility).toMatch(/^8 MiB of guest memory sampled, (zstd|gzip) -1$/);
+    expect(random.compressibility).toBeGreaterThan(0.3);
+    expect(compressible.compressibility).toBeLessThan(0.7 * random.compressibility!);
+    await guest(h1, ip, '/cgi-bin/dirty?mib=16&rate=0');
 
     const events: OperationProgress[] = [];
     const result = await p.migrate({ name, fleet: FLEET, host: 'lab/nc-h1' }, { toHost: 'lab/nc-h2', mode: 'live', policy: policy() }, { onProgress: (e) => events.push(e) });

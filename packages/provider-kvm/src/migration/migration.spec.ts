@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { migrationPolicy } from '@novacron/core';
 import { destinationXml, copiesSparsely } from './destinationXml.js';
-import { dirtyingFrom } from './estimate.js';
+import { compressibilityOf, dirtyingFrom, sampleOffsets } from './estimate.js';
 import { parseDomState, parseRawJobStats, statusOf, toMigrationStats } from './jobStats.js';
 import { bandwidthMiB, migrateArgs, preMigrationParameters } from './migrateArgs.js';
 import { openScript } from './MigrationTunnel.js';
@@ -171,6 +171,26 @@ describe('estimates', () => {
     c.recordThroughput('a', 'c', 50);
     c.recordLink('a', 'c', 35);
     expect(c.capacity('a', 'c')).toBe(35);
+  });
+
+  it('samples whole MiB of guest memory that is mapped whatever the machine type', () => {
+    let seed = 1;
+    const random = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+    const small = sampleOffsets(256 * MiB, random);
+    expect(small).toHaveLength(8);
+    expect(new Set(small).size).toBe(8);
+    expect(small.every((at) => at % MiB === 0 && at + MiB <= 256 * MiB)).toBe(true);
+    expect(sampleOffsets(4 * MiB, random)).toHaveLength(4);
+    // 8 GiB: the first 2 GiB and, from 4 GiB up, the 4.5 GiB beyond 3.5 GiB of memory; never the hole in between.
+    const big = sampleOffsets(8 * 1024 * MiB, random, 64);
+    expect(big.every((at) => at + MiB <= 2 * 1024 * MiB || (at >= 4 * 1024 * MiB && at + MiB <= 8.5 * 1024 * MiB))).toBe(true);
+    expect(big.some((at) => at >= 4 * 1024 * MiB)).toBe(true);
+  });
+
+  it("spreads a sample's compression over the memory that is not zero", () => {
+    expect(compressibilityOf({ bytes: 8 * MiB, compressedBytes: 2 * MiB, compressor: 'zstd -1' }, 0.5)).toBeCloseTo(0.5);
+    expect(compressibilityOf({ bytes: 8 * MiB, compressedBytes: 2 * MiB, compressor: 'zstd -1' }, 0)).toBeCloseTo(0.25);
+    expect(compressibilityOf({ bytes: 8 * MiB, compressedBytes: 8 * MiB, compressor: 'gzip -1' }, 0.9)).toBe(1.2);
   });
 
   it('reads a volume', () => {
