@@ -40,7 +40,7 @@ GUEST_MODULES=(failover net_failover virtio_ring virtio virtio_pci_modern_dev
   virtio_pci_legacy_dev virtio_pci virtio_blk virtio_net virtio_balloon evdev button)
 PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
   openssh-server openssh-client busybox-static linux-image-amd64 iproute2 dnsmasq-base
-  jq curl gcc libc6-dev cpio gzip util-linux kmod)
+  jq curl gcc libc6-dev cpio gzip zstd util-linux kmod)
 
 log() { printf '[testbed %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf 'testbed: %s\n' "$*" >&2; exit 1; }
