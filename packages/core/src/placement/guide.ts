@@ -49,7 +49,62 @@ const MAX_PAIRWISE_DOMAINS = 8;
 /** Cost of a VM left out of the relaxation, in hosts. */
 const LEFT_OUT = 1000;
 
+/**
+ * The relaxation of one problem, built once and solved for any weights: only the costs
+ * depend on them, so a second plan starts from the first one's optimal basis (the LP's
+ * `reoptimize`) and takes a few pivots instead of a whole solve. The main solve and the
+ * Pareto alternatives of one `place` share it.
+ */
+export class GuidePlanner {
+  readonly #p: Problem;
+  #model: GuideModel | null | undefined;
+
+  constructor(p: Problem) {
+    this.#p = p;
+  }
+
+  plan(w: Weights): FillGuide | undefined {
+    if (this.#model === undefined) this.#model = buildModel(this.#p) ?? null;
+    const model = this.#model;
+    if (!model) return undefined;
+    const costs = model.costs.map((c) => c.fixed + c.consolidation * w.consolidation + c.cost * w.cost + c.preferLabels * w.preferLabels);
+    const solution = model.lp.reoptimize(costs);
+    if (solution.status !== 'optimal') return undefined;
+    const { T, K, loaded, x, y } = model;
+    const open = new Float64Array(T);
+    for (let t = 0; t < T; t++) open[t] = loaded[t] ? 1 : solution.x[y[t]!]!;
+    const quota = new Float64Array(K * T);
+    for (let i = 0; i < K * T; i++) if (x[i]! >= 0) quota[i] = solution.x[x[i]!]!;
+    return { kinds: T, kindClass: model.kindClass, kindHost: model.kindHost, open, quota, iterations: solution.iterations };
+  }
+}
+
+/** A variable's cost: a constant plus a coefficient per weight. */
+interface CostTerms {
+  readonly fixed: number;
+  readonly consolidation: number;
+  readonly cost: number;
+  readonly preferLabels: number;
+}
+
+interface GuideModel {
+  readonly lp: LinearProgram;
+  readonly costs: readonly CostTerms[];
+  readonly T: number;
+  readonly K: number;
+  readonly loaded: readonly boolean[];
+  readonly x: Int32Array;
+  readonly y: Int32Array;
+  readonly kindClass: Int32Array;
+  readonly kindHost: Int32Array;
+}
+
+/** The plan for one set of weights (see GuidePlanner, which shares the work between several). */
 export function buildGuide(p: Problem, w: Weights): FillGuide | undefined {
+  return new GuidePlanner(p).plan(w);
+}
+
+function buildModel(p: Problem): GuideModel | undefined {
   const K = p.classes.length;
   if (K === 0) return undefined;
   // Groups that may not share a host, both with VMs to place: a host of a kind keeps out one
@@ -109,14 +164,19 @@ export function buildGuide(p: Problem, w: Weights): FillGuide | undefined {
     usable += count[t]!;
   }
   const meanPrice = usable > 0 && priceSum > 0 ? priceSum / usable : 1;
-  const hostCost = (h: number) => w.consolidation + (w.cost * p.price[h]!) / meanPrice;
+  const hostCost = (h: number): CostTerms => ({ fixed: 0, consolidation: 1, cost: p.price[h]! / meanPrice, preferLabels: 0 });
   const avg = [0, 0, 0, 0];
   for (let t = 0; t < T; t++) if (modeOf[t]! <= 0) for (let d = 0; d < DIMS; d++) avg[d]! += (p.cap[rep[t]! * DIMS + d]! * count[t]!) / Math.max(1, usable);
 
   const lp = new LinearProgram();
+  const costs: CostTerms[] = [];
+  const variable = (c: CostTerms) => {
+    costs.push(c);
+    return lp.variable(0);
+  };
   const x = new Int32Array(K * T).fill(-1);
   const y = new Int32Array(T).fill(-1);
-  for (let t = 0; t < T; t++) if (!loaded[t]) y[t] = lp.variable(hostCost(rep[t]!));
+  for (let t = 0; t < T; t++) if (!loaded[t]) y[t] = variable(hostCost(rep[t]!));
   const classRows: { idx: number[]; val: number[] }[] = [];
   for (let k = 0; k < K; k++) {
     const cls = p.classes[k]!;
@@ -129,11 +189,11 @@ export function buildGuide(p: Problem, w: Weights): FillGuide | undefined {
       const h = rep[t]!;
       if (!cls.isCandidate[h] || !fitsEmpty(p, k, h) || keepsOut(modeOf[t]!, cls.group)) continue;
       const miss = group.preferScore ? 1 - group.preferScore[h]! : 0;
-      x[k * T + t] = lp.variable(0.5 * w.preferLabels * miss * share);
+      x[k * T + t] = variable({ fixed: 0, consolidation: 0, cost: 0, preferLabels: 0.5 * miss * share });
       idx.push(x[k * T + t]!);
     }
-    for (const type of cls.elasticType.values()) idx.push(lp.variable((w.cost * type.pricePerHour) / meanPrice + 1e-6));
-    idx.push(lp.variable(LEFT_OUT * (1 + w.cost + w.consolidation)));
+    for (const type of cls.elasticType.values()) idx.push(variable({ fixed: 1e-6, consolidation: 0, cost: type.pricePerHour / meanPrice, preferLabels: 0 }));
+    idx.push(variable({ fixed: LEFT_OUT, consolidation: LEFT_OUT, cost: LEFT_OUT, preferLabels: 0 }));
     classRows.push({ idx, val: idx.map(() => 1) });
   }
   const sizes = new Int32Array(K);
@@ -209,13 +269,7 @@ export function buildGuide(p: Problem, w: Weights): FillGuide | undefined {
     }
   }
 
-  const solution = lp.solve();
-  if (solution.status !== 'optimal') return undefined;
-  const open = new Float64Array(T);
-  for (let t = 0; t < T; t++) open[t] = loaded[t] ? 1 : solution.x[y[t]!]!;
-  const quota = new Float64Array(K * T);
-  for (let i = 0; i < K * T; i++) if (x[i]! >= 0) quota[i] = solution.x[x[i]!]!;
-  return { kinds: T, kindClass: Int32Array.from(kindClass), kindHost: Int32Array.from(kindHost), open, quota, iterations: solution.iterations };
+  return { lp, costs, T, K, loaded, x, y, kindClass: Int32Array.from(kindClass), kindHost: Int32Array.from(kindHost) };
 }
 
 /**

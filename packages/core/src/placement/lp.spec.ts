@@ -44,6 +44,26 @@ describe('LinearProgram (the simplex of the fill guide)', () => {
     expect(s.value).toBeCloseTo(-9, 9);
   });
 
+  it('reoptimizes for new costs from the last basis, to the optimum a fresh solve finds', () => {
+    const build = (costs: readonly number[]) => {
+      const lp = new LinearProgram();
+      const v = costs.map((c) => lp.variable(c));
+      lp.row(v, [1, 1, 1], 10, true); // x + y + z = 10
+      lp.row([v[0]!, v[1]!], [2, 1], 12);
+      lp.row([v[1]!, v[2]!], [1, 3], 18);
+      return lp;
+    };
+    const lp = build([1, 2, 3]);
+    expect(lp.solve().status).toBe('optimal');
+    for (const costs of [[3, 1, 2], [2, 3, 1], [-1, -1, -1], [1, 2, 3]]) {
+      const warm = lp.reoptimize(costs);
+      const cold = build(costs).solve();
+      expect(warm.status).toBe('optimal');
+      expect(warm.value).toBeCloseTo(cold.value, 9);
+      expect(warm.x[0]! + warm.x[1]! + warm.x[2]!).toBeCloseTo(10, 9);
+    }
+  });
+
   it('refuses a negative right-hand side', () => {
     expect(() => new LinearProgram().row([0], [1], -1)).toThrow(RangeError);
   });

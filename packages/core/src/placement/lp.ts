@@ -47,6 +47,9 @@ export class LinearProgram {
     this.#rows.push({ idx: [...idx], val: [...val], eq, rhs });
   }
 
+  /** The tableau of the last optimal solve, kept so `reoptimize` can start from its basis. */
+  #last: Tableau | undefined;
+
   solve(maxIterations = 20_000): LpSolution {
     const n = this.#cost.length;
     const m = this.#rows.length;
@@ -54,9 +57,8 @@ export class LinearProgram {
     const artificials = m - slacks;
     const N = n + slacks + artificials;
     const W = N + 1; // + right-hand side
-    const t = new Float64Array((m + 2) * W); // rows, then phase-2 and phase-1 objectives
-    const basis = new Int32Array(m);
-    const z2 = m * W;
+    const tb: Tableau = { t: new Float64Array((m + 2) * W), basis: new Int32Array(m), m, n, cols: n + slacks, N, W, iterations: 0, maxIterations };
+    const { t, basis } = tb;
     const z1 = (m + 1) * W;
     let s = n;
     let a = n + slacks;
@@ -74,97 +76,146 @@ export class LinearProgram {
         basis[i] = s++;
       }
     });
-    for (let j = 0; j < n; j++) t[z2 + j] = this.#cost[j]!;
-
-    let iterations = 0;
-    const colRows: number[] = [];
-    const rowCols: number[] = [];
-    const pivot = (r: number, c: number) => {
-      const ro = r * W;
-      const inv = 1 / t[ro + c]!;
-      rowCols.length = 0;
-      for (let j = 0; j <= N; j++) {
-        if (t[ro + j] !== 0) {
-          t[ro + j]! *= inv;
-          rowCols.push(j);
-        }
-      }
-      t[ro + c] = 1;
-      colRows.length = 0;
-      for (let i = 0; i < m + 2; i++) if (i !== r && t[i * W + c] !== 0) colRows.push(i);
-      for (const i of colRows) {
-        const o = i * W;
-        const f = t[o + c]!;
-        for (const j of rowCols) {
-          const v = t[o + j]! - f * t[ro + j]!;
-          t[o + j] = Math.abs(v) < 1e-12 ? 0 : v; // keep rows sparse: drop what rounding leaves
-        }
-        t[o + c] = 0;
-      }
-      basis[r] = c;
-    };
-    // One phase: pivot on the objective row `z` over the first `cols` columns until optimal.
-    // After a run of degenerate pivots (the objective not moving), Bland's rule (the lowest
-    // improving column) until one moves it: it cannot cycle.
-    let degenerate = 0;
-    const run = (z: number, cols: number): 'optimal' | 'limit' | 'unbounded' => {
-      for (;;) {
-        if (iterations >= maxIterations) return 'limit';
-        let c = -1;
-        let best = -EPS;
-        const bland = degenerate > DEGENERATE_RUN;
-        for (let j = 0; j < cols; j++) {
-          const d = t[z + j]!;
-          if (d < best) {
-            best = d;
-            c = j;
-            if (bland) break;
-          }
-        }
-        if (c < 0) return 'optimal';
-        // Ratio test: the row that blocks first; of rows blocking together, the largest pivot
-        // (numerically safest), or under Bland's rule the lowest basic index.
-        let r = -1;
-        let ratio = Infinity;
-        for (let i = 0; i < m; i++) {
-          const v = t[i * W + c]!;
-          if (v <= PIVOT_EPS) continue;
-          const q = Math.max(0, t[i * W + N]!) / v;
-          if (q < ratio - 1e-12) {
-            ratio = q;
-            r = i;
-          } else if (q <= ratio + 1e-12 && r >= 0 && (bland ? basis[i]! < basis[r]! : v > t[r * W + c]!)) {
-            r = i;
-          }
-        }
-        if (r < 0) return 'unbounded';
-        degenerate = ratio * -best <= 1e-9 ? degenerate + 1 : 0; // the objective hardly moves
-        pivot(r, c);
-        iterations++;
-      }
-    };
+    for (let j = 0; j < n; j++) t[m * W + j] = this.#cost[j]!;
+    this.#last = undefined;
     const zero = new Float64Array(n);
     if (artificials > 0) {
-      const phase1 = run(z1, n + slacks);
-      if (phase1 !== 'optimal') return { status: 'limit', x: zero, value: 0, iterations };
-      if (-t[z1 + N]! > 1e-6 * Math.max(1, ...this.#rows.map((r) => r.rhs))) return { status: 'infeasible', x: zero, value: 0, iterations };
+      const phase1 = run(tb, z1);
+      if (phase1 !== 'optimal') return { status: 'limit', x: zero, value: 0, iterations: tb.iterations };
+      if (-t[z1 + N]! > 1e-6 * Math.max(1, ...this.#rows.map((r) => r.rhs))) return { status: 'infeasible', x: zero, value: 0, iterations: tb.iterations };
       // Artificials still basic (at 0) are pivoted out where a real column can take their row.
       for (let i = 0; i < m; i++) {
         if (basis[i]! < n + slacks) continue;
         for (let j = 0; j < n + slacks; j++) {
           if (Math.abs(t[i * W + j]!) > 1e-7) {
-            pivot(i, j);
+            pivot(tb, i, j);
             break;
           }
         }
       }
     }
-    const phase2 = run(z2, n + slacks);
-    if (phase2 !== 'optimal') return { status: 'limit', x: zero, value: 0, iterations };
+    return this.#finish(tb);
+  }
+
+  /**
+   * Solves again with new costs (one per variable), from the optimal basis of the last solve:
+   * it stays feasible, so only the pivots the new costs ask for are made. Solves from scratch
+   * when there is no such basis.
+   */
+  reoptimize(costs: readonly number[]): LpSolution {
+    for (let j = 0; j < this.#cost.length; j++) this.#cost[j] = costs[j]!;
+    const tb = this.#last;
+    if (!tb) return this.solve();
+    const { t, basis, m, W, N } = tb;
+    // Reduced costs of every column for the new costs: c_j − Σ_i c_basis(i) · t_ij.
+    const z = m * W;
+    t.fill(0, z, z + W);
+    for (let j = 0; j < tb.n; j++) t[z + j] = this.#cost[j]!;
+    for (let i = 0; i < m; i++) {
+      const c = basis[i]! < tb.n ? this.#cost[basis[i]!]! : 0;
+      if (c === 0) continue;
+      for (let j = 0; j <= N; j++) if (t[i * W + j] !== 0) t[z + j]! -= c * t[i * W + j]!;
+    }
+    tb.iterations = 0;
+    return this.#finish(tb);
+  }
+
+  /** Phase 2 from a feasible basis, and the solution it ends at. */
+  #finish(tb: Tableau): LpSolution {
+    const { t, basis, m, n, W, N } = tb;
+    const zero = new Float64Array(n);
+    const phase2 = run(tb, m * W);
+    if (phase2 !== 'optimal') {
+      this.#last = undefined;
+      return { status: 'limit', x: zero, value: 0, iterations: tb.iterations };
+    }
+    this.#last = tb;
     const x = new Float64Array(n);
     for (let i = 0; i < m; i++) if (basis[i]! < n) x[basis[i]!] = Math.max(0, t[i * W + N]!);
     let value = 0;
     for (let j = 0; j < n; j++) value += this.#cost[j]! * x[j]!;
-    return { status: 'optimal', x, value, iterations };
+    return { status: 'optimal', x, value, iterations: tb.iterations };
+  }
+}
+
+/** A simplex tableau: m rows, then the phase-2 and phase-1 objectives; `cols` columns may enter (not the artificials). */
+interface Tableau {
+  readonly t: Float64Array;
+  readonly basis: Int32Array;
+  readonly m: number;
+  readonly n: number;
+  readonly cols: number;
+  readonly N: number;
+  readonly W: number;
+  iterations: number;
+  readonly maxIterations: number;
+}
+
+function pivot(tb: Tableau, r: number, c: number): void {
+  const { t, basis, m, N, W } = tb;
+  const ro = r * W;
+  const inv = 1 / t[ro + c]!;
+  const rowCols: number[] = [];
+  for (let j = 0; j <= N; j++) {
+    if (t[ro + j] !== 0) {
+      t[ro + j]! *= inv;
+      rowCols.push(j);
+    }
+  }
+  t[ro + c] = 1;
+  for (let i = 0; i < m + 2; i++) {
+    if (i === r || t[i * W + c] === 0) continue;
+    const o = i * W;
+    const f = t[o + c]!;
+    for (const j of rowCols) {
+      const v = t[o + j]! - f * t[ro + j]!;
+      t[o + j] = Math.abs(v) < 1e-12 ? 0 : v; // keep rows sparse: drop what rounding leaves
+    }
+    t[o + c] = 0;
+  }
+  basis[r] = c;
+}
+
+/**
+ * One phase: pivots on the objective row at offset `z` until optimal. After a run of
+ * degenerate pivots (the objective not moving), Bland's rule (the lowest improving column)
+ * until one moves it: it cannot cycle.
+ */
+function run(tb: Tableau, z: number): 'optimal' | 'limit' | 'unbounded' {
+  const { t, basis, m, N, W, cols } = tb;
+  let degenerate = 0;
+  for (;;) {
+    if (tb.iterations >= tb.maxIterations) return 'limit';
+    let c = -1;
+    let best = -EPS;
+    const bland = degenerate > DEGENERATE_RUN;
+    for (let j = 0; j < cols; j++) {
+      const d = t[z + j]!;
+      if (d < best) {
+        best = d;
+        c = j;
+        if (bland) break;
+      }
+    }
+    if (c < 0) return 'optimal';
+    // Ratio test: the row that blocks first; of rows blocking together, the largest pivot
+    // (numerically safest), or under Bland's rule the lowest basic index.
+    let r = -1;
+    let ratio = Infinity;
+    for (let i = 0; i < m; i++) {
+      const v = t[i * W + c]!;
+      if (v <= PIVOT_EPS) continue;
+      const q = Math.max(0, t[i * W + N]!) / v;
+      if (q < ratio - 1e-12) {
+        ratio = q;
+        r = i;
+      } else if (q <= ratio + 1e-12 && r >= 0 && (bland ? basis[i]! < basis[r]! : v > t[r * W + c]!)) {
+        r = i;
+      }
+    }
+    if (r < 0) return 'unbounded';
+    degenerate = ratio * -best <= 1e-9 ? degenerate + 1 : 0; // the objective hardly moves
+    pivot(tb, r, c);
+    tb.iterations++;
   }
 }

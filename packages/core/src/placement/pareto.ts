@@ -1,4 +1,5 @@
 import { objectivesOf } from './objectives.js';
+import type { GuidePlanner } from './guide.js';
 import type { Problem } from './problem.js';
 import { resolveWeights } from './scorers.js';
 import { solve } from './solver.js';
@@ -35,12 +36,12 @@ function dominates(a: number[], b: number[]): boolean {
  * chosen one. The search effort of each is an eighth of the main solve's: alternatives show
  * the shape of the trade-off; the chosen placement gets the full budget.
  */
-export function paretoAlternatives(p: Problem, weights: Weights, effort: number, chosen: Pick<PlacementResult, 'objectives'>): PlacementAlternative[] {
+export function paretoAlternatives(p: Problem, weights: Weights, effort: number, chosen: Pick<PlacementResult, 'objectives'>, planner: GuidePlanner): PlacementAlternative[] {
   const found: { labels: string[]; weights: Weights; objectives: PlacementObjectives; assignments: Record<string, string>; instanceTypes: Record<string, string> }[] = [];
   for (const preset of PRESETS) {
     const w = resolveWeights({ ...preset.weights, preferLabels: weights.preferLabels, locality: weights.locality });
     // One start: an alternative shows where a trade-off lies; the chosen placement gets the restarts.
-    const outcome = solve(p, w, effort * ALTERNATIVE_EFFORT, true);
+    const outcome = solve(p, w, effort * ALTERNATIVE_EFFORT, true, planner);
     const objectives = objectivesOf(outcome.state);
     const same = found.find((f) => vector(f.objectives).every((x, i) => Math.abs(x - vector(objectives)[i]!) < 1e-9));
     if (same) {

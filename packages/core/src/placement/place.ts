@@ -1,4 +1,5 @@
 import { describeReasons, explainRejection } from './filters.js';
+import { GuidePlanner } from './guide.js';
 import { compileProblem, type Problem } from './problem.js';
 import { objectivesOf } from './objectives.js';
 import { paretoAlternatives } from './pareto.js';
@@ -18,9 +19,10 @@ export function place(request: PlacementRequest): PlacementResult {
   const problem = compileProblem(request);
   const weights = resolveWeights(request.weights);
   const effort = request.effort ?? 1;
-  const outcome = solve(problem, weights, effort);
+  const planner = new GuidePlanner(problem);
+  const outcome = solve(problem, weights, effort, false, planner);
   const result = toResult(problem, outcome, weights);
-  const alternatives = request.alternatives === false || problem.V === 0 ? [] : paretoAlternatives(problem, weights, effort, result);
+  const alternatives = request.alternatives === false || problem.V === 0 ? [] : paretoAlternatives(problem, weights, effort, result, planner);
   return { ...result, alternatives };
 }
 

@@ -9,36 +9,34 @@ import type { SolverState } from './state.js';
 import type { Weights } from './types.js';
 import { objectiveRefs, weightedObjective, type ObjectiveRefs } from './objective.js';
 
-/** Host evaluations one attempt to empty a host may spend on swaps. */
-const ATTEMPT_BUDGET = 400_000;
+/** Host evaluations one attempt to empty a host into free room may spend on swaps (overfilling, #dissolve, does the heavy emptying). */
+const ATTEMPT_BUDGET = 10_000;
 
 /** Swaps of pairs are tried where a host (or the pool) holds at most this many VMs. */
 const PAIR_LIMIT = 16;
 
-/** Shakes of the iterated local search, at most, and VMs moved at random in each. */
-const MAX_KICKS = 64;
-const KICK_SIZE = 6;
+/** Rounds of the search's passes, at most (they end sooner when one lowers nothing). */
+const MAX_ROUNDS = 4;
 
 /** Failed attempts in a row after which emptying hosts stops for the round. */
 const EMPTY_MISSES = 24;
 
-/** Rounds of draining slack into the lightest host, and nodes of each pair's repacking search. */
-const CONCENTRATE_ROUNDS = 8;
-const CONCENTRATE_SHARE = 0.3;
-/** Hosts with the most free room that gathering looks at (pairs of them). */
-const GATHER_HOSTS = 12;
-const REPACK_NODES = 300;
-/** Evaluations one node of a repacking search counts for. */
-const NODE_COST = 2;
-
 /** Hosts a badly shaped host looks at for a swap partner, per reshaping pass. */
 const RESHAPE_PARTNERS = 48;
 
-/** The first VM of each class in a list, in list order. */
-function oneOfEachClass(vms: readonly number[], vmClass: Int32Array): number[] {
-  const seen = new Set<number>();
-  return vms.filter((v) => !seen.has(vmClass[v]!) && seen.add(vmClass[v]!));
-}
+/**
+ * Emptying a host by overfilling the others (see #dissolve): steps without a new least
+ * overfill after which an attempt gives up, steps a moved VM stays put, the moves kept to try
+ * in order when the best breaks a rule, and hosts tried per pass.
+ */
+const DISSOLVE_STALL = 80;
+const DISSOLVE_TABU = 7;
+const DISSOLVE_SHORTLIST = 6;
+const DISSOLVE_HOSTS = 4;
+/** Host evaluations one attempt to empty a host by overfilling may spend. */
+const DISSOLVE_BUDGET = 100_000;
+/** Hosts an overfull host looks at to move or swap a VM to, per step (those with the most room). */
+const DISSOLVE_PARTNERS = 32;
 
 /** One entry per state change, so a compound move can be undone: VM `v` was on `from` (-1: nowhere) before it. */
 interface LogEntry {
@@ -53,8 +51,6 @@ export class LocalSearch {
   readonly #w: Weights;
   readonly #dynamic: readonly (readonly VmRule[])[];
   readonly #budget: number;
-  /** Where the current phase of the search stops spending (at most the budget). */
-  #limit: number;
   readonly #notes: Map<number, string>;
   readonly #random: () => number;
   readonly #scorer: HostScorer;
@@ -71,6 +67,11 @@ export class LocalSearch {
   #log: LogEntry[] = [];
   #allowedSkew: (group: number) => number = () => Infinity;
   readonly #touchedHosts = new Set<number>();
+  /** Scratch for #oneOfEachClass: the call that last saw each VM class. */
+  readonly #classSeen: Int32Array;
+  #classStamp = 0;
+  /** The two hosts of one step of #dissolve, for its rule check. */
+  readonly #pair = new Set<number>();
 
   constructor(s: SolverState, w: Weights, dynamic: readonly (readonly VmRule[])[], budget: number, notes: Map<number, string>, seed: number) {
     this.#s = s;
@@ -78,11 +79,11 @@ export class LocalSearch {
     this.#w = w;
     this.#dynamic = dynamic;
     this.#budget = budget;
-    this.#limit = budget;
     this.#notes = notes;
     this.#random = seededRandom(seed + 1);
     this.#scorer = new HostScorer(s, w);
     const p = s.p;
+    this.#classSeen = new Int32Array(p.classes.length);
     this.#size = new Float64Array(p.V);
     const order = greedyOrder(p);
     order.forEach((v, rank) => (this.#size[v] = p.V - rank)); // larger VMs rank first
@@ -110,111 +111,20 @@ export class LocalSearch {
     const w = this.#w;
     const consolidating = w.cost + w.consolidation > 0;
     const evening = w.balance + w.headroom > 0;
-    // The pairwise moves get most of the budget; draining slack into one host the rest.
-    this.#limit = Math.floor(this.#budget * (1 - CONCENTRATE_SHARE));
-    for (let round = 0; round < 4 && this.spent < this.#limit; round++) {
-      let improved = false;
-      if (consolidating) improved = this.#reshape() || improved;
-      if (consolidating) improved = this.#emptyHosts() || improved;
-      if (consolidating) improved = this.#tradeHosts() || improved;
-      if (evening) improved = this.#evenOut() || improved;
-      if (this.#nearby) improved = this.#localize() || improved;
-      if (!improved) break;
+    // Rounds go on while one lowers the objective: a round that only reshapes (swaps that
+    // leave it as it is) gave the next nothing it can use.
+    for (let round = 0; round < MAX_ROUNDS && this.spent < this.#budget; round++) {
+      const before = this.#objective();
+      if (consolidating) this.#reshape();
+      // Overfilling and repairing empties hosts where moving VMs only into free room cannot;
+      // it only packs, so weights that also spread load skip it.
+      if (consolidating && !evening) this.#dissolveLightest();
+      if (consolidating) this.#emptyHosts();
+      if (consolidating) this.#tradeHosts();
+      if (evening) this.#evenOut();
+      if (this.#nearby) this.#localize();
+      if (this.#objective() >= before - 1e-9) break;
     }
-    this.#limit = this.#budget;
-    // Gathering slack into one host only packs: weights that also spread load have no use for it.
-    if (consolidating && !evening) this.#concentrate();
-    if (consolidating) this.#kicks();
-  }
-
-  /**
-   * Drains slack into the lightest host: repacks it with each other active host in turn so
-   * the other is as full as a search over their VMs can make it (combinations that pairwise
-   * swaps miss), then tries to empty it. When the packing is a host short of optimal, the
-   * missing room is scattered as slivers over many hosts, no one of which fits a VM; this
-   * gathers it. True when a host was emptied.
-   */
-  #concentrate(): boolean {
-    const p = this.#p;
-    const s = this.#s;
-    let any = false;
-    const failed = new Set<number>();
-    for (let round = 0; round < CONCENTRATE_ROUNDS && this.spent < this.#limit; round++) {
-      let e = -1;
-      for (let h = 0; h < p.H; h++) {
-        if (s.hostVms[h]!.length === 0 || failed.has(h) || !this.#movable(h)) continue;
-        if (e < 0 || this.#fullness(h) < this.#fullness(e)) e = h;
-      }
-      if (e < 0) return any;
-      const others: number[] = [];
-      for (let h = 0; h < p.H; h++) if (h !== e && s.hostVms[h]!.length > 0 && this.#movable(h)) others.push(h);
-      if (others.length === 0) return any;
-      const start = Math.floor(this.#random() * others.length);
-      let moved = false;
-      for (let i = 0; i < others.length && this.spent < this.#limit && s.hostVms[e]!.length > 0; i++) {
-        if (this.#repackPair(others[(start + i) % others.length]!, e)) moved = true;
-      }
-      // What is left on e: each VM to a host whose slack, joined with another's, fits it.
-      for (const v of [...s.hostVms[e]!].sort((x, y) => this.#vol[y]! - this.#vol[x]!)) {
-        if (this.spent >= this.#limit) break;
-        if (this.#gather(v, e)) moved = true;
-      }
-      if (s.hostVms[e]!.length === 0) {
-        any = true;
-        continue;
-      }
-      if (this.#roomElsewhere(e) && this.#tryEmpty(e)) {
-        any = true;
-        continue;
-      }
-      if (!moved) failed.add(e);
-    }
-    return any;
-  }
-
-  /**
-   * Moves VM v off host e to a host b whose free room, with the free room of a host a
-   * drained into it (a repacked as full as it goes), fits v. True when v moved.
-   */
-  #gather(v: number, e: number): boolean {
-    const p = this.#p;
-    const s = this.#s;
-    const free = (h: number, d: number) => p.cap[h * DIMS + d]! - s.used[h * DIMS + d]!;
-    const hosts: number[] = [];
-    for (let h = 0; h < p.H; h++) {
-      if (h === e || s.hostVms[h]!.length === 0 || !this.#movable(h) || !p.classes[p.vmClass[v]!]!.isCandidate[h]) continue;
-      if (this.#fullness(h) < this.#demanded.reduce((n, x) => n + x, 0) - 1e-9) hosts.push(h);
-    }
-    hosts.sort((x, y) => this.#fullness(x) - this.#fullness(y) || x - y);
-    const top = hosts.slice(0, GATHER_HOSTS);
-    const fits = (b: number) => {
-      for (let d = 0; d < DIMS; d++) if (free(b, d) + EPS < p.req[v * DIMS + d]!) return false;
-      return true;
-    };
-    const before = this.#objective();
-    for (const b of top) {
-      if (this.spent >= this.#limit) return false;
-      // Drain the others' free room into b, one repacked pair at a time, until v fits there.
-      const at = this.#begin();
-      for (const a of top) {
-        if (this.spent >= this.#limit) break;
-        if (a === b || s.hostVms[a]!.length === 0) continue;
-        if (!fits(b) && !this.#repackPair(a, b)) continue;
-        if (!fits(b)) continue;
-        this.#remove(v);
-        if (this.#allowed(v, b)) {
-          this.#add(v, b);
-          if (this.#stillValid() && this.#objective() <= before + 1e-9) {
-            this.#notes.set(v, `moved by the local search off ${p.hosts[e]!.id} into room gathered on ${p.hosts[b]!.id}`);
-            this.#commit(at);
-            return true;
-          }
-        }
-        break;
-      }
-      this.#undo(at);
-    }
-    return false;
   }
 
   /**
@@ -232,13 +142,13 @@ export class LocalSearch {
       return false;
     };
     for (const v of p.byId) {
-      if (this.spent >= this.#limit) break;
+      if (this.spent >= this.#budget) break;
       const group = p.groups[p.vmGroup[v]!]!;
       const from = s.assign[v]!;
       if (!group.near.length || from < 0 || p.elastic[from] || nearHere(v, from)) continue;
       const cands = p.classes[p.vmClass[v]!]!.candidates;
       let moved = false;
-      for (let c = 0; c < cands.length && !moved && this.spent < this.#limit; c++) {
+      for (let c = 0; c < cands.length && !moved && this.spent < this.#budget; c++) {
         const h = cands[c]!;
         this.spent++;
         if (h === from || p.elastic[h] || !s.active[h]) continue;
@@ -260,7 +170,7 @@ export class LocalSearch {
           continue;
         }
         // No room: trade places with a VM there that fits where v was.
-        for (const j of oneOfEachClass(s.hostVms[h]!, p.vmClass)) {
+        for (const j of this.#oneOfEachClass(s.hostVms[h]!)) {
           if (p.vmClass[j] === p.vmClass[v] || !this.#fitsAfterSwap(h, j, v) || !this.#fitsAfterSwap(from, v, j)) continue;
           const inner = this.#begin();
           this.#remove(j);
@@ -286,122 +196,25 @@ export class LocalSearch {
     return any;
   }
 
+  /** The first VM of each class in a list, in list order: VMs of a class are interchangeable. */
+  #oneOfEachClass(vms: readonly number[]): number[] {
+    const stamp = ++this.#classStamp;
+    const vmClass = this.#p.vmClass;
+    const out: number[] = [];
+    for (const v of vms) {
+      if (this.#classSeen[vmClass[v]!] === stamp) continue;
+      this.#classSeen[vmClass[v]!] = stamp;
+      out.push(v);
+    }
+    return out;
+  }
+
   /** Sum of host h's used fraction over the dimensions VMs ask for. */
   #fullness(h: number): number {
     const p = this.#p;
     let sum = 0;
     for (let d = 0; d < DIMS; d++) if (this.#demanded[d] && p.invCap[h * DIMS + d]! > 0) sum += this.#s.used[h * DIMS + d]! * p.invCap[h * DIMS + d]!;
     return sum;
-  }
-
-  /**
-   * Repacks the VMs of hosts a and e so that a is as full as a bounded search can make it and
-   * e takes the rest; kept when a is fuller and the objective is no worse.
-   */
-  #repackPair(a: number, e: number): boolean {
-    const p = this.#p;
-    const s = this.#s;
-    const items = [...s.hostVms[a]!, ...s.hostVms[e]!];
-    const beforeFull = this.#fullness(a);
-    const target = this.#demanded.reduce((n, x) => n + x, 0) - 1e-9;
-    if (beforeFull >= target) return false;
-    const beforeObjective = this.#objective();
-    const at = this.#begin();
-    for (const v of items) this.#remove(v);
-    // Items by class (alike VMs are interchangeable), largest first.
-    const byClass = new Map<number, number[]>();
-    for (const v of items) {
-      const list = byClass.get(p.vmClass[v]!);
-      if (list) list.push(v);
-      else byClass.set(p.vmClass[v]!, [v]);
-    }
-    const classes = [...byClass.values()].sort((x, y) => this.#vol[y[0]!]! - this.#vol[x[0]!]! || p.vmClass[x[0]!]! - p.vmClass[y[0]!]!);
-    const used = new Int32Array(classes.length);
-    let best = -1;
-    let bestCounts = new Int32Array(classes.length);
-    let nodes = REPACK_NODES;
-    const o = a * DIMS;
-    const dfs = (from: number): boolean => {
-      const value = this.#fullness(a);
-      if (value > best + 1e-9) {
-        best = value;
-        bestCounts = Int32Array.from(used);
-        if (best >= target) return true;
-      }
-      for (let i = from; i < classes.length; i++) {
-        if (--nodes <= 0) return true;
-        if (used[i]! >= classes[i]!.length) continue;
-        const v = classes[i]![used[i]!]!;
-        let fits = true;
-        for (let d = 0; d < DIMS && fits; d++) fits = s.used[o + d]! + p.req[v * DIMS + d]! <= p.cap[o + d]! + EPS;
-        if (!fits || !this.#allowed(v, a)) continue;
-        s.add(v, a);
-        used[i]!++;
-        const done = dfs(i);
-        used[i]!--;
-        s.remove(v);
-        if (done) return true;
-      }
-      return false;
-    };
-    dfs(0);
-    // A node adds and removes a VM and checks its rules: several evaluations' worth.
-    this.spent += NODE_COST * (REPACK_NODES - Math.max(0, nodes));
-    let ok = best > beforeFull + 1e-9;
-    for (let i = 0; i < classes.length && ok; i++) {
-      for (let n = 0; n < classes[i]!.length && ok; n++) {
-        const v = classes[i]![n]!;
-        const host = n < bestCounts[i]! ? a : e;
-        if (host === e && !this.#allowed(v, e)) ok = false;
-        else this.#add(v, host);
-      }
-    }
-    if (ok && this.#stillValid() && this.#objective() <= beforeObjective + 1e-9) {
-      this.#commit(at);
-      return true;
-    }
-    this.#undo(at);
-    return false;
-  }
-
-  /**
-   * Iterated local search: when no move empties a host, shake the packing (move a few random
-   * VMs to random hosts that take them) and try again; keep the shake only if a host was
-   * emptied after it. Seeded, and within the budget.
-   */
-  #kicks(): void {
-    const p = this.#p;
-    const s = this.#s;
-    for (let k = 0; k < MAX_KICKS && this.spent < this.#limit; k++) {
-      const active = s.activeFixed;
-      const before = this.#objective();
-      const at = this.#begin();
-      const vms: number[] = [];
-      for (let h = 0; h < p.H; h++) if (s.active[h] && !p.elastic[h]) vms.push(...s.hostVms[h]!);
-      if (vms.length === 0) return;
-      for (let i = 0; i < KICK_SIZE; i++) {
-        const v = vms[Math.floor(this.#random() * vms.length)]!;
-        const cands = p.classes[p.vmClass[v]!]!.candidates;
-        const from = s.assign[v]!;
-        for (let t = 0; t < 8; t++) {
-          const h = cands[Math.floor(this.#random() * cands.length)]!;
-          if (h === from || p.elastic[h] || !s.active[h]) continue;
-          this.#remove(v);
-          if (this.#allowed(v, h)) {
-            this.#add(v, h);
-            break;
-          }
-          this.#add(v, from);
-        }
-      }
-      if (!this.#stillValid()) {
-        this.#undo(at);
-        continue;
-      }
-      this.#emptyHosts();
-      if (s.activeFixed < active && this.#objective() < before - 1e-9) this.#commit(at);
-      else this.#undo(at);
-    }
   }
 
   /**
@@ -425,7 +238,7 @@ export class LocalSearch {
       }
       let done = false;
       const cands = p.classes[p.vmClass[v]!]!.candidates;
-      for (let c = 0; c < cands.length && !done && this.spent < this.#limit; c++) {
+      for (let c = 0; c < cands.length && !done && this.spent < this.#budget; c++) {
         const h = cands[c]!;
         if (p.elastic[h]) continue;
         for (const j of [...s.hostVms[h]!]) {
@@ -449,7 +262,7 @@ export class LocalSearch {
           this.#undo(at);
         }
       }
-      for (let c = 0; c < cands.length && !done && this.spent < this.#limit; c++) done = this.#ejectTwo(v, cands[c]!);
+      for (let c = 0; c < cands.length && !done && this.spent < this.#budget; c++) done = this.#ejectTwo(v, cands[c]!);
       if (!done) left.push(v);
     }
     return left;
@@ -600,6 +413,211 @@ export class LocalSearch {
     return sum;
   }
 
+  /**
+   * Empties the lightest hosts by overfilling: see #dissolve. Tries up to DISSOLVE_HOSTS
+   * hosts of distinct kinds, lightest first, again after every success; true when any emptied.
+   */
+  #dissolveLightest(): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    let any = false;
+    const failed = new Set<number>();
+    for (;;) {
+      const hosts: number[] = [];
+      for (let h = 0; h < p.H; h++) if (s.hostVms[h]!.length > 0 && !failed.has(h) && this.#movable(h)) hosts.push(h);
+      hosts.sort((a, b) => this.#fullness(a) - this.#fullness(b) || a - b);
+      const total = this.#freeRoom();
+      const kinds = new Set<number>();
+      let emptied = false;
+      for (const e of hosts) {
+        if (this.spent >= this.#budget || kinds.size >= DISSOLVE_HOSTS) return any;
+        if (kinds.has(p.hostClass[e]!)) continue;
+        kinds.add(p.hostClass[e]!);
+        if (!this.#roomElsewhere(e, total)) continue;
+        if (this.#dissolve(e)) {
+          any = emptied = true;
+          break;
+        }
+        failed.add(e);
+      }
+      if (!emptied) return any;
+    }
+  }
+
+  /**
+   * Empties host e by overfilling the others, then repairing: each of its VMs goes to the
+   * active host it overfills least (every rule but capacity checked), then VMs move and swap
+   * between hosts to shrink the total overfill (relative to each host's capacity), taking
+   * the best step even when it does not shrink it (a VM just moved stays put a few steps, so
+   * the walk does not go back), until nothing is overfull. Where the pairwise moves need a
+   * host to get fuller at every step, this walks across placements equally full, which is how
+   * a packing one host short of optimal, its slack spread thin over many hosts, becomes
+   * optimal. Kept when nothing is overfull, every rule holds and the objective is lower.
+   */
+  #dissolve(e: number): boolean {
+    const p = this.#p;
+    const s = this.#s;
+    const before = this.#objective();
+    const at = this.#begin();
+    const bins: number[] = [];
+    for (let h = 0; h < p.H; h++) if (h !== e && s.active[h] && !p.elastic[h] && p.up[h]) bins.push(h);
+    const stop = Math.min(this.#budget, this.spent + DISSOLVE_BUDGET);
+    const pool = [...s.hostVms[e]!].sort((a, b) => this.#vol[b]! - this.#vol[a]! || p.idRank[a]! - p.idRank[b]!);
+    for (const v of pool) this.#remove(v);
+    for (const v of pool) {
+      let best = -1;
+      let bestDelta = Infinity;
+      for (const b of bins) {
+        this.spent++;
+        if (!this.#ruleOk(v, b)) continue;
+        const delta = this.#overWith(b, -1, v) - this.#over(b);
+        if (delta < bestDelta - 1e-12) {
+          bestDelta = delta;
+          best = b;
+        }
+      }
+      if (best < 0) {
+        this.#undo(at);
+        return false;
+      }
+      this.#add(v, best);
+    }
+    const tabu = new Int32Array(p.V).fill(-1);
+    const overfull: number[] = [];
+    let total = 0;
+    for (const b of bins) total += this.#over(b);
+    let least = total;
+    let stall = 0;
+    // Candidate steps: [delta, v, u (-1: a move), to], the best few, in order.
+    const list: number[][] = [];
+    for (let step = 0; total > 1e-9 && stall < DISSOLVE_STALL && this.spent < stop; step++) {
+      overfull.length = 0;
+      for (const b of bins) if (this.#over(b) > 1e-12) overfull.push(b);
+      const a = overfull[Math.floor(this.#random() * overfull.length)]!;
+      const overA = this.#over(a);
+      list.length = 0;
+      const consider = (delta: number, v: number, u: number, to: number) => {
+        if (list.length === DISSOLVE_SHORTLIST && delta >= list[list.length - 1]![0]! - 1e-12) return;
+        let i = list.length;
+        while (i > 0 && list[i - 1]![0]! > delta + 1e-12) i--;
+        list.splice(i, 0, [delta, v, u, to]);
+        if (list.length > DISSOLVE_SHORTLIST) list.pop();
+      };
+      // Rules are checked as things stand (a swap's partner still in place): stricter than
+      // after the step at times, never looser but for what #step checks again.
+      const partners = this.#roomiest(bins, a);
+      for (const v of this.#oneOfEachClass(s.hostVms[a]!)) {
+        if (tabu[v]! > step) continue;
+        for (const b of partners) {
+          this.spent++;
+          if (!this.#ruleOk(v, b)) continue;
+          const overB = this.#over(b);
+          consider(this.#overWith(a, v, -1) + this.#overWith(b, -1, v) - overA - overB, v, -1, b);
+          for (const u of this.#oneOfEachClass(s.hostVms[b]!)) {
+            if (tabu[u]! > step || p.vmClass[u] === p.vmClass[v]) continue;
+            this.spent++;
+            const delta = this.#overWith(a, v, u) + this.#overWith(b, u, v) - overA - overB;
+            if (list.length < DISSOLVE_SHORTLIST || delta < list[list.length - 1]![0]! - 1e-12) if (this.#ruleOk(u, a)) consider(delta, v, u, b);
+          }
+        }
+      }
+      let moved = false;
+      for (const [delta, v, u, b] of list) {
+        if (this.#step(v!, u!, a, b!)) {
+          total += delta!;
+          tabu[v!] = step + DISSOLVE_TABU;
+          if (u! >= 0) tabu[u!] = step + DISSOLVE_TABU;
+          moved = true;
+          break;
+        }
+      }
+      if (!moved) break;
+      if (total < least - 1e-9) {
+        least = total;
+        stall = 0;
+      } else stall++;
+    }
+    total = 0;
+    for (const b of bins) total += this.#over(b);
+    if (total > 1e-9 || !this.#stillValid() || this.#objective() >= before - 1e-9) {
+      this.#undo(at);
+      return false;
+    }
+    const name = p.hosts[e]!.id;
+    for (const v of pool) this.#notes.set(v, `moved by the local search to empty ${name}`);
+    this.#commit(at);
+    return true;
+  }
+
+  /**
+   * The DISSOLVE_PARTNERS hosts of `bins` (not a) with the most free room, relative to their
+   * capacity, in the dimension host a overfills most: where a's VMs can go, or be traded for
+   * smaller ones.
+   */
+  #roomiest(bins: readonly number[], a: number): number[] {
+    const p = this.#p;
+    const used = this.#s.used;
+    let dim = 0;
+    let worst = -Infinity;
+    for (let d = 0; d < DIMS; d++) {
+      const x = (used[a * DIMS + d]! - p.cap[a * DIMS + d]!) * (p.invCap[a * DIMS + d]! || 1);
+      if (x > worst) {
+        worst = x;
+        dim = d;
+      }
+    }
+    this.spent += bins.length >> 4; // a pass over the hosts
+    const free = (h: number) => (p.cap[h * DIMS + dim]! - used[h * DIMS + dim]!) * (p.invCap[h * DIMS + dim]! || 1);
+    const others = bins.filter((b) => b !== a);
+    if (others.length <= DISSOLVE_PARTNERS) return others;
+    return others.sort((x, y) => free(y) - free(x) || x - y).slice(0, DISSOLVE_PARTNERS);
+  }
+
+  /** Moves v from a to b, and u (when ≥ 0) from b to a, if every rule but capacity allows; true when done. */
+  #step(v: number, u: number, a: number, b: number): boolean {
+    const at = this.#log.length;
+    this.#remove(v);
+    if (u >= 0) this.#remove(u);
+    if (this.#ruleOk(v, b)) {
+      this.#add(v, b);
+      if (u < 0 || this.#ruleOk(u, a)) {
+        if (u >= 0) this.#add(u, a);
+        this.#pair.clear();
+        this.#pair.add(a).add(b);
+        if (rulesHold(this.#s, this.#pair, this.#allowedSkew)) return true;
+      }
+    }
+    this.#undo(at);
+    return false;
+  }
+
+  /** Every rule but capacity: the host rules and the group's rules between VMs. */
+  #ruleOk(v: number, h: number): boolean {
+    const s = this.#s;
+    if (!this.#p.classes[this.#p.vmClass[v]!]!.isCandidate[h]) return false;
+    const rules = this.#dynamic[this.#p.vmGroup[v]!]!;
+    for (let k = 0; k < rules.length; k++) if (rules[k]!.rejects(s, v, h)) return false;
+    return true;
+  }
+
+  /** How far host h is over its capacity, summed over dimensions relative to it. */
+  #over(h: number): number {
+    return this.#overWith(h, -1, -1);
+  }
+
+  /** #over with VM `out` taken off host h and VM `into` put on it (-1: none). */
+  #overWith(h: number, out: number, into: number): number {
+    const p = this.#p;
+    const used = this.#s.used;
+    const o = h * DIMS;
+    let sum = 0;
+    for (let d = 0; d < DIMS; d++) {
+      const x = used[o + d]! - (out >= 0 ? p.req[out * DIMS + d]! : 0) + (into >= 0 ? p.req[into * DIMS + d]! : 0) - p.cap[o + d]!;
+      if (x > EPS) sum += x * (p.invCap[o + d]! || 1);
+    }
+    return sum;
+  }
+
   /** Tries to empty the lightest active hosts, one at a time; true when any was emptied. */
   #emptyHosts(): boolean {
     const p = this.#p;
@@ -607,7 +625,7 @@ export class LocalSearch {
     let any = false;
     const failed = new Set<number>();
     for (;;) {
-      if (this.spent >= this.#limit) return any;
+      if (this.spent >= this.#budget) return any;
       const hosts: number[] = [];
       for (let h = 0; h < p.H; h++) if (s.hostVms[h]!.length > 0 && !failed.has(h) && this.#movable(h)) hosts.push(h);
       if (hosts.length < 2) return any;
@@ -617,7 +635,7 @@ export class LocalSearch {
       let misses = 0;
       const total = this.#freeRoom(); // unchanged until a host empties (failed attempts are undone)
       for (const e of hosts) {
-        if (this.spent >= this.#limit) return any;
+        if (this.spent >= this.#budget) return any;
         if (!this.#roomElsewhere(e, total)) {
           failed.add(e);
           continue;
@@ -657,7 +675,8 @@ export class LocalSearch {
     return free;
   }
 
-  #tryEmpty(e: number): boolean {
+  /** Empties host e into the other active hosts (best fit, then, with `swaps`, #swapIn); kept when the objective is lower. */
+  #tryEmpty(e: number, swaps = true): boolean {
     const s = this.#s;
     const before = this.#objective();
     const at = this.#begin();
@@ -669,7 +688,7 @@ export class LocalSearch {
       if (h >= 0) this.#add(v, h);
       else left.push(v);
     }
-    if (left.length > 0) this.#swapIn(left, e);
+    if (left.length > 0 && swaps) this.#swapIn(left, e);
     if (left.length > 0 || !this.#stillValid() || this.#objective() >= before - 1e-9) {
       this.#undo(at);
       return false;
@@ -691,7 +710,7 @@ export class LocalSearch {
   #swapIn(pool: number[], e: number): void {
     const p = this.#p;
     const s = this.#s;
-    const stop = Math.min(this.#limit, this.spent + ATTEMPT_BUDGET);
+    const stop = Math.min(this.#budget, this.spent + ATTEMPT_BUDGET);
     for (let round = 0; pool.length > 0 && this.spent < stop; round++) {
       let progress = false;
       pool.sort((a, b) => this.#vol[b]! - this.#vol[a]!);
@@ -838,9 +857,12 @@ export class LocalSearch {
     // Expensive first (cost), then small first (the ones worth trading up).
     hosts.sort((a, b) => p.price[b]! - p.price[a]! || p.sizeRel[a]! - p.sizeRel[b]! || a - b);
     const seen = new Set<number>();
+    // Trades up that made no room, by host class from and to: the lightest hosts they would
+    // empty are the same whichever host of the class trades, so one try per pair and pass.
+    const failedUp = new Set<number>();
     let misses = 0;
     for (const e of hosts) {
-      if (this.spent >= this.#limit) break;
+      if (this.spent >= this.#budget) break;
       if (s.hostVms[e]!.length === 0) continue;
       // The likeliest trades come first (expensive, small hosts); after a run of hosts with none, stop.
       if (misses >= EMPTY_MISSES * 2) break;
@@ -855,9 +877,10 @@ export class LocalSearch {
         const bigger = this.#dominates(g, e);
         if (!cheaper && !bigger) continue;
         const cls = p.hostClass[g]!;
-        if (seen.has(cls)) continue;
+        const pair = p.hostClass[e]! * p.hostClasses + cls;
+        if (seen.has(cls) || (!cheaper && failedUp.has(pair))) continue;
         seen.add(cls);
-        if (this.spent >= this.#limit) break;
+        if (this.spent >= this.#budget) break;
         const before = this.#objective();
         const at = this.#begin();
         let ok = true;
@@ -878,6 +901,7 @@ export class LocalSearch {
           misses = 0;
           break;
         }
+        if (!cheaper) failedUp.add(pair);
         this.#undo(at);
       }
     }
@@ -896,10 +920,10 @@ export class LocalSearch {
     let tried = 0;
     let total = this.#freeRoom();
     for (const h of hosts) {
-      if (tried >= count || this.spent >= this.#limit) break;
+      if (tried >= count || this.spent >= this.#budget) break;
       if (!this.#roomElsewhere(h, total)) continue;
       tried++;
-      if (this.#tryEmpty(h)) total = this.#freeRoom();
+      if (this.#tryEmpty(h, false)) total = this.#freeRoom();
     }
   }
 
@@ -941,7 +965,7 @@ export class LocalSearch {
     for (let h = 0; h < p.H; h++) if (s.hostVms[h]!.length > 0 && this.#movable(h)) hosts.push(h);
     let swaps = 0;
     for (const a of hosts) {
-      if (this.spent >= this.#limit) break;
+      if (this.spent >= this.#budget) break;
       const roomA = room(a, -1, -1);
       // Only hosts whose free room is badly shaped: plenty in some dimension, little in another.
       let slack = 0;
@@ -950,12 +974,12 @@ export class LocalSearch {
       const start = Math.floor(this.#random() * hosts.length);
       let done = false;
       // VMs of one class on a host are interchangeable: try one of each.
-      const outs = oneOfEachClass(s.hostVms[a]!, p.vmClass);
+      const outs = this.#oneOfEachClass(s.hostVms[a]!);
       for (let t = 0; t < Math.min(hosts.length, RESHAPE_PARTNERS) && !done; t++) {
         const b = hosts[(start + t) % hosts.length]!;
         if (b === a) continue;
         const roomB = room(b, -1, -1);
-        const ins = oneOfEachClass(s.hostVms[b]!, p.vmClass);
+        const ins = this.#oneOfEachClass(s.hostVms[b]!);
         for (const i of outs) {
           if (done) break;
           for (const j of ins) {
@@ -996,7 +1020,7 @@ export class LocalSearch {
     let misses = 0;
     const stuck = new Uint8Array(p.H);
     for (;;) {
-      if (this.spent >= this.#limit) return any;
+      if (this.spent >= this.#budget) return any;
       let hot = -1;
       for (let h = 0; h < p.H; h++) {
         if (stuck[h] || p.elastic[h] || !p.up[h] || s.hostVms[h]!.length === 0) continue;

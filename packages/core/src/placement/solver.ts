@@ -1,7 +1,7 @@
 import { fillGreedy } from './fill.js';
 import { dynamicRulesFor, type VmRule } from './filters.js';
 import { greedy, greedyOrder } from './greedy.js';
-import { buildGuide, type FillGuide } from './guide.js';
+import { GuidePlanner, type FillGuide } from './guide.js';
 import { atBounds, objectiveRefs, trivialBounds, weightedObjective, type ObjectiveRefs } from './objective.js';
 import type { Problem } from './problem.js';
 import { seededRandom } from './random.js';
@@ -19,10 +19,11 @@ import type { Weights } from './types.js';
  *    with others come after those others.
  * 2. Local search (search.ts), keeping a move only when it lowers the weighted objective
  *    (each objective relative to its greedy value, so weights compare like with like):
- *    reshape hosts' free room by swapping VMs between them, empty the lightest hosts (VMs
- *    that fit nowhere are swapped into hosts for lighter ones, which then need placing), trade
- *    a host for a cheaper or bigger empty one, move VMs off the fullest hosts, and, when
- *    nothing helps, shake a few VMs and try again.
+ *    reshape hosts' free room by swapping VMs between them, empty the lightest hosts (when
+ *    packing only: by overfilling the others with their VMs and moving and swapping VMs
+ *    until nothing is overfull; then by fitting them into free room, VMs that fit nowhere
+ *    swapped into hosts for lighter ones), trade a host for a cheaper or bigger empty one,
+ *    move VMs off the fullest hosts; in rounds, while a round lowers the objective.
  * 3. Repair: VMs that fit nowhere are tried again, then by moving one or two VMs aside,
  *    in rounds until one places nothing (see `settle`): a VM left unplaced is refused by
  *    every host of the final placement, which its explanation counts.
@@ -57,7 +58,11 @@ const MIN_BUDGET = 200_000;
 /** Host evaluations the local search may spend at effort 1: about a quarter of a second at 10,000 VMs on this kind of machine. */
 export const SEARCH_BUDGET = 6_000_000;
 
-export function solve(p: Problem, w: Weights, effort = 1, oneStart = false): SolveOutcome {
+/**
+ * @param planner the fill guide's relaxation, shared by the solves of one problem (the main
+ *   one and the Pareto alternatives), so each later plan starts from the last one's basis.
+ */
+export function solve(p: Problem, w: Weights, effort = 1, oneStart = false, planner = new GuidePlanner(p)): SolveOutcome {
   // Ten evaluations per VM-host pair while instances are small (exact packings need them),
   // one more per pair above half a million: time grows slower than the instance.
   const pairs = p.V * p.H;
@@ -71,7 +76,7 @@ export function solve(p: Problem, w: Weights, effort = 1, oneStart = false): Sol
   let refs: ObjectiveRefs | undefined;
   const fill = consolidating(w) && p.classes.length <= FILL_MAX_CLASSES;
   const bounds = trivialBounds(p);
-  const guide = fill ? buildGuide(p, w) : undefined;
+  const guide = fill ? planner.plan(w) : undefined;
   for (let k = 0; k < starts; k++) {
     // With several starts, every other one goes unguided: on small inventories the
     // relaxation's mix is coarse, and the plain fill sometimes packs better.
