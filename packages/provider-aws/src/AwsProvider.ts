@@ -81,6 +81,7 @@ import { defaultClientFactory, type AwsClientFactory } from './clients.js';
 import { chunks, Coalescer } from './coalesce.js';
 import { awsErrorCode, isCapacityShortage, isPerResourceError, mapAwsError } from './errors.js';
 import { AwsImages } from './images.js';
+import { attachInterfaces, detachInterfaces, EC2_SUBNET, interfaceTags, nicPlanIsEmpty, planNicChanges, type NicOps } from './nics.js';
 import { formatResources, isRestored, isUnowned, ownershipTags, restoredTags, TAG, tagMap, toVmRecord } from './tags.js';
 import { clientToken, derivedToken } from './tokens.js';
 import { ec2UserData } from './userData.js';
@@ -120,9 +121,6 @@ const MAX_TOKEN_GENERATIONS = 5;
  * offering the catalog's instance types at their on-demand prices; VMs as instances whose
  * tags record the fleet that owns them.
  */
-/** What a NIC's `network` is on EC2: a subnet id. */
-const EC2_SUBNET = /^subnet-[0-9a-f]{8,17}$/;
-
 export class AwsProvider implements Provider {
   readonly kind = 'aws';
   readonly capabilities: Capabilities = Object.freeze({
@@ -139,6 +137,10 @@ export class AwsProvider implements Provider {
     adopt: true,
     // EC2's status checks: the instance is reachable and its OS answered.
     awaitReady: true,
+    // Secondary ENIs are attached and detached on the running instance (nics.ts); device 0
+    // is the instance's own and cannot be detached, so a change to it replaces the VM.
+    hotplugNics: true,
+    fixedPrimaryNic: true,
   });
   readonly name: string;
   readonly #config: AwsProviderConfig;
@@ -388,6 +390,8 @@ export class AwsProvider implements Provider {
       TagSpecifications: [
         { ResourceType: 'instance' as const, Tags: tags },
         { ResourceType: 'volume' as const, Tags: tags.filter((t) => t.Key!.startsWith('novacron:') || t.Key === TAG.name) },
+        // The declared NICs' ENIs carry the VM, so a later NIC change knows them for NovaCron's.
+        ...(request.nics ? [{ ResourceType: 'network-interface' as const, Tags: interfaceTags(request.ownership.fleet, request.name) }] : []),
       ],
     };
     // EC2 refuses a token reused with other parameters (a new AMI, subnet or key), so the
@@ -491,7 +495,10 @@ export class AwsProvider implements Provider {
    * labels (tags, in place) and the cloud-init data (EC2 takes new user data only while
    * stopped, so it is written when the VM stops anyway or a reboot is asked for). If the new
    * type has no capacity when starting, the old type is put back and started before the
-   * error is reported.
+   * error is reported. Declared NICs (`request.nics`) are hot-plugged, no stop or start:
+   * secondary ENIs no longer declared are detached and deleted before a type change, new
+   * ones created and attached after it (nics.ts); everything is checked before anything
+   * changes, and a re-run does only what is left.
    */
   async resize(ref: VmRef, request: ResizeRequest, ctx: OperationContext = {}): Promise<VmRecord> {
     const where = this.#where('resize', ref);
@@ -512,6 +519,14 @@ export class AwsProvider implements Provider {
         context: where,
         hint: `allow reboots for the group (changes.allowReboot)`,
       });
+    }
+    const nicPlan = request.nics ? await planNicChanges(this.#nicOps(), instance, request.nics, ref, where, ctx.signal) : undefined;
+    const nicChanges = nicPlan !== undefined && !nicPlanIsEmpty(nicPlan);
+    if (nicChanges) {
+      // ENIs attach and detach on a running or stopped instance, not one on its way between.
+      if (instance.State?.Name === 'pending') instance = await this.#waitFor(id, 'running', where, ctx.signal);
+      else if (instance.State?.Name === 'stopping') instance = await this.#waitFor(id, 'stopped', where, ctx.signal);
+      await detachInterfaces(this.#nicOps(), nicPlan, where, ctx);
     }
     if (needsStop && instance.State?.Name !== 'stopped') {
       ctx.onProgress?.({ operation: 'resize', phase: 'stopping', message: newType !== oldType ? `${id} stops to change type ${oldType} → ${newType}` : `${id} stops to take new cloud-init data` });
@@ -561,10 +576,21 @@ export class AwsProvider implements Provider {
         throw error;
       }
       instance = await this.#waitFor(id, 'running', where, ctx.signal);
-    } else {
+    }
+    if (nicChanges) await attachInterfaces(this.#nicOps(), nicPlan, where, ctx);
+    if (!(needsStop && wasRunning) || nicChanges) {
       instance = (await this.#call(where, () => this.#describeByIds([id])))[0] ?? instance;
     }
     return this.#record(instance);
+  }
+
+  #nicOps(): NicOps {
+    return {
+      call: (where, fn) => this.#call(where, fn),
+      poll: (where, ctx, check) => this.#poll(where, ctx, check),
+      log: (message) => this.#log(`aws provider "${this.name}": ${message}`),
+      securityGroupIds: this.#config.securityGroupIds,
+    };
   }
 
   async #revertType(id: string, oldType: string, before: VmRecord, where: ErrorContext): Promise<void> {

@@ -7,6 +7,7 @@ import {
   type Image,
   type Instance,
   type InstanceStateName,
+  type NetworkInterface,
   type Snapshot,
   type Tag,
   type TagSpecification,
@@ -44,6 +45,10 @@ export interface FakeEc2Options {
   /** Request-rate limits, as EC2 applies them per account: a bucket per kind of call. */
   readonly throttle?: { readonly mutating?: Bucket; readonly describe?: Bucket };
   readonly images?: readonly Image[];
+  /** Subnets by id → their zone: what DescribeSubnets knows and CreateNetworkInterface takes. @default none */
+  readonly subnets?: Readonly<Record<string, string>>;
+  /** Network interfaces an instance takes at most (EC2: 2 to 15 by type); one more is AttachmentLimitExceeded. @default 8 */
+  readonly maxNetworkInterfaces?: number;
 }
 
 export interface Bucket {
@@ -73,8 +78,19 @@ interface FakeInstance {
   volumes: { device: string; volumeId: string; sizeGiB: number; tags: Map<string, string> }[];
   userData: string | undefined;
   ip: string;
-  /** Its network interfaces, by device index: the request's NetworkInterfaces, else one in the subnet (or the zone's default). */
-  nics: { id: string; subnet: string; mac: string }[];
+}
+
+/** An ENI: made by RunInstances (one per interface) or CreateNetworkInterface; attached to at most one instance. */
+export interface FakeNetworkInterface {
+  readonly id: string;
+  readonly subnet: string;
+  readonly zone: string;
+  readonly mac: string;
+  readonly groups: readonly string[];
+  readonly tags: Map<string, string>;
+  attachment:
+    | { readonly id: string; readonly instanceId: string; readonly deviceIndex: number; deleteOnTermination: boolean; state: 'attaching' | 'attached' | 'detaching'; until: number }
+    | undefined;
 }
 
 interface FakeSnapshot {
@@ -96,7 +112,8 @@ interface FakeTask {
 const MUTATING = new Set([
   'RunInstances', 'StartInstances', 'StopInstances', 'TerminateInstances', 'ModifyInstanceAttribute', 'ModifyVolume',
   'CreateTags', 'CreateSnapshots', 'DeleteSnapshot', 'CreateImage', 'RegisterImage', 'DeregisterImage', 'ImportSnapshot',
-  'ExportImage', 'CreateReplaceRootVolumeTask',
+  'ExportImage', 'CreateReplaceRootVolumeTask', 'CreateNetworkInterface', 'AttachNetworkInterface', 'DetachNetworkInterface',
+  'DeleteNetworkInterface', 'ModifyNetworkInterfaceAttribute',
 ]);
 const STATE_CODE: Record<InstanceStateName, number> = { pending: 0, running: 16, 'shutting-down': 32, terminated: 48, stopping: 64, stopped: 80 };
 
@@ -118,6 +135,9 @@ export class FakeEc2 {
   readonly imports = new Map<string, FakeTask>();
   readonly exports = new Map<string, FakeTask & { imageId: string; prefix: string; bucket: string }>();
   readonly rootTasks = new Map<string, FakeTask & { instanceId: string }>();
+  readonly networkInterfaces = new Map<string, FakeNetworkInterface>();
+  /** Subnet id → zone. */
+  readonly subnets: Map<string, string>;
   /** Calls answered (throttled ones included), by API name. */
   readonly calls = new Map<string, number>();
   /** Calls refused with RequestLimitExceeded. */
@@ -138,9 +158,13 @@ export class FakeEc2 {
   readonly #statusCheckMs: number;
   readonly #offerings: Readonly<Record<string, readonly string[]>>;
   readonly #pageSize: number;
+  readonly #maxEnis: number;
   readonly #buckets = new Map<'mutating' | 'describe', { bucket: Bucket; tokens: number; at: number }>();
   readonly #tokens = new Map<string, { instanceId: string; params: string }>();
   #seq = 0;
+  #eniSeq = 0;
+  /** Instance id → the ENIs whose attachment names it (an index: instance views stay cheap with many ENIs). */
+  readonly #attachedTo = new Map<string, Set<FakeNetworkInterface>>();
 
   constructor(options: FakeEc2Options = {}) {
     this.region = options.region ?? 'us-east-1';
@@ -150,6 +174,8 @@ export class FakeEc2 {
     this.#taskMs = options.taskMs ?? 0;
     this.#statusCheckMs = options.statusCheckMs ?? 0;
     this.#pageSize = options.pageSize ?? 1000;
+    this.#maxEnis = options.maxNetworkInterfaces ?? 8;
+    this.subnets = new Map(Object.entries(options.subnets ?? {}));
     const all = EC2_CATALOG.types.map((t) => t.name);
     this.#offerings = options.offerings ?? Object.fromEntries(this.zones.map((z) => [z, all]));
     for (const kind of ['mutating', 'describe'] as const) {
@@ -204,8 +230,9 @@ export class FakeEc2 {
       id, clientToken: undefined, state, until: this.#now(), runningSince: state === 'running' ? this.#now() : undefined, next: undefined, reason: undefined,
       type: options.type, zone: options.zone ?? this.zones[0]!, imageId, tags: new Map(Object.entries(options.tags ?? {})), launched: new Date(this.#now()),
       rootDevice: '/dev/xvda', volumes: [{ device: '/dev/xvda', volumeId: `vol-${(this.#seq).toString(16).padStart(17, '0')}`, sizeGiB: options.diskGiB ?? 8, tags: new Map(Object.entries(options.volumeTags ?? {})) }],
-      userData: undefined, ip: `10.0.${(this.#seq >> 8) & 255}.${this.#seq & 255}`, nics: [],
+      userData: undefined, ip: `10.0.${(this.#seq >> 8) & 255}.${this.#seq & 255}`,
     });
+    this.#makeEni({ subnet: `subnet-default-${options.zone ?? this.zones[0]!}`, zone: options.zone ?? this.zones[0]!, groups: [], tags: new Map() }, { instanceId: id, deviceIndex: 0, deleteOnTermination: true });
     return id;
   }
 
@@ -303,8 +330,17 @@ export class FakeEc2 {
       const id = `i-${(++this.#seq).toString(16).padStart(17, '0')}`;
       const tags = new Map<string, string>();
       const volumeTags = new Map<string, string>();
+      const eniTags = new Map<string, string>();
       for (const spec of (input['TagSpecifications'] as TagSpecification[] | undefined) ?? []) {
-        for (const t of spec.Tags ?? []) (spec.ResourceType === 'volume' ? volumeTags : tags).set(t.Key!, t.Value ?? '');
+        for (const t of spec.Tags ?? []) (spec.ResourceType === 'volume' ? volumeTags : spec.ResourceType === 'network-interface' ? eniTags : tags).set(t.Key!, t.Value ?? '');
+      }
+      type InterfaceSpec = { SubnetId?: string; DeviceIndex?: number; Groups?: string[]; DeleteOnTermination?: boolean };
+      const interfaces = ((input['NetworkInterfaces'] as InterfaceSpec[] | undefined) ?? [{ SubnetId: subnet ?? `subnet-default-${zone}`, DeviceIndex: 0, Groups: (input['SecurityGroupIds'] as string[] | undefined) ?? [] }])
+        .slice()
+        .sort((a, b) => (a.DeviceIndex ?? 0) - (b.DeviceIndex ?? 0));
+      for (const n of interfaces) {
+        const known = n.SubnetId ? this.subnets.get(n.SubnetId) : undefined;
+        if (known && known !== zone) throw ec2Error('InvalidParameterValue', `Subnet '${n.SubnetId}' is in ${known}, not in the requested Availability Zone ${zone}.`);
       }
       const mapping = ((input['BlockDeviceMappings'] as BlockDeviceMapping[] | undefined) ?? [])[0];
       const late = this.lateNoCapacity.has(`${zone}/${type}`);
@@ -325,12 +361,11 @@ export class FakeEc2 {
         volumes: [{ device: mapping?.DeviceName ?? image.RootDeviceName ?? '/dev/xvda', volumeId: `vol-${(this.#seq).toString(16).padStart(17, '0')}`, sizeGiB: mapping?.Ebs?.VolumeSize ?? 8, tags: volumeTags }],
         userData: input['UserData'] as string | undefined,
         ip: `10.0.${(this.#seq >> 8) & 255}.${this.#seq & 255}`,
-        nics: ((input['NetworkInterfaces'] as { SubnetId?: string; DeviceIndex?: number }[] | undefined) ?? [{ SubnetId: subnet ?? `subnet-default-${zone}`, DeviceIndex: 0 }])
-          .slice()
-          .sort((a, b) => (a.DeviceIndex ?? 0) - (b.DeviceIndex ?? 0))
-          .map((n, k) => ({ id: `eni-${this.#seq.toString(16).padStart(8, '0')}${k}`, subnet: n.SubnetId ?? `subnet-default-${zone}`, mac: `0a:00:00:${(this.#seq >> 8 & 255).toString(16).padStart(2, '0')}:${(this.#seq & 255).toString(16).padStart(2, '0')}:0${k}` })),
       };
       this.instances.set(id, instance);
+      for (const [k, n] of interfaces.entries()) {
+        this.#makeEni({ subnet: n.SubnetId ?? `subnet-default-${zone}`, zone, groups: n.Groups ?? [], tags: new Map(eniTags) }, { instanceId: id, deviceIndex: n.DeviceIndex ?? k, deleteOnTermination: n.DeleteOnTermination ?? true });
+      }
       if (token) this.#tokens.set(token, { instanceId: id, params });
       return { Instances: [this.#view(instance)], ReservationId: `r-${id.slice(2)}` };
     },
@@ -374,7 +409,7 @@ export class FakeEc2 {
     },
     CreateTags: (input) => {
       for (const id of input['Resources'] as string[]) {
-        const target = this.instances.get(id)?.tags ?? this.snapshots.get(id)?.tags ?? this.images.get(id)?.tags ?? this.#volume(id)?.volume.tags;
+        const target = this.instances.get(id)?.tags ?? this.snapshots.get(id)?.tags ?? this.images.get(id)?.tags ?? this.#volume(id)?.volume.tags ?? this.networkInterfaces.get(id)?.tags;
         if (!target) throw ec2Error(id.startsWith('vol-') ? 'InvalidVolume.NotFound' : `Invalid${id.startsWith('snap-') ? 'Snapshot' : 'Instance'}ID.NotFound`, `The ID '${id}' does not exist`);
         for (const t of input['Tags'] as Tag[]) target.set(t.Key!, t.Value ?? '');
       }
@@ -401,6 +436,82 @@ export class FakeEc2 {
     },
     DeleteSnapshot: (input) => {
       if (!this.snapshots.delete(input['SnapshotId'] as string)) throw ec2Error('InvalidSnapshot.NotFound', `The snapshot '${String(input['SnapshotId'])}' does not exist.`);
+      return {};
+    },
+    DescribeSubnets: (input) => {
+      const ids = input['SubnetIds'] as string[] | undefined;
+      if (ids) {
+        const missing = ids.filter((id) => !this.subnets.has(id));
+        if (missing.length > 0) throw ec2Error('InvalidSubnetID.NotFound', `The subnet ID '${missing.join(', ')}' does not exist`);
+      }
+      const filters = (input['Filters'] as Filter[] | undefined) ?? [];
+      const subnets = [...this.subnets]
+        .map(([SubnetId, AvailabilityZone]) => ({ SubnetId, AvailabilityZone, VpcId: 'vpc-0123456789abcdef0', State: 'available' as const }))
+        .filter((n) => (!ids || ids.includes(n.SubnetId)) && filters.every((f) => matchTagged([], f, { 'subnet-id': n.SubnetId, 'availability-zone': n.AvailabilityZone })));
+      const { page, next } = this.#page(subnets, input);
+      return { Subnets: page, ...(next ? { NextToken: next } : {}) };
+    },
+    DescribeNetworkInterfaces: (input) => {
+      const ids = input['NetworkInterfaceIds'] as string[] | undefined;
+      if (ids) {
+        const missing = ids.filter((id) => !this.networkInterfaces.has(id));
+        if (missing.length > 0) throw ec2Error('InvalidNetworkInterfaceID.NotFound', `The networkInterface ID '${missing.join(', ')}' does not exist`);
+      }
+      const filters = (input['Filters'] as Filter[] | undefined) ?? [];
+      const matching = [...this.networkInterfaces.values()]
+        .filter((e) => !ids || ids.includes(e.id))
+        .map((e) => this.#eniView(e))
+        .filter((e) => filters.every((f) => matchTagged(e.TagSet, f, {
+          'network-interface-id': e.NetworkInterfaceId, 'subnet-id': e.SubnetId, 'availability-zone': e.AvailabilityZone, status: e.Status,
+          'attachment.instance-id': e.Attachment?.InstanceId, 'attachment.attachment-id': e.Attachment?.AttachmentId,
+        })));
+      const { page, next } = this.#page(matching, input);
+      return { NetworkInterfaces: page, ...(next ? { NextToken: next } : {}) };
+    },
+    CreateNetworkInterface: (input) => {
+      const subnet = input['SubnetId'] as string;
+      const zone = this.subnets.get(subnet);
+      if (!zone) throw ec2Error('InvalidSubnetID.NotFound', `The subnet ID '${subnet}' does not exist`);
+      const eni = this.#makeEni({ subnet, zone, groups: (input['Groups'] as string[] | undefined) ?? [], tags: tagsOf(input) });
+      return { NetworkInterface: this.#eniView(eni) };
+    },
+    AttachNetworkInterface: (input) => {
+      const eni = this.#eni(input['NetworkInterfaceId'] as string);
+      const i = this.#instance(input['InstanceId'] as string);
+      this.#settle(i);
+      const index = input['DeviceIndex'] as number;
+      if (i.state !== 'running' && i.state !== 'stopped') throw ec2Error('IncorrectInstanceState', `The instance '${i.id}' is not in a state from which a network interface can be attached.`);
+      if (eni.attachment) throw ec2Error('InvalidNetworkInterface.InUse', `Interface: '${eni.id}' in use.`);
+      if (eni.zone !== i.zone) throw ec2Error('InvalidParameterCombination', `You may not attach a network interface to an instance if they are not in the same availability zone`);
+      const attached = this.#enisOf(i.id);
+      if (attached.some((e) => e.attachment!.deviceIndex === index)) throw ec2Error('InvalidParameterValue', `Instance '${i.id}' already has an interface attached at device index '${index}'.`);
+      if (attached.length >= this.#maxEnis) throw ec2Error('AttachmentLimitExceeded', `Interface count ${attached.length + 1} exceeds the limit for ${i.type}`);
+      eni.attachment = { id: `eni-attach-${eni.id.slice(4)}-${++this.#eniSeq}`, instanceId: i.id, deviceIndex: index, deleteOnTermination: false, state: 'attaching', until: this.#now() + this.#transitionMs };
+      this.#index(eni);
+      return { AttachmentId: eni.attachment.id, NetworkCardIndex: 0 };
+    },
+    DetachNetworkInterface: (input) => {
+      const eni = this.#byAttachment(input['AttachmentId'] as string);
+      if (eni.attachment!.deviceIndex === 0) throw ec2Error('OperationNotPermitted', `The network interface at device index 0 cannot be detached.`);
+      if (eni.attachment!.state !== 'detaching') {
+        eni.attachment!.state = 'detaching';
+        eni.attachment!.until = this.#now() + this.#transitionMs;
+      }
+      return {};
+    },
+    ModifyNetworkInterfaceAttribute: (input) => {
+      const eni = this.#eni(input['NetworkInterfaceId'] as string);
+      const change = input['Attachment'] as { AttachmentId?: string; DeleteOnTermination?: boolean } | undefined;
+      if (change) {
+        if (!eni.attachment || eni.attachment.id !== change.AttachmentId) throw ec2Error('InvalidAttachmentID.NotFound', `The attachment ID '${String(change.AttachmentId)}' does not exist for '${eni.id}'`);
+        if (change.DeleteOnTermination !== undefined) eni.attachment.deleteOnTermination = change.DeleteOnTermination;
+      }
+      return {};
+    },
+    DeleteNetworkInterface: (input) => {
+      const eni = this.#eni(input['NetworkInterfaceId'] as string);
+      if (eni.attachment) throw ec2Error('InvalidNetworkInterface.InUse', `The network interface '${eni.id}' is currently in use.`);
+      this.networkInterfaces.delete(eni.id);
       return {};
     },
     CreateReplaceRootVolumeTask: (input) => {
@@ -506,6 +617,78 @@ export class FakeEc2 {
     return { page, next: start + size < items.length ? String(start + size) : undefined };
   }
 
+  #makeEni(
+    base: { subnet: string; zone: string; groups: readonly string[]; tags: Map<string, string> },
+    attach?: { instanceId: string; deviceIndex: number; deleteOnTermination: boolean },
+  ): FakeNetworkInterface {
+    const n = ++this.#eniSeq;
+    const id = `eni-${n.toString(16).padStart(17, '0')}`;
+    const eni: FakeNetworkInterface = {
+      id, subnet: base.subnet, zone: base.zone, groups: [...base.groups], tags: base.tags,
+      mac: `0a:00:00:${((n >> 16) & 255).toString(16).padStart(2, '0')}:${((n >> 8) & 255).toString(16).padStart(2, '0')}:${(n & 255).toString(16).padStart(2, '0')}`,
+      attachment: attach ? { id: `eni-attach-${id.slice(4)}-0`, ...attach, state: 'attached', until: this.#now() } : undefined,
+    };
+    this.networkInterfaces.set(id, eni);
+    this.#index(eni);
+    return eni;
+  }
+
+  #index(eni: FakeNetworkInterface): void {
+    if (!eni.attachment) return;
+    const set = this.#attachedTo.get(eni.attachment.instanceId) ?? new Set();
+    set.add(eni);
+    this.#attachedTo.set(eni.attachment.instanceId, set);
+  }
+
+  #unindex(eni: FakeNetworkInterface): void {
+    if (eni.attachment) this.#attachedTo.get(eni.attachment.instanceId)?.delete(eni);
+  }
+
+  #eni(id: string): FakeNetworkInterface {
+    const eni = this.networkInterfaces.get(id);
+    if (!eni) throw ec2Error('InvalidNetworkInterfaceID.NotFound', `The networkInterface ID '${id}' does not exist`);
+    this.#settleEni(eni);
+    return eni;
+  }
+
+  #byAttachment(attachmentId: string): FakeNetworkInterface {
+    for (const eni of this.networkInterfaces.values()) {
+      this.#settleEni(eni);
+      if (eni.attachment?.id === attachmentId) return eni;
+    }
+    throw ec2Error('InvalidAttachmentID.NotFound', `The attachment ID '${attachmentId}' does not exist`);
+  }
+
+  /** An attachment settles: attaching → attached; detaching → gone (the ENI is available again). */
+  #settleEni(eni: FakeNetworkInterface): void {
+    const a = eni.attachment;
+    if (!a || this.#now() < a.until) return;
+    if (a.state === 'attaching') a.state = 'attached';
+    else if (a.state === 'detaching') {
+      this.#unindex(eni);
+      eni.attachment = undefined;
+    }
+  }
+
+  /** The ENIs attached (or attaching, or detaching) to an instance, by device index. */
+  #enisOf(instanceId: string): FakeNetworkInterface[] {
+    return [...(this.#attachedTo.get(instanceId) ?? [])]
+      .filter((e) => (this.#settleEni(e), e.attachment?.instanceId === instanceId))
+      .sort((a, b) => a.attachment!.deviceIndex - b.attachment!.deviceIndex);
+  }
+
+  #eniView(e: FakeNetworkInterface): NetworkInterface {
+    this.#settleEni(e);
+    const a = e.attachment;
+    return {
+      NetworkInterfaceId: e.id, SubnetId: e.subnet, AvailabilityZone: e.zone, VpcId: 'vpc-0123456789abcdef0', MacAddress: e.mac, InterfaceType: 'interface',
+      Status: !a ? 'available' : a.state === 'attaching' ? 'attaching' : a.state === 'detaching' ? 'detaching' : 'in-use',
+      Groups: e.groups.map((GroupId) => ({ GroupId })),
+      TagSet: [...e.tags].map(([Key, Value]) => ({ Key, Value })),
+      ...(a ? { Attachment: { AttachmentId: a.id, InstanceId: a.instanceId, DeviceIndex: a.deviceIndex, NetworkCardIndex: 0, Status: a.state, DeleteOnTermination: a.deleteOnTermination } } : {}),
+    };
+  }
+
   #volume(id: string): { instance: FakeInstance; volume: FakeInstance['volumes'][number] } | undefined {
     for (const instance of this.instances.values()) {
       const volume = instance.volumes.find((v) => v.volumeId === id);
@@ -547,6 +730,14 @@ export class FakeEc2 {
       i.next = undefined;
       i.runningSince = i.state === 'running' ? i.until : undefined;
     }
+    if (i.state === 'terminated') {
+      // Its ENIs go with it where DeleteOnTermination says so; the others are detached.
+      for (const eni of this.#enisOf(i.id)) {
+        this.#unindex(eni);
+        if (eni.attachment!.deleteOnTermination) this.networkInterfaces.delete(eni.id);
+        else eni.attachment = undefined;
+      }
+    }
   }
 
   /** DescribeInstanceStatus's view: both checks `initializing` for `statusCheckMs` after it runs, then `ok` (or the instance check `impaired`). */
@@ -576,7 +767,14 @@ export class FakeEc2 {
       RootDeviceName: i.rootDevice,
       Architecture: 'x86_64',
       BlockDeviceMappings: i.state === 'terminated' ? [] : i.volumes.map((v) => ({ DeviceName: v.device, Ebs: { VolumeId: v.volumeId, Status: 'attached', DeleteOnTermination: true } })),
-      NetworkInterfaces: i.state === 'terminated' ? [] : i.nics.map((n, k) => ({ NetworkInterfaceId: n.id, SubnetId: n.subnet, MacAddress: n.mac, Attachment: { DeviceIndex: k, Status: 'attached' } })),
+      ...(i.state === 'terminated' ? {} : { SecurityGroups: (this.#enisOf(i.id)[0]?.groups ?? []).map((GroupId) => ({ GroupId, GroupName: GroupId })) }),
+      NetworkInterfaces: i.state === 'terminated' ? [] : this.#enisOf(i.id).map((e) => {
+        const a = e.attachment!;
+        return {
+          NetworkInterfaceId: e.id, SubnetId: e.subnet, MacAddress: e.mac, Status: this.#eniView(e).Status, Groups: e.groups.map((GroupId) => ({ GroupId, GroupName: GroupId })),
+          Attachment: { AttachmentId: a.id, DeviceIndex: a.deviceIndex, NetworkCardIndex: 0, Status: a.state, DeleteOnTermination: a.deleteOnTermination },
+        };
+      }),
     };
   }
 
