@@ -19,8 +19,6 @@ export interface KvmMigrationDriverOptions {
   readonly random: () => number;
   /** See MigrationDriver.switchoverMs: what this host pair adds to the last pages' transfer. */
   readonly switchoverMs: number;
-  /** See MigrationDriver.linkBytesPerSec: the host pair's measured capacity, when known. */
-  readonly linkBytesPerSec?: number;
   /** How long the tunnel may live if nobody closes it. */
   readonly lifetimeSec: number;
   readonly log?: (message: string) => void;
@@ -54,7 +52,8 @@ export interface KvmMigrationOutcome {
  */
 export class KvmMigrationDriver implements MigrationDriver {
   readonly switchoverMs: number;
-  readonly linkBytesPerSec?: number;
+  /** See MigrationDriver.linkBytesPerSec; set before the job starts (liveMigration measures the link while it prepares). */
+  linkBytesPerSec: number | undefined;
   #tunnel: MigrationTunnel | undefined;
   #settings: MigrationSettings | undefined;
   #startedAt = 0;
@@ -73,7 +72,6 @@ export class KvmMigrationDriver implements MigrationDriver {
 
   constructor(private readonly o: KvmMigrationDriverOptions) {
     this.switchoverMs = o.switchoverMs;
-    if (o.linkBytesPerSec !== undefined) this.linkBytesPerSec = o.linkBytesPerSec;
   }
 
   get outcome(): KvmMigrationOutcome {

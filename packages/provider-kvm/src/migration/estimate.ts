@@ -40,7 +40,8 @@ export async function estimateMove(env: MigrationEnv, plan: MovePlan, ctx: Opera
   const running = source.view.state === 'running';
   const [dirty, link, zero, storage, sample] = await Promise.all([
     running ? measureDirtying(env, source, memoryBytes, ctx) : Promise.resolve({ rate: 0, workingSet: 0, how: 'not running' }),
-    measureLink(source.virsh, plan.link, ctx),
+    // Unknown: a conservative gigabit-class guess, said so in docs.
+    measureLink(source.virsh, plan.link, ctx).then((bps) => bps ?? 100 * MiB),
     zeroShare(env, source, memoryBytes),
     storageBytes(source, plan),
     running ? sampleMemory(env, source, memoryBytes) : Promise.resolve(undefined),
@@ -49,13 +50,17 @@ export async function estimateMove(env: MigrationEnv, plan: MovePlan, ctx: Opera
   const calibrated = env.calibration.throughput(source.host.name, plan.destination.name);
   const bandwidth = env.calibration.capacity(source.host.name, plan.destination.name) ?? link;
   // The pages as they are now, else what the VM's last compressed move measured, else the core's prior.
-  const compressibility = sample ? compressibilityOf(sample, zero.fraction) : env.calibration.compressibility(vm);
+  // Zero pages likewise: the sample's, else the last move's, else the balloon's unused memory.
+  const zeroFraction = sample ? sample.zeroBytes / sample.bytes : zero.fraction;
+  const compressibility = sample ? compressibilityOf(sample) : env.calibration.compressibility(vm);
+  // The move that follows paces its compressed stream by it (liveMigration).
+  if (sample) env.calibration.recordCompressibility(vm, compressibility!);
   return {
     memoryBytes,
     workingSetBytes: dirty.workingSet || memoryBytes,
     dirtyRateBytesPerSec: dirty.rate,
     bandwidthBytesPerSec: bandwidth,
-    zeroFraction: zero.fraction,
+    zeroFraction,
     ...(compressibility === undefined ? {} : { compressibility }),
     diskBytes: plan.volumes.reduce((sum, v) => sum + v.physicalBytes, 0),
     setupMs: env.calibration.setupMs,
@@ -65,7 +70,7 @@ export async function estimateMove(env: MigrationEnv, plan: MovePlan, ctx: Opera
     sources: {
       dirtyRate: dirty.how,
       bandwidth: calibrated !== undefined && calibrated < link ? `measured in earlier migrations ${plan.source.host.name} → ${plan.destination.name}` : 'an SSH stream between the hosts',
-      zeroFraction: zero.how,
+      zeroFraction: sample ? `${formatMiB(sample.bytes)} of guest memory sampled` : zero.how,
       compressibility: sample ? `${formatMiB(sample.bytes)} of guest memory sampled, ${sample.compressor}` : compressibility === undefined ? 'not measured (the prior)' : 'measured in its last compressed migration',
     },
   };
@@ -114,21 +119,23 @@ async function measureDirtying(env: MigrationEnv, found: LocatedDomain, memoryBy
   }
 }
 
-/** Bytes/s an SSH stream from the source to the destination carried for about 1.5 s. */
-async function measureLink(virsh: Virsh, to: HostLink, ctx: OperationContext): Promise<number> {
+/** Bytes/s an SSH stream from the source to the destination carried for about 1.5 s; undefined when it could not be measured. */
+export async function measureLink(virsh: Virsh, to: HostLink, ctx: OperationContext): Promise<number | undefined> {
   const script = `timeout 1.5 cat /dev/zero 2>/dev/null | ${sshCommand(to, 'dd of=/dev/null bs=64k 2>&1 | tail -n 1')}`;
   const r = await virsh.script(script, { ...(ctx.signal ? { signal: ctx.signal } : {}), timeoutMs: 60_000 });
   const m = /^(\d+) bytes.*copied, ([\d.]+) s/m.exec(r.stdout);
-  if (!m || Number(m[2]) <= 0) return 100 * MiB; // unknown: a conservative gigabit-class guess, said so in docs
+  if (!m || Number(m[2]) <= 0) return undefined;
   return Number(m[1]) / Number(m[2]);
 }
 
 const SAMPLE_CHUNKS = 8;
+const PAGE = 4096;
 const SAMPLE_CHUNK = MiB;
 
-/** A sample of guest memory and what it compressed to on the host. */
+/** A sample of guest memory: its size, its zero pages, and what it compressed to on the host. */
 export interface MemorySample {
   readonly bytes: number;
+  readonly zeroBytes: number;
   readonly compressedBytes: number;
   readonly compressor: string;
 }
@@ -168,25 +175,25 @@ async function sampleMemory(env: MigrationEnv, found: LocatedDomain, memoryBytes
     `trap ${shellQuote(`rm -rf ${d}`)} EXIT`,
     ...reads,
     'if command -v zstd >/dev/null; then z="zstd -1 -c -q"; n=zstd; else z="gzip -1 -c"; n=gzip; fi',
-    `echo "sample $(wc -c <${d}/all) $($z <${d}/all | wc -c) $n"`,
+    // A page of zeroes is a line of nothing but 0s in od's hex dump, 4096 bytes a line.
+    `echo "sample $(wc -c <${d}/all) $(od -An -v -tx8 -w4096 ${d}/all | grep -c -v '[1-9a-f]') $($z <${d}/all | wc -c) $n"`,
   ].join('\n');
   const r = await found.virsh.script(script, { timeoutMs: 30_000 }).catch(() => undefined);
-  const m = r && /^sample (\d+) (\d+) (\w+)/m.exec(r.stdout);
+  const m = r && /^sample (\d+) (\d+) (\d+) (\w+)/m.exec(r.stdout);
   if (!m || Number(m[1]) === 0) {
     env.log?.(`kvm: ${found.host.name}: sampling ${vm}'s memory failed: ${r?.stderr.trim().slice(0, 200) ?? 'no answer'}`);
     return undefined;
   }
-  return { bytes: Number(m[1]), compressedBytes: Number(m[2]), compressor: m[3] === 'zstd' ? 'zstd -1' : 'gzip -1' };
+  return { bytes: Number(m[1]), zeroBytes: Math.min(Number(m[1]), Number(m[2]) * PAGE), compressedBytes: Number(m[3]), compressor: m[4] === 'zstd' ? 'zstd -1' : 'gzip -1' };
 }
 
 /**
- * The model's compressibility (wire bytes per byte of the non-zero pages it sends) from a
- * sample that holds zero pages too: they compress to almost nothing, so the sample's ratio
- * is spread over the share of memory that is not zero.
+ * The model's compressibility (wire bytes per byte of the non-zero pages it sends): the
+ * sample's zero pages compress to almost nothing, so what it compressed to is all theirs.
  */
-export function compressibilityOf(sample: MemorySample, zeroFraction: number): number {
-  const ratio = sample.compressedBytes / sample.bytes;
-  return Math.min(1.2, ratio / Math.max(0.05, 1 - zeroFraction));
+export function compressibilityOf(sample: MemorySample): number {
+  const nonZero = sample.bytes - sample.zeroBytes;
+  return nonZero < PAGE ? 1 : Math.min(1.2, Math.max(0.01, sample.compressedBytes / nonZero));
 }
 
 function formatMiB(bytes: number): string {

@@ -1,7 +1,8 @@
-import { NovaCronError, orchestrateMigration, toNovaCronError, type MigrateRequest, type MigrationResult, type OperationContext } from '@novacron/core';
+import { effectivePolicy, NovaCronError, orchestrateMigration, toNovaCronError, UNMEASURED_COMPRESSIBILITY, type MigrateRequest, type MigrationResult, type OperationContext } from '@novacron/core';
 import { KvmImages } from '../images/KvmImages.js';
 import type { Virsh } from '../virsh/Virsh.js';
 import type { MigrationEnv } from './access.js';
+import { measureLink } from './estimate.js';
 import { KvmMigrationDriver } from './KvmMigrationDriver.js';
 import type { MovePlan } from './preflight.js';
 import { baseName, copyVolume } from './volumes.js';
@@ -26,7 +27,11 @@ export async function migrateLive(env: MigrationEnv, plan: MovePlan, request: Mi
   const made: string[] = [];
   const phase = (name: string, message?: string) => ctx.onProgress?.({ operation: 'migrate', phase: name, ...(message ? { message } : {}) });
 
-  const link = env.calibration.capacity(source.host.name, destination.name);
+  // What the path carries now, measured while the destination's volumes are made: the move
+  // is paced below it (see the orchestrator), and a pace from an older measurement could be
+  // far off (a link shaped then, or a busier one).
+  const probe = measureLink(source.virsh, plan.link, ctx).catch(() => undefined);
+  const compressed = effectivePolicy(request.policy).effectiveCompression.startsWith('multifd');
   const driver = new KvmMigrationDriver({
     domain: vm,
     source: source.virsh,
@@ -36,7 +41,6 @@ export async function migrateLive(env: MigrationEnv, plan: MovePlan, request: Mi
     clock: env.clock,
     random: env.random,
     switchoverMs: env.calibration.switchoverMs,
-    ...(link === undefined ? {} : { linkBytesPerSec: link }),
     lifetimeSec: (request.policy.timeoutPerGiB / 1000) * Math.max(1, source.view.info.memoryMiB / 1024) * 3 + 600,
     ...(env.log ? { log: env.log } : {}),
   });
@@ -57,6 +61,13 @@ export async function migrateLive(env: MigrationEnv, plan: MovePlan, request: Mi
       await copyVolume(source.virsh, destinationVirsh, plan.link, v, pools, { ...opts, context });
     }
 
+    const measured = await probe;
+    if (measured !== undefined) env.calibration.recordLink(source.host.name, destination.name, measured);
+    const link = measured ?? env.calibration.capacity(source.host.name, destination.name);
+    // QEMU 7.2 counts multifd's page bytes, before compression, against its rate limit: in
+    // those units the link carries its bytes over what a page compresses to (a wire pace
+    // held a stream compressed to 8% at a tenth of the link on the testbed: 18.9 s, not 6 s).
+    driver.linkBytesPerSec = link === undefined || !compressed ? link : link / (env.calibration.compressibility(vm) ?? UNMEASURED_COMPRESSIBILITY);
     const result = await orchestrateMigration({
       driver,
       policy: request.policy,
@@ -83,7 +94,8 @@ export async function migrateLive(env: MigrationEnv, plan: MovePlan, request: Mi
     // QEMU's average over the memory phase when libvirt reports it; else processed over our own timing.
     const reported = outcome.completed?.numbers.get('memory_bps');
     const throughput = result.postCopy ? undefined : reported && reported > 0 ? reported : memoryMs > 0 ? result.final.dataProcessedBytes / (memoryMs / 1000) : undefined;
-    if (throughput) env.calibration.recordThroughput(source.host.name, destination.name, throughput, outcome.lastCapBytesPerSec);
+    // A compressed stream's rate says what QEMU compressed, not what the path carries.
+    if (throughput && !compressed) env.calibration.recordThroughput(source.host.name, destination.name, throughput, outcome.lastCapBytesPerSec);
     // The fixed time of a move (tunnel, destination QEMU, libvirt's hand-over, seeing it done):
     // what it took less what the model computes from bytes and rates — the storage copy and
     // the memory rounds at the stream's rate — and the downtime.

@@ -187,10 +187,11 @@ describe('estimates', () => {
     expect(big.some((at) => at >= 4 * 1024 * MiB)).toBe(true);
   });
 
-  it("spreads a sample's compression over the memory that is not zero", () => {
-    expect(compressibilityOf({ bytes: 8 * MiB, compressedBytes: 2 * MiB, compressor: 'zstd -1' }, 0.5)).toBeCloseTo(0.5);
-    expect(compressibilityOf({ bytes: 8 * MiB, compressedBytes: 2 * MiB, compressor: 'zstd -1' }, 0)).toBeCloseTo(0.25);
-    expect(compressibilityOf({ bytes: 8 * MiB, compressedBytes: 8 * MiB, compressor: 'gzip -1' }, 0.9)).toBe(1.2);
+  it("spreads a sample's compression over its pages that are not zero", () => {
+    expect(compressibilityOf({ bytes: 8 * MiB, zeroBytes: 4 * MiB, compressedBytes: 2 * MiB, compressor: 'zstd -1' })).toBeCloseTo(0.5);
+    expect(compressibilityOf({ bytes: 8 * MiB, zeroBytes: 0, compressedBytes: 2 * MiB, compressor: 'zstd -1' })).toBeCloseTo(0.25);
+    expect(compressibilityOf({ bytes: 8 * MiB, zeroBytes: 7 * MiB, compressedBytes: 8 * MiB, compressor: 'gzip -1' })).toBe(1.2);
+    expect(compressibilityOf({ bytes: 8 * MiB, zeroBytes: 8 * MiB, compressedBytes: 900, compressor: 'zstd -1' })).toBe(1);
   });
 
   it('reads a volume', () => {
