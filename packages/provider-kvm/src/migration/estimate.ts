@@ -128,9 +128,14 @@ export async function measureLink(virsh: Virsh, to: HostLink, ctx: OperationCont
   return Number(m[1]) / Number(m[2]);
 }
 
-const SAMPLE_CHUNKS = 8;
+/**
+ * 256 pieces of 32 KiB: zero and busy memory come in runs, so many small pieces estimate the
+ * zero share far better than a few large ones (8 pieces of 1 MiB put an idle guest's
+ * non-zero share anywhere from 14% to 40%, and its predicted time with it).
+ */
+const SAMPLE_CHUNKS = 256;
+const SAMPLE_CHUNK = 32 * 1024;
 const PAGE = 4096;
-const SAMPLE_CHUNK = MiB;
 
 /** A sample of guest memory: its size, its zero pages, and what it compressed to on the host. */
 export interface MemorySample {
@@ -167,13 +172,15 @@ async function sampleMemory(env: MigrationEnv, found: LocatedDomain, memoryBytes
   const vm = found.view.info.name;
   const dir = `/tmp/novacron-sample-${vm}-${Math.floor(env.random() * 2 ** 32).toString(16)}`;
   const d = shellQuote(dir);
-  const reads = sampleOffsets(memoryBytes, env.random).map(
-    (at) => `${virshLine(['qemu-monitor-command', vm, JSON.stringify({ execute: 'pmemsave', arguments: { val: at, size: SAMPLE_CHUNK, filename: `${dir}/c` } })])} >/dev/null && cat ${d}/c >>${d}/all || exit 3`,
-  );
+  // One virsh process, one monitor connection, every read: `cmd; cmd; ...` in virsh's own syntax.
+  const reads = sampleOffsets(memoryBytes, env.random)
+    .map((at, i) => `qemu-monitor-command ${vm} '${JSON.stringify({ execute: 'pmemsave', arguments: { val: at, size: SAMPLE_CHUNK, filename: `${dir}/c${String(i).padStart(3, '0')}` } })}'`)
+    .join('; ');
   const script = [
     `mkdir -m 777 ${d} || exit 3`, // QEMU runs as its own user
     `trap ${shellQuote(`rm -rf ${d}`)} EXIT`,
-    ...reads,
+    `${virshLine([reads])} >/dev/null`,
+    `cat ${d}/c* >${d}/all 2>/dev/null || exit 3`,
     'if command -v zstd >/dev/null; then z="zstd -1 -c -q"; n=zstd; else z="gzip -1 -c"; n=gzip; fi',
     // A page of zeroes is a line of nothing but 0s in od's hex dump, 4096 bytes a line.
     `echo "sample $(wc -c <${d}/all) $(od -An -v -tx8 -w4096 ${d}/all | grep -c -v '[1-9a-f]') $($z <${d}/all | wc -c) $n"`,

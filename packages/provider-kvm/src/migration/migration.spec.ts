@@ -173,17 +173,18 @@ describe('estimates', () => {
     expect(c.capacity('a', 'c')).toBe(35);
   });
 
-  it('samples whole MiB of guest memory that is mapped whatever the machine type', () => {
+  it('samples many small pieces of guest memory that is mapped whatever the machine type', () => {
     let seed = 1;
     const random = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+    const KiB32 = 32 * 1024;
     const small = sampleOffsets(256 * MiB, random);
-    expect(small).toHaveLength(8);
-    expect(new Set(small).size).toBe(8);
-    expect(small.every((at) => at % MiB === 0 && at + MiB <= 256 * MiB)).toBe(true);
-    expect(sampleOffsets(4 * MiB, random)).toHaveLength(4);
+    expect(small).toHaveLength(256);
+    expect(new Set(small).size).toBe(256);
+    expect(small.every((at) => at % KiB32 === 0 && at + KiB32 <= 256 * MiB)).toBe(true);
+    expect(sampleOffsets(4 * MiB, random)).toHaveLength(128);
     // 8 GiB: the first 2 GiB and, from 4 GiB up, the 4.5 GiB beyond 3.5 GiB of memory; never the hole in between.
     const big = sampleOffsets(8 * 1024 * MiB, random, 64);
-    expect(big.every((at) => at + MiB <= 2 * 1024 * MiB || (at >= 4 * 1024 * MiB && at + MiB <= 8.5 * 1024 * MiB))).toBe(true);
+    expect(big.every((at) => at + KiB32 <= 2 * 1024 * MiB || (at >= 4 * 1024 * MiB && at + KiB32 <= 8.5 * 1024 * MiB))).toBe(true);
     expect(big.some((at) => at >= 4 * 1024 * MiB)).toBe(true);
   });
 
