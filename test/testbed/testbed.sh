@@ -471,12 +471,11 @@ configure_libvirt() {
   if [[ ! $(virsh_in "$name" pool-info default) =~ State:\ +running ]]; then
     virsh_in "$name" pool-start default >/dev/null
   fi
-  if ! virsh_in "$name" net-info "$GUEST_NET" >/dev/null 2>&1; then
-    # forward mode 'open': a routed bridge with DHCP for which libvirt adds no
-    # firewall rules at all, so it depends on nothing outside the host's netns.
-    # no-ping: dnsmasq otherwise pings each new address before offering it, which
-    # cost ~3 s of every guest boot.
-    cat >"$h/net-$GUEST_NET.xml" <<EOF
+  # forward mode 'open': a routed bridge with DHCP for which libvirt adds no
+  # firewall rules at all, so it depends on nothing outside the host's netns.
+  # no-ping: dnsmasq otherwise pings each new address before offering it, which
+  # cost ~3 s of every guest boot.
+  cat >"$h/net-$GUEST_NET.xml" <<EOF
 <network xmlns:dnsmasq='http://libvirt.org/schemas/network/dnsmasq/1.0'>
   <name>$GUEST_NET</name>
   <forward mode='open'/>
@@ -494,12 +493,7 @@ configure_libvirt() {
   </dnsmasq:options>
 </network>
 EOF
-    host_exec "$name" virsh -q -c qemu:///system net-define "$h/net-$GUEST_NET.xml" >/dev/null
-  fi
-  virsh_in "$name" net-autostart "$GUEST_NET" >/dev/null
-  if [[ ! $(virsh_in "$name" net-info "$GUEST_NET") =~ Active:\ +yes ]]; then
-    virsh_in "$name" net-start "$GUEST_NET" >/dev/null
-  fi
+  ensure_net "$name" "$GUEST_NET" "$h/net-$GUEST_NET.xml"
   if [ ! -f "$h/lib/images/nc-tiny-base.qcow2" ] \
     || ! cmp -s "$TB_DIR/guest/nc-tiny-base.qcow2" "$h/lib/images/nc-tiny-base.qcow2"; then
     install -m 644 "$TB_DIR/guest/nc-tiny-base.qcow2" "$h/lib/images/nc-tiny-base.qcow2"
@@ -518,18 +512,24 @@ EOF
 ensure_second_net() {
   local name=$1 h
   h=$(host_dir "$name")
-  if ! virsh_in "$name" net-info "$GUEST_NET2" >/dev/null 2>&1; then
-    cat >"$h/net-$GUEST_NET2.xml" <<EOF
+  cat >"$h/net-$GUEST_NET2.xml" <<EOF
 <network>
   <name>$GUEST_NET2</name>
   <bridge name='$GUEST_BRIDGE2' stp='off' delay='0'/>
 </network>
 EOF
-    host_exec "$name" virsh -q -c qemu:///system net-define "$h/net-$GUEST_NET2.xml" >/dev/null
+  ensure_net "$name" "$GUEST_NET2" "$h/net-$GUEST_NET2.xml"
+}
+
+# A libvirt network on a host: defined from XML when missing, autostarted, started.
+ensure_net() {
+  local name=$1 net=$2 xml=$3
+  if ! virsh_in "$name" net-info "$net" >/dev/null 2>&1; then
+    host_exec "$name" virsh -q -c qemu:///system net-define "$xml" >/dev/null
   fi
-  virsh_in "$name" net-autostart "$GUEST_NET2" >/dev/null
-  if [[ ! $(virsh_in "$name" net-info "$GUEST_NET2") =~ Active:\ +yes ]]; then
-    virsh_in "$name" net-start "$GUEST_NET2" >/dev/null
+  virsh_in "$name" net-autostart "$net" >/dev/null
+  if [[ ! $(virsh_in "$name" net-info "$net") =~ Active:\ +yes ]]; then
+    virsh_in "$name" net-start "$net" >/dev/null
   fi
 }
 
