@@ -15,7 +15,8 @@
  * counts per type, solved by HiGHS; on the 100-host instance it is the optimum (HiGHS reaches
  * it with whole VMs per host), so what remains there is the solver's gap.
  *
- * Times are the median of 3 runs after one warm-up run (the first run of a process pays
+ * Times are the median of 7 runs after one warm-up run (a median of 3 on a shared 2-core
+ * machine swung by a third from one run of the bench to the next; the first run pays
  * for the JIT; its time is in `cold ms`). Run `npm run build` first: this imports the build.
  */
 import { place, validatePlacement, type PlacementRequest, type PlacementWeights } from '@novacron/core';
@@ -87,7 +88,7 @@ for (const [hosts, vms, targetMs] of [
 ] as const) {
   const instance = heterogeneous(hosts, vms, 1);
   const bound = await lowerBounds(instance.request);
-  const runs = SCHEDULERS.map((s) => ({ s, r: runOne(instance, s, 3) }));
+  const runs = SCHEDULERS.map((s) => ({ s, r: runOne(instance, s, 7) }));
   const spread = runs.find((x) => 'baseline' in x.s && x.s.baseline === 'least-loaded')!.r;
   for (const { s, r } of runs) {
     const engine = !('baseline' in s);

@@ -50,8 +50,8 @@ export interface OrchestratorOptions {
  * is kept that much below the policy's `maxDowntimeMs`. When the driver knows the path's
  * capacity, the stream is paced at the policy's `pacing` share of it: a stream that fills the
  * path leaves a backlog in its buffers, and the guest waits for that backlog at the switch.
- * The timeout counts from the first
- * memory round: a storage copy before it is not memory migration.
+ * The timeout counts from the first memory round: a storage copy before it is not memory
+ * migration.
  */
 export async function orchestrateMigration(options: OrchestratorOptions): Promise<OrchestratedMigration> {
   const { driver, policy, clock } = options;
