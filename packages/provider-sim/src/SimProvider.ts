@@ -418,7 +418,6 @@ export class SimProvider implements Provider {
 
   // ---- internals ------------------------------------------------------------------------
 
-  /** Counts the call, waits the configured latency, fires faults at its start; returns the stage hook. */
   /** NICs only on the networks the config declares (any when it declares none). */
   #assertNetworks(nics: readonly NicSpec[], vm: string, operation: string): void {
     const known = this.#config.networks;
@@ -458,6 +457,7 @@ export class SimProvider implements Provider {
     return current;
   }
 
+  /** Counts the call, waits the configured latency, fires faults at its start; returns the stage hook. */
   async #enter(operation: string, ctx: OperationContext, where: { vm?: string; host?: string }) {
     const call = this.faults.call(operation);
     const latency = this.#config.latency[operation as keyof SimProviderConfig['latency']];

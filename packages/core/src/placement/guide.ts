@@ -99,11 +99,6 @@ interface GuideModel {
   readonly kindHost: Int32Array;
 }
 
-/** The plan for one set of weights (see GuidePlanner, which shares the work between several). */
-export function buildGuide(p: Problem, w: Weights): FillGuide | undefined {
-  return new GuidePlanner(p).plan(w);
-}
-
 function buildModel(p: Problem): GuideModel | undefined {
   const K = p.classes.length;
   if (K === 0) return undefined;

@@ -1,5 +1,5 @@
 import { diffNics, NotFoundError, type ErrorContext, type NicSpec, type VmNic } from '@novacron/core';
-import type { NetworkState } from '../virsh/hostState.js';
+import { networkState, type NetworkState } from '../virsh/hostState.js';
 import type { Virsh, VirshCallOptions } from '../virsh/Virsh.js';
 import { assertName } from '../names.js';
 import type { DomainInterfaceInfo, DomainNic } from './domainXml.js';
@@ -85,9 +85,5 @@ export function attachInterfaceArgs(domain: string, nic: DomainNic, running: boo
 export async function readNetworks(virsh: { batch: Virsh['batch'] }, names: readonly string[], options: VirshCallOptions): Promise<Map<string, NetworkState>> {
   const unique = [...new Set(names)];
   const results = await virsh.batch(unique.map((n) => ['net-info', n]), options);
-  return new Map(unique.map((n, i) => {
-    const r = results[i];
-    const defined = r !== undefined && !r.error;
-    return [n, { defined, active: defined && /^Active:\s+yes\s*$/m.test(r.stdout) }];
-  }));
+  return new Map(unique.map((n, i) => [n, networkState(results[i] !== undefined && !results[i].error, results[i]?.stdout ?? '')]));
 }

@@ -31,6 +31,11 @@ export interface NetworkState {
   readonly active: boolean;
 }
 
+/** A network from `virsh net-info`: defined when the call succeeded, active when it says `Active: yes`. */
+export function networkState(succeeded: boolean, netInfo: string): NetworkState {
+  return { defined: succeeded, active: succeeded && /^Active:\s+yes\s*$/m.test(netInfo) };
+}
+
 export interface HostStateRequest {
   /** nodeinfo, nodememstats and the pool: what inventory and capacity checks need. */
   readonly node?: boolean;
@@ -114,8 +119,7 @@ export async function readHostState(virsh: Virsh, request: HostStateRequest): Pr
     ? new Map(
         request.networks.map((n, i): [string, NetworkState] => {
           const section = sections.get(`net${i}`);
-          const defined = section !== undefined && section.code === 0;
-          return [n, { defined, active: defined && /^Active:\s+yes\s*$/m.test(section.text) }];
+          return [n, networkState(section?.code === 0, section?.text ?? '')];
         }),
       )
     : undefined;

@@ -16,9 +16,10 @@ import { isUnknown, type VmInputs, type VmOutputs } from './vmInputs.js';
 /**
  * How disruptive a change to a VM is, cheapest first: the core's classes (in place, hot-plug,
  * reboot, migrate, replace), with `none` before them. Field changes (cpu, memory, disk, gpu,
- * image, labels, cloud-init) are classified by the core's own rules, exactly as `novacron plan`
- * classifies them (NICs too: `nics` against the NICs the provider last reported); the rules here add what only a Pulumi resource has (its identity, its
- * provider, its host, what it merely records) and map each class to Pulumi's terms.
+ * image, labels, cloud-init, NICs against those the provider last reported) are classified
+ * by the core's own rules, exactly as `novacron plan` classifies them; the rules here add what
+ * only a Pulumi resource has (its identity, its provider, its host, what it merely records)
+ * and map each class to Pulumi's terms.
  */
 export const CHANGE_CLASSES = ['none', ...CORE_CHANGE_CLASSES] as const;
 export type ChangeClass = 'none' | CoreChangeClass;
